@@ -1,0 +1,146 @@
+"""The composition root: settings, database, routes, outbox handlers, jobs and the worker.
+
+This module (with ``cli.py``, ``worker.py`` and ``migrations/``) is the only place in ``catalog``
+that may import ``billing``; everything else tells billing what happened through outbox events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
+
+from catalog import auth, db, errors, observability, outbox
+from catalog.ops import AuditController, Health
+from catalog.orgs.routes import OrgController
+from catalog.pagination import provide_page
+from catalog.settings import Settings, load_settings
+from catalog.worker import Worker
+
+API_VERSION = "1.0.0"
+MAX_BODY_BYTES = 1024 * 1024
+ROUTES: list[Any] = [Health, OrgController, AuditController]
+
+
+def build_registry(settings: Settings) -> outbox.Registry:
+    """Outbox handlers by event name and periodic jobs: later capabilities register theirs here."""
+    return outbox.Registry()
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Lode — health-data product exchange",
+        version=API_VERSION,
+        description=(
+            "Graded health-data products: find them, apply for access, sign a licence, pay, and use the data "
+            "under the grade. Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457 "
+            "`application/problem+json` with a stable `code`."
+        ),
+        servers=[Server(url="/")],
+        components=Components(
+            security_schemes={"ApiKey": SecurityScheme(type="http", scheme="bearer", description="A Lode API key")}
+        ),
+        security=[{"ApiKey": []}],
+        tags=[Tag(name=t) for t in ("Identity", "Audit", "Operations")],
+        path="/schema",
+        use_handler_docstrings=False,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_worker: bool | None = None,
+    registry: outbox.Registry | None = None,
+    services: dict[str, Any] | None = None,
+) -> Litestar:
+    settings = settings or load_settings()
+    observability.configure_logging(settings.log_level)
+    engine = db.create_engine(settings)
+    sessions = db.create_sessionmaker(engine)
+    registry = registry or build_registry(settings)
+    services = services if services is not None else build_services(settings)
+    worker = Worker(sessions, registry, services)
+    if run_worker is None:  # `lode serve --no-worker` reaches uvicorn's worker processes through the env
+        run_worker = settings.env != "test" and os.environ.get("LODE_RUN_WORKER", "1") != "0"
+    start_worker = run_worker
+
+    @contextlib.asynccontextmanager
+    async def worker_lifespan(app: Litestar) -> AsyncIterator[None]:
+        task = asyncio.create_task(worker.run(), name="lode-worker") if start_worker else None
+        try:
+            yield
+        finally:
+            worker.stop()
+            if task is not None:
+                await task  # the event in hand finishes: a graceful shutdown abandons nothing
+
+    alchemy = SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        session_maker=sessions,
+        session_dependency_key="db_session",
+        create_all=False,
+    )
+    app = Litestar(
+        route_handlers=ROUTES,
+        plugins=[SQLAlchemyPlugin(config=alchemy)],
+        dependencies={
+            "tx": Provide(db.provide_transaction),
+            "page": Provide(provide_page),
+            "caller": Provide(auth.provide_caller),
+            "viewer": Provide(auth.provide_viewer),
+        },
+        middleware=[observability.AccessLogMiddleware(), auth.AuthenticationMiddleware()],
+        guards=[auth.require_caller],
+        exception_handlers={Exception: errors.problem_response},
+        before_send=[observability.add_request_id_header],
+        lifespan=[worker_lifespan],
+        openapi_config=openapi_config(),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.registry = registry
+    app.state.worker = worker
+    app.state.services = services
+    return app
+
+
+def build_services(settings: Settings) -> dict[str, Any]:
+    """Objects handlers and jobs need beyond the database (billing's gateway, later)."""
+    return {"settings": settings}
+
+
+def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[None]]]:
+    """A worker for ``lode worker``: the same handlers and jobs as the in-process one."""
+    observability.configure_logging(settings.log_level)
+    engine = db.create_engine(settings)
+    worker = Worker(db.create_sessionmaker(engine), build_registry(settings), build_services(settings))
+    return worker, engine.dispose
+
+
+def render_openapi(settings: Settings) -> str:
+    app = create_app(settings, run_worker=False)
+    return json.dumps(app.openapi_schema.to_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+async def seed_demo(settings: Settings, *, progress: bool) -> dict[str, Any]:
+    from catalog.demo import seed
+
+    engine = db.create_engine(settings)
+    try:
+        return await seed(db.create_sessionmaker(engine), settings, build_services(settings), progress=progress)
+    finally:
+        await engine.dispose()

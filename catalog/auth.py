@@ -1,0 +1,180 @@
+"""API keys, roles and the guards every route uses — authorisation is decided here and in the
+repositories' tenant scoping, nowhere else.
+
+* A key is ``lode_`` + 32 random bytes (base64url). Only HMAC-SHA-256(pepper, key) is stored, with
+  the first characters as a lookup prefix; the comparison is constant-time.
+* Every route needs a caller unless its handler says ``opt={"public": True}``; a missing, unknown or
+  revoked key on any route is 401, so a new route cannot forget authentication.
+* Role checks are guards (``operator("curator")``, ``provider("publisher")`` …); checks that depend
+  on the resource (``ensure_org_admin``) are functions here that services call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from catalog.db import read_transaction, utcnow, write_transaction
+from catalog.errors import Forbidden, NotAuthenticated
+from catalog.orgs import repository as orgs_repo
+
+KEY_PREFIX = "lode_"
+# OpenAPI security of routes anyone may call: no key needed, and a key, when sent, is checked.
+ANYONE: list[dict[str, list[str]]] = [{}, {"ApiKey": []}]
+LOOKUP_CHARS = 12
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling: a user acting for their organisation through one API key."""
+
+    user_id: str
+    org_id: str
+    org_kind: str
+    org_status: str
+    roles: frozenset[str]
+    key_id: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.org_kind == "operator"
+
+    def acts_as(self, role: str) -> bool:
+        """An organisation's ``admin`` may act in every role of its own organisation."""
+        return role in self.roles or "admin" in self.roles
+
+    def is_operator_with(self, *roles: str) -> bool:
+        return self.is_operator and any(self.acts_as(r) for r in roles)
+
+    def is_member_with(self, org_id: str, *roles: str) -> bool:
+        return self.org_id == org_id and any(self.acts_as(r) for r in roles)
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def demo_secret(seed: str, slug: str) -> str:
+    """Demo keys are derived, never stored: a rerun of ``lode demo`` prints the same keys."""
+    digest = hmac.new(seed.encode(), slug.encode(), hashlib.sha256).digest()
+    return KEY_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def lookup_prefix(secret: str) -> str:
+    return secret[: len(KEY_PREFIX) + LOOKUP_CHARS]
+
+
+def hash_secret(pepper: bytes, secret: str) -> str:
+    return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
+
+
+class AuthenticationMiddleware(ASGIMiddleware):
+    """Resolves ``Authorization: Bearer <key>`` into ``scope["user"]`` (a Principal, or None)."""
+
+    scopes = ("http",)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        scope["user"] = await _authenticate(scope)
+        await next_app(scope, receive, send)
+
+
+async def _authenticate(scope: Scope) -> Principal | None:
+    header = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    if header is None:
+        return None
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret.startswith(KEY_PREFIX):
+        raise NotAuthenticated("Use 'Authorization: Bearer <api key>'.")
+    state = scope["litestar_app"].state
+    expected = hash_secret(state.settings.key_pepper, secret)
+    async with read_transaction(state.sessions) as session:
+        candidates = await orgs_repo.keys_by_prefix(session, lookup_prefix(secret))
+    match = next((c for c in candidates if hmac.compare_digest(c.key.secret_hash, expected)), None)
+    if match is None or match.key.revoked_at is not None or match.membership is None:
+        raise NotAuthenticated("The API key is unknown or revoked.")
+    now = utcnow()
+    last = match.key.last_used_at
+    if last is None or now - last >= LAST_USED_RESOLUTION:
+        # Its own short transaction, and a conditional update: concurrent requests with the same
+        # key write at most once a minute instead of contending on the row.
+        async with write_transaction(state.sessions) as session:
+            await orgs_repo.touch_key(session, match.key.id, now, now - LAST_USED_RESOLUTION)
+    return Principal(
+        user_id=match.key.user_id,
+        org_id=match.org.id,
+        org_kind=match.org.kind,
+        org_status=match.org.status,
+        roles=frozenset(match.membership.roles),
+        key_id=match.key.id,
+    )
+
+
+def require_caller(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """App-wide guard: a key is needed unless the handler is marked public."""
+    if handler.opt.get("public"):
+        return
+    if connection.scope.get("user") is None:
+        raise NotAuthenticated("A valid API key is required: 'Authorization: Bearer <api key>'.")
+
+
+def _role_guard(kind: str, roles: tuple[str, ...]) -> Any:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        principal: Principal | None = connection.scope.get("user")
+        if principal is None:
+            raise NotAuthenticated("A valid API key is required.")
+        if principal.org_kind != kind or not any(principal.acts_as(r) for r in roles):
+            raise Forbidden(f"This needs the {' or '.join(roles)} role of a {kind} organisation.")
+
+    guard.__name__ = f"{kind}_{'_'.join(roles)}"
+    return guard
+
+
+def operator(*roles: str) -> Any:
+    return _role_guard("operator", roles)
+
+
+def provider(*roles: str) -> Any:
+    return _role_guard("provider", roles)
+
+
+def consumer(*roles: str) -> Any:
+    return _role_guard("consumer", roles)
+
+
+def ensure_org_admin(principal: Principal, org_id: str) -> None:
+    """The organisation's own admin, or the operator's admin."""
+    if principal.is_member_with(org_id, "admin") or principal.is_operator_with("admin"):
+        return
+    raise Forbidden("Only the organisation's admin or the operator's admin may do this.")
+
+
+def ensure_sees_org(principal: Principal, org_id: str) -> None:
+    if principal.org_id != org_id and not principal.is_operator:
+        raise Forbidden("You may only see your own organisation.")
+
+
+async def provide_caller(request: Request[Any, Any, Any]) -> Principal:
+    principal = request.scope.get("user")
+    if principal is None:  # only reachable if a public handler asks for a caller
+        raise NotAuthenticated("A valid API key is required.")
+    return principal
+
+
+async def provide_viewer(request: Request[Any, Any, Any]) -> Principal | None:
+    return request.scope.get("user")

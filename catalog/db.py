@@ -1,0 +1,159 @@
+"""Base model, naming convention, UTC timestamps, the engine, sessions and the request transaction.
+
+Transactions follow STYLE rules 3 and 4:
+
+* The request owns its transaction: ``provide_transaction`` yields the session to the handler and
+  commits after the handler has built its response but before anything is sent, so a failed commit
+  becomes an error response (mapped in ``errors.py``) instead of a 2xx that lies.
+* On SQLite, write transactions start with ``BEGIN IMMEDIATE`` — the driver's own transaction
+  handling is switched off and a ``begin`` event emits the statement — so two requests that read
+  then write cannot both pass a check and silently overwrite each other. Reads stay ``DEFERRED``.
+  Whether a session writes is an execution option (``lode_write``) set when it first connects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+from advanced_alchemy.types import DateTimeUTC
+from litestar import Request
+from litestar.di import NamedDependency
+from sqlalchemy import JSON, Date, MetaData, String, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
+
+from catalog.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite. advanced-alchemy's JsonB would do,
+# but it relies on a SQLAlchemy helper that 2.1 removed.
+JsonB = JSON().with_variant(JSONB(), "postgresql")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def utcnow() -> datetime:
+    """Aware UTC with microseconds, always set in Python (never the database's clock)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTimeUTC(),
+        date: Date(),
+        dict[str, Any]: JsonB,
+        list[Any]: JsonB,
+        list[str]: JsonB,
+    }
+
+
+class IdMixin:
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class CreatedMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(), default=utcnow)
+
+
+def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    if settings.is_sqlite:
+        # NullPool: SQLite connections are cheap, and a pooled connection would keep a WAL
+        # snapshot alive in tests that copy database files around.
+        engine = create_async_engine(settings.database_url, poolclass=NullPool, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(settings.database_url, **kwargs)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the driver so on_begin decides DEFERRED or IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("lode_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def mark_write(session: AsyncSession) -> None:
+    """The session's transaction, when it starts, is a write transaction (BEGIN IMMEDIATE on SQLite).
+
+    Lazily: a request may first claim its Idempotency-Key in a short transaction of its own, which
+    on SQLite must not wait behind a write lock its own request already holds.
+    """
+    sync = session.sync_session
+    sync.execution_options = sync.execution_options.union({"lode_write": True})
+
+
+@asynccontextmanager
+async def write_transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A short transaction of its own (STYLE rule 3's exceptions): committed on exit."""
+    async with sessions() as session:
+        mark_write(session)
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+@asynccontextmanager
+async def read_transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    # Closing (not rolling back) ends the transaction without expiring what was loaded, so the
+    # caller can still read those objects afterwards.
+    async with sessions() as session:
+        try:
+            yield session
+        finally:
+            await session.close()
+
+
+async def provide_transaction(
+    db_session: NamedDependency[AsyncSession], request: Request
+) -> AsyncIterator[AsyncSession]:
+    """The request's transaction: commit after the handler, roll back if it raised.
+
+    Litestar runs this cleanup after the response object is built and before it is sent, and an
+    exception raised here goes through the app's exception handlers — so a commit that fails (a
+    constraint, a lock timeout, a serialization failure) answers with a problem, not a 2xx.
+    """
+    if request.method not in READ_METHODS:
+        mark_write(db_session)
+    try:
+        yield db_session
+    except BaseException:
+        await db_session.rollback()
+        raise
+    try:
+        await db_session.commit()
+    except BaseException:
+        await db_session.rollback()
+        raise

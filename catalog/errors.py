@@ -1,0 +1,271 @@
+"""The DomainError tree and the one handler that renders every failure as RFC 9457 problem+json.
+
+    DomainError                      400 bad_request
+    ├── ValidationFailed             400 validation_error   (errors: [{field, message}])
+    ├── MalformedJson                400 malformed_json
+    ├── NotAuthenticated             401 unauthenticated
+    ├── Forbidden                    403 forbidden          (and domain codes: not_named_analyst, …)
+    ├── NotFound                     404 not_found
+    ├── MethodNotAllowed             405 method_not_allowed
+    ├── Conflict                     409 conflict           (invalid_transition, terms_mismatch, …)
+    ├── PayloadTooLarge              413 body_too_large
+    ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
+    └── ServiceUnavailable           503 database_busy
+
+Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
+which a raise site may narrow (``Conflict("…", code="invalid_transition")``). Framework and
+database exceptions are translated here too, so a client never sees a stack trace and an
+unexpected failure says only that it happened, with the request id that finds it in the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from catalog import observability
+
+log = logging.getLogger("lode.errors")
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem; domain errors may add members (``blockers``, ``holds`` …)."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str = ""
+    errors: list[FieldError] | None = None
+    request_id: str | None = None
+
+
+class DomainError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        errors: list[FieldError] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.errors = errors
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(f"{field}: {message}", errors=[FieldError(field, message)])
+
+
+class MalformedJson(DomainError):
+    code = "malformed_json"
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(DomainError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "body_too_large"
+
+
+class Unprocessable(DomainError):
+    status = 422
+    code = "unprocessable"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    code = "database_busy"
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error responses an operation documents; 400, 401 and 500 are implied for every route."""
+    wanted = sorted({400, 500, *statuses})
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=HTTPStatus(status).phrase,
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in wanted
+    }
+
+
+def problem_response(request: Request, exc: Exception) -> Response:
+    """The single exception handler: anything raised while serving becomes problem+json."""
+    error = translate(exc)
+    request_id = observability.request_id(request.scope)
+    if error.status >= 500 and not isinstance(exc, DomainError | DBAPIError):
+        log.error(
+            "unexpected failure",
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"request_id": request_id, "path": request.url.path},
+        )
+    body: dict[str, Any] = {
+        "type": f"urn:lode:problem:{error.code}",
+        "title": HTTPStatus(error.status).phrase,
+        "status": error.status,
+        "code": error.code,
+        "detail": error.detail or HTTPStatus(error.status).description,
+    }
+    if error.errors:
+        body["errors"] = [msgspec.to_builtins(e) for e in error.errors]
+    body.update(error.extra)
+    body["request_id"] = request_id
+    return Response(content=body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def translate(exc: Exception) -> DomainError:
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, ValidationException):
+        return _validation(exc)
+    if isinstance(exc, RequestEntityTooLarge):
+        return PayloadTooLarge("The request body is larger than the limit of 1 MiB.")
+    if isinstance(exc, NotAuthorizedException):
+        return NotAuthenticated(exc.detail or "A valid API key is required.")
+    if isinstance(exc, PermissionDeniedException):
+        return Forbidden(exc.detail or "Your roles do not allow this.")
+    if isinstance(exc, NotFoundException):
+        return NotFound("No such resource or path.")
+    if isinstance(exc, MethodNotAllowedException):
+        return MethodNotAllowed("This method is not allowed on this path.")
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        if _caused_by_decode_error(exc):
+            return MalformedJson("The request body is not valid JSON.")
+        detail = str(exc.detail or "")
+        return DomainError(detail, code=_code_for_status(exc.status_code), status=exc.status_code)
+    if isinstance(exc, IntegrityError):
+        return Conflict("The change conflicts with existing data; nothing was written.")
+    if isinstance(exc, DBAPIError):
+        return _database_error(exc)
+    return DomainError("An unexpected error occurred; nothing was changed.", code="internal_error", status=500)
+
+
+def _caused_by_decode_error(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, msgspec.DecodeError) and not isinstance(cause, msgspec.ValidationError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<name>[^`]+)`")
+
+
+def _validation(exc: ValidationException) -> DomainError:
+    errors: list[FieldError] = []
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.ValidationError):
+        errors.append(_from_msgspec(str(cause)))
+    elif isinstance(exc.extra, list):
+        for item in exc.extra:
+            if isinstance(item, dict):
+                errors.append(FieldError(str(item.get("key") or "body"), str(item.get("message") or "invalid")))
+    if not errors:
+        errors.append(FieldError("body", str(exc.detail)))
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return ValidationFailed(detail, errors=errors)
+
+
+def _from_msgspec(text: str) -> FieldError:
+    match = _AT.match(text)
+    message = match.group("message") if match else text
+    path = (match.group("path") or "") if match else ""
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
+    if parts and parts[0] == "data":
+        parts = parts[1:]
+    named = _NAMED.search(message)
+    if named:
+        parts.append(named.group("name"))
+    return FieldError(".".join(parts) or "body", message)
+
+
+def _database_error(exc: DBAPIError) -> DomainError:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    if "database is locked" in text or "lock timeout" in text or "lock_not_available" in text:
+        return ServiceUnavailable("The database is busy; retry the request.")
+    if "could not serialize" in text or "deadlock" in text:
+        return Conflict("A concurrent change won; retry the request.")
+    log.error("database failure", exc_info=(type(exc), exc, exc.__traceback__))
+    return DomainError(
+        "The database could not complete the request; nothing was changed.", code="internal_error", status=500
+    )
+
+
+def _code_for_status(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthenticated",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        406: "not_acceptable",
+        409: "conflict",
+        413: "body_too_large",
+        415: "unsupported_media_type",
+        422: "unprocessable",
+        429: "too_many_requests",
+    }.get(status, "bad_request")

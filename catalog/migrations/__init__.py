@@ -1,0 +1,28 @@
+"""Alembic migrations; ``lode db upgrade`` runs them (no alembic.ini: the config is built in code).
+
+Part of the composition root: it sees every model, billing's included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+
+from catalog.settings import Settings
+
+SCRIPT_LOCATION = Path(__file__).parent
+
+
+def load_all_models() -> None:
+    """Import every model module so ``Base.metadata`` is complete."""
+    from catalog import audit, idempotency, outbox  # noqa: F401
+    from catalog.orgs import models as _orgs  # noqa: F401
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    config.attributes["settings"] = settings
+    return config

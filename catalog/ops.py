@@ -1,0 +1,143 @@
+"""Operations routes: liveness, readiness, the spec and its docs page, and the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, Request, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import audit
+from catalog.auth import ANYONE, Principal, operator
+from catalog.errors import ServiceUnavailable, ValidationFailed, problem_responses
+from catalog.pagination import MAX_LIMIT
+
+PUBLIC = {"public": True}
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Lode API</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <noscript>Lode's API reference needs JavaScript; the raw spec is at
+    <a href="/openapi.json">/openapi.json</a>.</noscript>
+  <div id="docs"></div>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", persistAuthorization: true});
+  </script>
+</body>
+</html>
+"""
+
+
+class Health(Controller):
+    include_in_schema = True
+    tags = ["Operations"]
+
+    @get(
+        "/health",
+        operation_id="Health",
+        summary="Liveness: the process answers",
+        opt=PUBLIC,
+        security=ANYONE,
+        responses=problem_responses(),
+    )
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get(
+        "/ready",
+        operation_id="Ready",
+        summary="Readiness: the database answers",
+        opt=PUBLIC,
+        security=ANYONE,
+        responses=problem_responses(503),
+    )
+    async def ready(self, request: Request[Any, Any, Any]) -> dict[str, str]:
+        try:
+            async with request.app.state.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable("The database is not reachable.", code="not_ready") from exc
+        return {"status": "ready"}
+
+    @get(
+        "/openapi.json",
+        operation_id="GetOpenApi",
+        summary="This API's OpenAPI 3.1 document",
+        opt=PUBLIC,
+        security=ANYONE,
+        include_in_schema=False,
+        media_type="application/vnd.oai.openapi+json",
+    )
+    async def openapi_json(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        return request.app.openapi_schema.to_schema()
+
+    @get(
+        "/docs",
+        operation_id="GetDocs",
+        summary="Interactive API documentation",
+        opt=PUBLIC,
+        security=ANYONE,
+        include_in_schema=False,
+        media_type=MediaType.HTML,
+    )
+    async def docs(self) -> str:
+        return DOCS_PAGE
+
+
+class AuditController(Controller):
+    path = "/v1/audit"
+    tags = ["Audit"]
+
+    @get(
+        "/",
+        operation_id="ListAuditEvents",
+        summary="Audit events, newest first (the operator sees all; others, events concerning their org)",
+        responses=problem_responses(401),
+    )
+    async def list_events(
+        self,
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
+        cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
+        action: Annotated[str | None, QueryParameter(max_length=80)] = None,
+        subject_id: Annotated[str | None, QueryParameter(max_length=80)] = None,
+    ) -> audit.AuditList:
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            raise ValidationFailed.field("cursor", "is not a cursor returned by this list")
+        return await audit.list_events(
+            tx,
+            org_id=None if caller.is_operator else caller.org_id,
+            limit=limit,
+            before_seq=int(cursor) if cursor else None,
+            action=action,
+            subject_id=subject_id,
+        )
+
+    @get(
+        "/verify",
+        operation_id="VerifyAuditChain",
+        summary="Verify the audit chain (operator)",
+        guards=[operator("admin", "compliance", "security")],
+        responses=problem_responses(401, 403),
+    )
+    async def verify(
+        self,
+        tx: NamedDependency[AsyncSession],
+        expected_head: Annotated[
+            str | None,
+            QueryParameter(
+                description="A head published earlier, `<seq>:<hash>` as `lode audit head` prints it", max_length=200
+            ),
+        ] = None,
+        from_seq: Annotated[int, QueryParameter(ge=1, le=2**62)] = 1,
+    ) -> audit.VerifyResult:
+        return await audit.verify(tx, expected_head=expected_head, from_seq=from_seq)

@@ -1,0 +1,190 @@
+"""HTTP routes for identity and tenancy: thin — parse, call the service, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.auth import Principal, operator
+from catalog.errors import problem_responses
+from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.orgs.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    MemberCreate,
+    MemberList,
+    MemberRead,
+    MemberUpdate,
+    MeRead,
+    OrgCreate,
+    OrgList,
+    OrgRead,
+    OrgVerify,
+)
+from catalog.orgs.service import OrgService
+from catalog.pagination import PageRequest
+
+
+async def provide_org_service(tx: NamedDependency[AsyncSession], request: Request[Any, Any, Any]) -> OrgService:
+    return OrgService(tx, request.scope.get("user"), request.app.state.settings.key_pepper)
+
+
+class OrgController(Controller):
+    path = "/v1"
+    tags = ["Identity"]
+    dependencies = {"org_service": Provide(provide_org_service)}
+
+    @get(
+        "/me", operation_id="GetMe", summary="Who am I: user, organisation and roles", responses=problem_responses(401)
+    )
+    async def get_me(self, org_service: NamedDependency[OrgService]) -> MeRead:
+        return await org_service.me()
+
+    @post(
+        "/orgs",
+        operation_id="CreateOrg",
+        summary="Register an organisation (operator admin)",
+        guards=[operator("admin")],
+        responses=problem_responses(401, 403, 409, 422),
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )  # type: ignore[list-item]
+    async def create_org(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[OrgCreate],
+        org_service: NamedDependency[OrgService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+    ) -> Response[OrgRead]:
+        async def run() -> Response[OrgRead]:
+            org = await org_service.create_org(data)
+            return Response(org, status_code=201, headers={"Location": f"/v1/orgs/{org.id}"})
+
+        return await idempotent(request, caller.org_id, tx, run)
+
+    @get(
+        "/orgs",
+        operation_id="ListOrgs",
+        summary="List organisations (the operator sees all, others their own)",
+        responses=problem_responses(401),
+    )
+    async def list_orgs(
+        self,
+        org_service: NamedDependency[OrgService],
+        page: NamedDependency[PageRequest],
+        kind: FromQuery[Literal["operator", "provider", "consumer"] | None] = None,
+        status: FromQuery[Literal["pending", "verified", "rejected"] | None] = None,
+    ) -> OrgList:
+        return await org_service.list_orgs(page, kind, status)
+
+    @get(
+        "/orgs/{org_id:str}",
+        operation_id="GetOrg",
+        summary="Get an organisation",
+        responses=problem_responses(401, 404),
+    )
+    async def get_org(self, org_id: FromPath[str], org_service: NamedDependency[OrgService]) -> OrgRead:
+        return await org_service.get_org(org_id)
+
+    @post(
+        "/orgs/{org_id:str}/verify",
+        operation_id="VerifyOrg",
+        status_code=200,
+        summary="Verify or reject an organisation (operator admin)",
+        guards=[operator("admin")],
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def verify_org(
+        self, org_id: FromPath[str], data: JSONBody[OrgVerify], org_service: NamedDependency[OrgService]
+    ) -> OrgRead:
+        return await org_service.verify(org_id, data)
+
+    @post(
+        "/orgs/{org_id:str}/members",
+        operation_id="AddMember",
+        summary="Add a member with roles",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def add_member(
+        self, org_id: FromPath[str], data: JSONBody[MemberCreate], org_service: NamedDependency[OrgService]
+    ) -> Response[MemberRead]:
+        member = await org_service.add_member(org_id, data)
+        return Response(member, status_code=201, headers={"Location": f"/v1/orgs/{org_id}/members/{member.id}"})
+
+    @get(
+        "/orgs/{org_id:str}/members",
+        operation_id="ListMembers",
+        summary="List an organisation's members",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def list_members(
+        self, org_id: FromPath[str], org_service: NamedDependency[OrgService], page: NamedDependency[PageRequest]
+    ) -> MemberList:
+        return await org_service.list_members(org_id, page)
+
+    @patch(
+        "/orgs/{org_id:str}/members/{user_id:str}",
+        operation_id="UpdateMember",
+        summary="Change a member's name or roles",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def update_member(
+        self,
+        org_id: FromPath[str],
+        user_id: FromPath[str],
+        data: JSONBody[MemberUpdate],
+        org_service: NamedDependency[OrgService],
+    ) -> MemberRead:
+        return await org_service.update_member(org_id, user_id, data)
+
+    @delete(
+        "/orgs/{org_id:str}/members/{user_id:str}",
+        operation_id="RemoveMember",
+        summary="Remove a member: its keys are revoked and its data access ends",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def remove_member(
+        self, org_id: FromPath[str], user_id: FromPath[str], org_service: NamedDependency[OrgService]
+    ) -> None:
+        await org_service.remove_member(org_id, user_id)
+
+    @post(
+        "/orgs/{org_id:str}/api-keys",
+        operation_id="IssueApiKey",
+        summary="Issue an API key (the secret is shown once)",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def issue_key(
+        self, org_id: FromPath[str], data: JSONBody[ApiKeyCreate], org_service: NamedDependency[OrgService]
+    ) -> Response[ApiKeyCreated]:
+        key = await org_service.issue_key(org_id, data)
+        return Response(key, status_code=201, headers={"Location": f"/v1/orgs/{org_id}/api-keys"})
+
+    @get(
+        "/orgs/{org_id:str}/api-keys",
+        operation_id="ListApiKeys",
+        summary="List API keys (admins see all, members their own); never the secrets",
+        responses=problem_responses(401, 403),
+    )
+    async def list_keys(
+        self, org_id: FromPath[str], org_service: NamedDependency[OrgService], page: NamedDependency[PageRequest]
+    ) -> ApiKeyList:
+        return await org_service.list_keys(org_id, page)
+
+    @delete(
+        "/api-keys/{key_id:str}",
+        operation_id="RevokeApiKey",
+        summary="Revoke an API key",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def revoke_key(
+        self,
+        key_id: Annotated[str, PathParameter(description="The key's id (key_…)")],
+        org_service: NamedDependency[OrgService],
+    ) -> None:
+        await org_service.revoke_key(key_id)

@@ -1,0 +1,220 @@
+"""Settings read once from the ``LODE_*`` environment variables.
+
+Every mistake is collected before anything starts, so an operator fixing a deployment sees all of
+them at once, each naming its variable — never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+ENVIRONMENTS = ("development", "test", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+class SettingsError(Exception):
+    """Raised with every problem found; ``problems`` holds one message per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    env: str = "development"
+    data_dir: Path = Path("lode-data")
+    database_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    key_pepper: bytes = b""
+    policy_file: Path | None = None
+    query_memory_limit: str = "1GB"
+    query_timeout_s: float = 30.0
+    max_upload_bytes: int = 2 * 2**30
+    stripe_api_key: str = ""
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    stripe_api_base: str = ""
+    billing_grace_days: int = 7
+    demo_seed: str = "lode-demo"
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool = True) -> Settings:
+    """Build Settings from the environment, or raise SettingsError listing every mistake."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value.strip() if value is not None and value.strip() != "" else None
+
+    values: dict[str, object] = {}
+
+    lode_env = get("LODE_ENV") or "development"
+    if lode_env not in ENVIRONMENTS:
+        problems.append(f"LODE_ENV must be one of {', '.join(ENVIRONMENTS)}; got {lode_env!r}.")
+    values["env"] = lode_env
+
+    data_dir = Path(get("LODE_DATA_DIR") or "lode-data").expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        problems.append(f"LODE_DATA_DIR must be a directory; {str(data_dir)!r} is a file.")
+    elif create_dirs:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(f"LODE_DATA_DIR {str(data_dir)!r} cannot be created: {exc.strerror}.")
+    values["data_dir"] = data_dir.resolve()
+
+    database_url = get("LODE_DATABASE_URL") or f"sqlite+aiosqlite:///{(data_dir / 'lode.db').resolve()}"
+    database_url = _normalise_database_url(database_url)
+    if not (database_url.startswith("sqlite+aiosqlite://") or database_url.startswith("postgresql+asyncpg://")):
+        problems.append(
+            "LODE_DATABASE_URL must be a SQLite (sqlite:///path) or PostgreSQL "
+            f"(postgresql://user@host/db) URL; got {_redact(database_url)!r}."
+        )
+    values["database_url"] = database_url
+
+    public_url = get("LODE_PUBLIC_URL") or "http://127.0.0.1:8000"
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", public_url):
+        problems.append(f"LODE_PUBLIC_URL must be an http(s) URL; got {public_url!r}.")
+    values["public_url"] = public_url.rstrip("/")
+
+    pepper = get("LODE_KEY_PEPPER")
+    if pepper is not None:
+        if len(pepper) < 32:
+            problems.append("LODE_KEY_PEPPER must be at least 32 characters of secret material.")
+        values["key_pepper"] = pepper.encode()
+    elif lode_env == "production":
+        problems.append("LODE_KEY_PEPPER is required when LODE_ENV=production (API keys are hashed with it).")
+    elif not problems or data_dir.is_dir():
+        values["key_pepper"] = _pepper_from_data_dir(data_dir, problems) if create_dirs else b"x" * 32
+
+    policy_file = get("LODE_POLICY_FILE")
+    if policy_file is not None:
+        path = Path(policy_file).expanduser()
+        if not path.is_file():
+            problems.append(f"LODE_POLICY_FILE {policy_file!r} does not exist or is not a file.")
+        values["policy_file"] = path
+
+    memory = get("LODE_QUERY_MEMORY_LIMIT") or "1GB"
+    if _parse_size(memory) is None:
+        problems.append(f"LODE_QUERY_MEMORY_LIMIT must be a size like 512MB or 2GB; got {memory!r}.")
+    values["query_memory_limit"] = memory.replace(" ", "").upper()
+
+    timeout = get("LODE_QUERY_TIMEOUT_S")
+    if timeout is not None:
+        try:
+            values["query_timeout_s"] = float(timeout)
+            if not 0 < float(timeout) <= 3600:
+                raise ValueError
+        except ValueError:
+            problems.append(f"LODE_QUERY_TIMEOUT_S must be a number of seconds in (0, 3600]; got {timeout!r}.")
+
+    upload = get("LODE_MAX_UPLOAD_BYTES")
+    if upload is not None:
+        size = _parse_size(upload)
+        if size is None or size <= 0:
+            problems.append(f"LODE_MAX_UPLOAD_BYTES must be a positive size (bytes, or like 500MB); got {upload!r}.")
+        else:
+            values["max_upload_bytes"] = size
+
+    stripe_key = get("LODE_STRIPE_API_KEY") or ""
+    if stripe_key and not re.match(r"^(sk|rk)_(test|live)_\w+$", stripe_key):
+        problems.append("LODE_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… or rk_…).")
+    values["stripe_api_key"] = stripe_key
+
+    secrets_raw = get("LODE_STRIPE_WEBHOOK_SECRET")
+    if secrets_raw is not None:
+        webhook_secrets = tuple(s.strip() for s in secrets_raw.split(",") if s.strip())
+        if not webhook_secrets or any(not s.startswith("whsec_") for s in webhook_secrets):
+            problems.append("LODE_STRIPE_WEBHOOK_SECRET must be comma-separated Stripe signing secrets (whsec_…).")
+        values["stripe_webhook_secrets"] = webhook_secrets
+
+    api_base = get("LODE_STRIPE_API_BASE") or ""
+    if api_base and not re.match(r"^https?://\S+$", api_base):
+        problems.append(f"LODE_STRIPE_API_BASE must be an http(s) URL; got {api_base!r}.")
+    values["stripe_api_base"] = api_base.rstrip("/")
+
+    grace = get("LODE_BILLING_GRACE_DAYS")
+    if grace is not None:
+        if not grace.isdigit() or not 0 <= int(grace) <= 90:
+            problems.append(f"LODE_BILLING_GRACE_DAYS must be a whole number of days in 0..90; got {grace!r}.")
+        else:
+            values["billing_grace_days"] = int(grace)
+
+    values["demo_seed"] = get("LODE_DEMO_SEED") or "lode-demo"
+
+    level = (get("LODE_LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        problems.append(f"LODE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {level!r}.")
+    values["log_level"] = level
+
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _normalise_database_url(url: str) -> str:
+    """Accept the URLs people write and pin the async drivers Lode ships with."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _parse_size(text: str) -> int | None:
+    match = _SIZE.match(text)
+    if not match:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").upper()])
+
+
+def _pepper_from_data_dir(data_dir: Path, problems: list[str]) -> bytes:
+    """The development pepper is generated once and kept beside the database it protects."""
+    path = data_dir / "key-pepper"
+    try:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+    except FileExistsError:
+        return path.read_text().strip().encode()
+    except OSError as exc:
+        problems.append(f"LODE_KEY_PEPPER is unset and {str(path)!r} cannot be written: {exc.strerror}.")
+        return b""
+
+
+def memory_limit_bytes(settings: Settings) -> int:
+    return _parse_size(settings.query_memory_limit) or 2**30

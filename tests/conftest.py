@@ -1,0 +1,148 @@
+"""Test fixtures: real databases (SQLite always, PostgreSQL when LODE_TEST_PG_URL is set).
+
+Each database-facing test runs once per database through the ``database`` fixture's params. The
+schema is migrated once per session (a template file copied per test on SQLite; tables truncated
+between tests on PostgreSQL). Under ``CI=true`` a missing or unreachable PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import text
+
+from catalog import db
+from catalog.app import create_app
+from catalog.settings import Settings, load_settings
+from tests.support import Actors, lifespan
+
+PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PEPPER = "test-pepper-" + "x" * 40
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and not PG_URL:
+        raise pytest.UsageError("CI=true but LODE_TEST_PG_URL is not set: the PostgreSQL tests must run in CI.")
+
+
+def make_settings(tmp: Path, database_url: str, **env: str) -> Settings:
+    environ = {
+        "LODE_ENV": "test",
+        "LODE_DATA_DIR": str(tmp / "data"),
+        "LODE_DATABASE_URL": database_url,
+        "LODE_KEY_PEPPER": PEPPER,
+        "LODE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    return load_settings(environ)
+
+
+def migrate(settings: Settings) -> None:
+    from alembic import command
+
+    from catalog.migrations import alembic_config
+
+    command.upgrade(alembic_config(settings), "head")
+
+
+@pytest.fixture(scope="session", name="sqlite_template")
+def fx_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("template")
+    path = tmp / "template.db"
+    migrate(make_settings(tmp, f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session", name="pg_ready")
+def fx_pg_ready(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need LODE_TEST_PG_URL (they always run in CI)")
+    tmp = tmp_path_factory.mktemp("pg")
+    settings = make_settings(tmp, PG_URL)
+
+    async def reset_schema() -> None:
+        engine = db.create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(reset_schema())
+    except Exception as exc:
+        message = f"PostgreSQL at LODE_TEST_PG_URL is unreachable: {exc}"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    migrate(settings)
+    return settings.database_url
+
+
+async def truncate_all(settings: Settings) -> None:
+    from catalog.db import Base
+    from catalog.migrations import load_all_models
+
+    load_all_models()
+    engine = db.create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            await conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], name="database")
+def fx_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL for this test: a fresh migrated SQLite file, or the truncated PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "lode.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url = request.getfixturevalue("pg_ready")
+    asyncio.run(truncate_all(make_settings(tmp_path, url)))
+    return url
+
+
+@pytest.fixture(name="settings")
+def fx_settings(database: str, tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, database)
+
+
+@pytest.fixture(name="app")
+def fx_app(settings: Settings) -> Litestar:
+    return create_app(settings, run_worker=False)
+
+
+@pytest.fixture(name="client")
+async def fx_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client driving the app in the test's own event loop (PostgreSQL pools are per loop)."""
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(name="actors")
+async def fx_actors(client: httpx.AsyncClient, app: Litestar, settings: Settings) -> Actors:
+    actors = Actors(client, app, settings)
+    await actors.bootstrap()
+    return actors
+
+
+@pytest.fixture(name="sessions")
+def fx_sessions(app: Litestar) -> Iterator[Any]:
+    yield app.state.sessions

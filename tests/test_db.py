@@ -1,0 +1,79 @@
+"""Transactions that never lie: a failed commit is an error response and nothing is half-written."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import event, func, select
+
+from catalog import audit
+from catalog.orgs.models import Organisation
+from tests.support import Actors, expect
+
+pytestmark = pytest.mark.asyncio
+
+
+class TestCommitFailure:
+    async def test_a_failed_commit_answers_non_2xx_and_writes_nothing(self, client, actors: Actors, app) -> None:
+        engine = app.state.engine.sync_engine
+        failing = {"armed": True}
+
+        def fail_commit(conn) -> None:
+            if failing["armed"]:
+                failing["armed"] = False
+                raise RuntimeError("injected: the disk is full")
+
+        event.listen(engine, "commit", fail_commit)
+        try:
+            body = {
+                "name": "Doomed",
+                "kind": "consumer",
+                "jurisdiction": "CN",
+                "org_type": "pharma",
+                "for_profit": True,
+            }
+            response = await client.post("/v1/orgs", json=body, headers=actors.operator.headers)
+        finally:
+            event.remove(engine, "commit", fail_commit)
+        assert response.status_code >= 500, response.text
+        assert response.json()["code"] == "internal_error"
+        async with app.state.sessions() as s:
+            names = (await s.execute(select(Organisation.name))).scalars().all()
+            actions = (await s.execute(select(audit.AuditEvent.action))).scalars().all()
+        assert "Doomed" not in names
+        assert actions.count("org.created") == 1  # only the operator's own creation at bootstrap
+
+
+class TestConcurrentWrites:
+    async def test_40_concurrent_writes_all_succeed_and_chain(self, client, actors: Actors, app) -> None:
+        async def create(i: int):
+            body = {
+                "name": f"Concurrent {i}",
+                "kind": "consumer",
+                "jurisdiction": "CN",
+                "org_type": "pharma",
+                "for_profit": True,
+            }
+            return await client.post("/v1/orgs", json=body, headers=actors.operator.headers)
+
+        responses = await asyncio.gather(*(create(i) for i in range(40)))
+        assert [r.status_code for r in responses] == [201] * 40, [r.text for r in responses if r.status_code != 201]
+        verified = expect(await client.get("/v1/audit/verify", headers=actors.operator.headers), 200)
+        assert verified["valid"] is True
+        async with app.state.sessions() as s:
+            rows = (
+                (await s.execute(select(audit.AuditEvent).where(audit.AuditEvent.action == "org.created")))
+                .scalars()
+                .all()
+            )
+            total = (await s.execute(select(func.count()).select_from(audit.AuditEvent))).scalar_one()
+        concurrent = [r for r in rows if r.data and "Concurrent" in r.data]
+        assert len(concurrent) == 40
+        assert len({r.prev_hash for r in concurrent}) == 40
+        assert sorted(r.seq for r in await _all(app)) == list(range(1, total + 1))
+
+
+async def _all(app):
+    async with app.state.sessions() as s:
+        return (await s.execute(select(audit.AuditEvent))).scalars().all()
