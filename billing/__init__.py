@@ -1,0 +1,1 @@
+"""Billing: money, ledger, revenue split and the Stripe gateway."""
