@@ -164,6 +164,23 @@ def ensure_org_admin(principal: Principal, org_id: str) -> None:
     raise Forbidden("Only the organisation's admin or the operator's admin may do this.")
 
 
+def ensure_member_with(principal: Principal | None, org_id: str, *roles: str) -> Principal:
+    """A member of ``org_id`` acting in one of ``roles`` (its admin acts in all of them)."""
+    if principal is None:
+        raise NotAuthenticated("A valid API key is required.")
+    if not principal.is_member_with(org_id, *roles):
+        raise Forbidden(f"This needs the {' or '.join(roles)} role of the owning organisation.")
+    return principal
+
+
+def ensure_operator_with(principal: Principal | None, *roles: str) -> Principal:
+    if principal is None:
+        raise NotAuthenticated("A valid API key is required.")
+    if not principal.is_operator_with(*roles):
+        raise Forbidden(f"This needs the operator's {' or '.join(roles)} role.")
+    return principal
+
+
 def ensure_sees_org(principal: Principal, org_id: str) -> None:
     if principal.org_id != org_id and not principal.is_operator:
         raise Forbidden("You may only see your own organisation.")

@@ -211,7 +211,7 @@ def _caused_by_decode_error(exc: BaseException) -> bool:
     return False
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_AT = re.compile(r"^(?P<message>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<name>[^`]+)`")
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import msgspec
 
+from catalog import policy
+
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
@@ -119,6 +121,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
         path = Path(policy_file).expanduser()
         if not path.is_file():
             problems.append(f"LODE_POLICY_FILE {policy_file!r} does not exist or is not a file.")
+        else:
+            try:
+                policy.load(path)
+            except policy.PolicyError as exc:
+                problems.extend(exc.problems)
         values["policy_file"] = path
 
     memory = get("LODE_QUERY_MEMORY_LIMIT") or "1GB"

@@ -1,0 +1,308 @@
+"""The grade policy: the single source every enforcement point asks.
+
+PRODUCT.md's grade table is written out below as data. An operator may *tighten* it with a TOML
+file (``LODE_POLICY_FILE``) and can never loosen it: the file is checked at start and every key
+that would loosen a rule is refused by name. Nothing else in Lode compares grades — code asks
+``allows(grade, mode)``, ``rule(grade).tracks`` and the like.
+
+    # policy.toml — each table names a grade; every key is optional
+    [L2]
+    modes = ["rows", "aggregate"]        # a subset of the default modes
+    k = 20                               # at least the default minimum cell size
+    [L5]
+    epsilon_total = 2.0                  # at most the default ε budget
+    epsilon_per_query = 0.25
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+GRADES = ("L1", "L2", "L3", "L4", "L5")
+MODES = ("download", "rows", "aggregate", "dp_aggregate")
+TRACKS = ("provider", "ethics", "security", "compliance", "operator")
+ALL_AGGREGATES = frozenset({"count", "count_distinct", "sum", "avg", "min", "max"})
+LICENSABLE_BY = ("registered", "verified", "verified_in_jurisdiction")  # from loosest to strictest
+MICRO = 1_000_000  # ε is stored and metered as integer micro-ε
+
+LicensableBy = Literal["registered", "verified", "verified_in_jurisdiction"]
+
+
+class Dominance(msgspec.Struct, frozen=True):
+    """A cell is suppressed when its ``n`` largest contributors hold at least ``share`` of its sum."""
+
+    n: int
+    share: float
+
+
+class GradeRule(msgspec.Struct, frozen=True, kw_only=True):
+    grade: str
+    name: str
+    licensable_by: LicensableBy
+    named_analysts: bool
+    modes: frozenset[str]
+    tracks: tuple[str, ...]
+    listing_roles: tuple[str, ...]
+    ethics_required: bool
+    cross_border: bool
+    sensitive_columns: bool  # may sensitive columns be selected, filtered or grouped by?
+    k: int
+    secondary_suppression: bool
+    dominance: Dominance | None
+    perturbation: bool
+    query_set_control: bool
+    aggregates: frozenset[str]
+    epsilon_total_micro: int | None
+    epsilon_per_query_micro: int | None
+
+    def allows(self, mode: str) -> bool:
+        return mode in self.modes
+
+
+_COMMON: dict[str, Any] = {
+    "k": 10,
+    "secondary_suppression": False,
+    "dominance": None,
+    "perturbation": False,
+    "query_set_control": False,
+    "aggregates": ALL_AGGREGATES,
+    "epsilon_total_micro": None,
+    "epsilon_per_query_micro": None,
+    "listing_roles": ("curator",),
+}
+
+DEFAULT_RULES: dict[str, GradeRule] = {
+    "L1": GradeRule(
+        **_COMMON,
+        grade="L1",
+        name="Open 公开",
+        licensable_by="registered",
+        named_analysts=False,
+        modes=frozenset({"download", "rows", "aggregate"}),
+        tracks=(),
+        ethics_required=False,
+        cross_border=True,
+        sensitive_columns=True,
+    ),
+    "L2": GradeRule(
+        **_COMMON,
+        grade="L2",
+        name="Registered 登记",
+        licensable_by="verified",
+        named_analysts=False,
+        modes=frozenset({"download", "rows", "aggregate"}),
+        tracks=(),
+        ethics_required=False,
+        cross_border=True,
+        sensitive_columns=True,
+    ),
+    "L3": GradeRule(
+        **_COMMON,
+        grade="L3",
+        name="Contract + ethics 协议+伦理",
+        licensable_by="verified",
+        named_analysts=True,
+        modes=frozenset({"rows", "aggregate"}),
+        tracks=("provider", "ethics", "compliance"),
+        ethics_required=True,
+        cross_border=False,
+        sensitive_columns=False,
+    ),
+    "L4": GradeRule(
+        **{
+            **_COMMON,
+            "listing_roles": ("curator", "security"),
+            "secondary_suppression": True,
+            "dominance": Dominance(n=2, share=0.9),
+            "perturbation": True,
+            "query_set_control": True,
+            "aggregates": frozenset({"count", "sum", "avg"}),
+        },
+        grade="L4",
+        name="Usable-not-visible 可用不可见",
+        licensable_by="verified",
+        named_analysts=True,
+        modes=frozenset({"aggregate"}),
+        tracks=("provider", "ethics", "security", "compliance"),
+        ethics_required=True,
+        cross_border=False,
+        sensitive_columns=False,
+    ),
+    "L5": GradeRule(
+        **{
+            **_COMMON,
+            "listing_roles": ("curator", "security"),
+            "epsilon_total_micro": 3 * MICRO,
+            "epsilon_per_query_micro": MICRO // 2,
+            "aggregates": frozenset({"count", "sum", "avg"}),
+        },
+        grade="L5",
+        name="Restricted 严格受限",
+        licensable_by="verified_in_jurisdiction",
+        named_analysts=True,
+        modes=frozenset({"dp_aggregate"}),
+        tracks=("provider", "ethics", "security", "compliance", "operator"),
+        ethics_required=True,
+        cross_border=False,
+        sensitive_columns=False,
+    ),
+}
+
+
+class Policy(msgspec.Struct, frozen=True):
+    rules: dict[str, GradeRule]
+
+    def rule(self, grade: str) -> GradeRule:
+        return self.rules[grade]
+
+
+DEFAULT_POLICY = Policy(rules=DEFAULT_RULES)
+_active: Policy = DEFAULT_POLICY
+
+
+class PolicyError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- the questions every enforcement point asks -------------------------------------------------
+
+
+def install(policy: Policy) -> None:
+    global _active
+    _active = policy
+
+
+def current() -> Policy:
+    return _active
+
+
+def rule(grade: str) -> GradeRule:
+    return _active.rule(grade)
+
+
+def allows(grade: str, mode: str) -> bool:
+    """May a product of this grade be delivered in this mode at all?"""
+    return _active.rule(grade).allows(mode)
+
+
+def rank(grade: str) -> int:
+    return GRADES.index(grade)
+
+
+def is_stricter(new: str, old: str) -> bool:
+    return rank(new) > rank(old)
+
+
+def licensable_modes(grade: str, plan_modes: list[str] | None, terms_remove: set[str]) -> list[str]:
+    """grade ∩ plan ∩ terms, in the canonical order."""
+    allowed = set(_active.rule(grade).modes)
+    if plan_modes is not None:
+        allowed &= set(plan_modes)
+    allowed -= terms_remove
+    return [m for m in MODES if m in allowed]
+
+
+# --- tightening from a file ---------------------------------------------------------------------
+
+
+def load(path: Path | None) -> Policy:
+    """The default policy tightened by ``path``; PolicyError lists every key that is not allowed."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError([f"LODE_POLICY_FILE {str(path)!r} is not readable TOML: {exc}"]) from None
+    problems: list[str] = []
+    rules = dict(DEFAULT_RULES)
+    for grade, table in document.items():
+        if grade not in GRADES or not isinstance(table, dict):
+            problems.append(f"LODE_POLICY_FILE: [{grade}] is not a grade; use one of {', '.join(GRADES)}.")
+            continue
+        rules[grade] = _tighten(DEFAULT_RULES[grade], table, problems)
+    if problems:
+        raise PolicyError(problems)
+    return Policy(rules=rules)
+
+
+def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> GradeRule:
+    changes: dict[str, Any] = {}
+    g = base.grade
+
+    def refuse(key: str, why: str) -> None:
+        problems.append(f"LODE_POLICY_FILE: {g}.{key} {why}; a policy file may only tighten the grade policy.")
+
+    for key, value in table.items():
+        if key == "modes":
+            if not _is_str_list(value) or not set(value) <= base.modes:
+                refuse(key, f"must be a subset of {sorted(base.modes)}")
+            else:
+                changes["modes"] = frozenset(value)
+        elif key == "aggregates":
+            if not _is_str_list(value) or not set(value) <= base.aggregates:
+                refuse(key, f"must be a subset of {sorted(base.aggregates)}")
+            else:
+                changes["aggregates"] = frozenset(value)
+        elif key in ("tracks", "listing_roles"):
+            allowed = TRACKS if key == "tracks" else ("curator", "security", "compliance", "ethics")
+            if not _is_str_list(value) or not set(getattr(base, key)) <= set(value) <= set(allowed):
+                refuse(key, f"must include {list(getattr(base, key))} and only use {list(allowed)}")
+            else:
+                changes[key] = tuple(t for t in allowed if t in value)
+        elif key == "k":
+            if not isinstance(value, int) or isinstance(value, bool) or value < base.k:
+                refuse(key, f"must be a whole number of at least {base.k}")
+            else:
+                changes["k"] = value
+        elif key == "licensable_by":
+            if value not in LICENSABLE_BY or LICENSABLE_BY.index(value) < LICENSABLE_BY.index(base.licensable_by):
+                refuse(key, f"must be at least as strict as {base.licensable_by!r}")
+            else:
+                changes["licensable_by"] = value
+        elif key in ("named_analysts", "ethics_required", "secondary_suppression", "perturbation", "query_set_control"):
+            if not isinstance(value, bool) or (getattr(base, key) and not value):
+                refuse(key, "cannot be switched off")
+            else:
+                changes[key] = value
+        elif key in ("cross_border", "sensitive_columns"):
+            if not isinstance(value, bool) or (not getattr(base, key) and value):
+                refuse(key, "cannot be switched on")
+            else:
+                changes[key] = value
+        elif key in ("epsilon_total", "epsilon_per_query"):
+            field = f"{key}_micro"
+            limit = getattr(base, field)
+            micro = round(value * MICRO) if isinstance(value, int | float) and not isinstance(value, bool) else None
+            if limit is None or micro is None or not 0 < micro <= limit:
+                refuse(key, "must be a positive ε no larger than the default" if limit else "applies only to L5")
+            else:
+                changes[field] = micro
+        elif key == "dominance":
+            dom = base.dominance
+            ok = isinstance(value, dict) and set(value) <= {"n", "share"}
+            n, share = (
+                (value.get("n", dom.n if dom else 2), value.get("share", dom.share if dom else 1.0)) if ok else (0, 0)
+            )
+            if (
+                not ok
+                or not isinstance(n, int)
+                or not isinstance(share, int | float)
+                or not 0 < share <= 1
+                or (dom is not None and (n < dom.n or share > dom.share))
+            ):
+                refuse(key, "must be {n, share} with n no smaller and share no larger than the default")
+            else:
+                changes["dominance"] = Dominance(n=n, share=float(share))
+        else:
+            problems.append(f"LODE_POLICY_FILE: {g}.{key} is not a policy setting.")
+    return msgspec.structs.replace(base, **changes)
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)

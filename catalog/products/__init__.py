@@ -1,0 +1,1 @@
+"""Data products: their metadata, grade, lifecycle, releases, terms, plans and revenue shares."""

@@ -1,0 +1,151 @@
+"""HTTP routes of releases: a version's dictionary and files, publish and withdraw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.auth import ANYONE, Principal
+from catalog.errors import problem_responses
+from catalog.pagination import PageRequest
+from catalog.products.releases import ReleaseService, upload
+from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead, StatusChange
+
+PUBLIC = {"public": True}
+
+
+def _caller(request: Request[Any, Any, Any]) -> Principal | None:
+    return request.scope.get("user")
+
+
+async def provide_release_service(tx: NamedDependency[AsyncSession], request: Request[Any, Any, Any]) -> ReleaseService:
+    return ReleaseService(tx, _caller(request), request.app.state.storage)
+
+
+class ReleaseController(Controller):
+    path = "/v1/products/{product_id:str}/releases"
+    tags = ["Catalogue"]
+    dependencies = {"release_service": Provide(provide_release_service)}
+
+    @post(
+        "/",
+        operation_id="CreateRelease",
+        summary="Start a release with its own dictionary",
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def create(
+        self,
+        product_id: FromPath[str],
+        data: JSONBody[ReleaseCreate],
+        release_service: NamedDependency[ReleaseService],
+    ) -> Response[ReleaseRead]:
+        release = await release_service.create(product_id, data)
+        return Response(
+            release, status_code=201, headers={"Location": f"/v1/products/{product_id}/releases/{release.version}"}
+        )
+
+    @get(
+        "/",
+        operation_id="ListReleases",
+        opt=PUBLIC,
+        security=ANYONE,
+        summary="Releases: metadata and dictionary, never the data",
+        responses=problem_responses(401, 404),
+    )
+    async def list_releases(
+        self,
+        product_id: FromPath[str],
+        release_service: NamedDependency[ReleaseService],
+        page: NamedDependency[PageRequest],
+    ) -> ReleaseList:
+        return await release_service.list(product_id, page)
+
+    @get(
+        "/{version:str}",
+        operation_id="GetRelease",
+        opt=PUBLIC,
+        security=ANYONE,
+        summary="A release: metadata, dictionary and files",
+        responses=problem_responses(401, 404),
+    )
+    async def get_release(
+        self, product_id: FromPath[str], version: FromPath[str], release_service: NamedDependency[ReleaseService]
+    ) -> ReleaseRead:
+        return await release_service.get(product_id, version)
+
+    @put(
+        "/{version:str}/files/{name:str}",
+        operation_id="UploadReleaseFile",
+        status_code=201,
+        summary="Stream a CSV or Parquet file into a draft release ({name}.csv is table {name})",
+        request_max_body_size=None,
+        responses=problem_responses(401, 403, 404, 409, 413, 422),
+    )
+    async def upload_file(
+        self,
+        request: Request[Any, Any, State],
+        product_id: FromPath[str],
+        version: FromPath[str],
+        name: FromPath[str],
+    ) -> Response[ReleaseFileRead]:
+        state = request.app.state
+        stored = await upload(
+            state.sessions,
+            _caller(request),
+            state.storage,
+            product_id,
+            version,
+            name,
+            request.stream(),
+            state.settings.max_upload_bytes,
+        )
+        location = f"/v1/products/{product_id}/releases/{version}/files/{name}"
+        return Response(stored, status_code=201, headers={"Location": location})
+
+    @delete(
+        "/{version:str}/files/{name:str}",
+        operation_id="DeleteReleaseFile",
+        summary="Remove a file from a draft release",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def delete_file(
+        self,
+        product_id: FromPath[str],
+        version: FromPath[str],
+        name: FromPath[str],
+        release_service: NamedDependency[ReleaseService],
+    ) -> None:
+        await release_service.delete_file(product_id, version, name)
+
+    @post(
+        "/{version:str}/publish",
+        operation_id="PublishRelease",
+        status_code=200,
+        summary="Check the files against the dictionary, write the tables and freeze the release",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def publish(
+        self, product_id: FromPath[str], version: FromPath[str], release_service: NamedDependency[ReleaseService]
+    ) -> ReleaseRead:
+        return await release_service.publish(product_id, version)
+
+    @post(
+        "/{version:str}/withdraw",
+        operation_id="WithdrawRelease",
+        status_code=200,
+        summary="Make a release undeliverable (owner or operator)",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def withdraw(
+        self,
+        product_id: FromPath[str],
+        version: FromPath[str],
+        data: JSONBody[StatusChange],
+        release_service: NamedDependency[ReleaseService],
+    ) -> ReleaseRead:
+        return await release_service.withdraw(product_id, version, data.reason)

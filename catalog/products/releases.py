@@ -1,0 +1,232 @@
+"""Releases: a version with its own data dictionary and files, frozen at publish.
+
+A file upload never holds a database transaction while bytes stream in: the release is checked in
+one short transaction, the file is streamed to storage with none open, and it is recorded in a
+second short transaction that checks again that the release is still a draft (a publish that won
+the race leaves the upload refused and its bytes deleted). Each upload has its own storage key, so
+a late upload can never overwrite a file a published release refers to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from catalog import audit
+from catalog.auth import Principal
+from catalog.db import utcnow, write_transaction
+from catalog.errors import Conflict, NotFound, Unprocessable
+from catalog.ids import new_id
+from catalog.pagination import PageRequest
+from catalog.products import dictionary
+from catalog.products import repository as repo
+from catalog.products.models import Product, Release, ReleaseFile
+from catalog.products.reads import release_read
+from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
+from catalog.products.service import OPERATOR_STATUS_ROLES, ProductService
+from catalog.storage import Storage, TableSpec, parse_file_name, schema_problems
+
+
+class ReleaseService:
+    def __init__(self, session: AsyncSession, caller: Principal | None, storage: Storage) -> None:
+        self.session = session
+        self.caller = caller
+        self.storage = storage
+        self.products = ProductService(session, caller)
+
+    async def create(self, product_id: str, data: ReleaseCreate) -> ReleaseRead:
+        product = await self.products.owned(product_id)
+        if product.status == "retired":
+            raise Conflict("A retired product takes no new releases.", code="invalid_transition")
+        if await repo.release(self.session, product.id, data.version) is not None:
+            raise Conflict(f"Release {data.version} exists.", code="version_exists")
+        if data.dictionary is not None:
+            tables = dictionary.validate(data.dictionary)
+        else:
+            previous = await repo.latest_release(self.session, product.id)
+            tables = previous.dictionary if previous else product.dictionary
+            if not tables:
+                raise Unprocessable(
+                    "Give the release a dictionary: the product has none to copy.", code="dictionary_required"
+                )
+        release = Release(
+            id=new_id("rel"),
+            product_id=product.id,
+            version=data.version,
+            notes=data.notes,
+            status="draft",
+            dictionary=tables,
+            created_by=self._user(),
+            created_at=utcnow(),
+        )
+        self.session.add(release)
+        await self.session.flush()
+        self._audit("release.created", product, release, {"version": data.version})
+        return release_read(release, [])
+
+    async def _release(self, product: Product, version: str, *, lock: bool = False) -> Release:
+        find = repo.release_for_update if lock else repo.release
+        release = await find(self.session, product.id, version)
+        if release is None or (release.status == "draft" and not self.products.sees_unlisted(product)):
+            raise NotFound(f"No release {version} of {product.id}.")
+        return release
+
+    async def get(self, product_id: str, version: str) -> ReleaseRead:
+        product = await self.products.visible(product_id)
+        release = await self._release(product, version)
+        return release_read(release, (await repo.files(self.session, [release.id]))[release.id])
+
+    async def list(self, product_id: str, page: PageRequest) -> ReleaseList:
+        product = await self.products.visible(product_id)
+        statuses = None if self.products.sees_unlisted(product) else ("published", "withdrawn")
+        result = await repo.list_releases(self.session, product.id, page, statuses)
+        files = await repo.files(self.session, [r.id for r in result.items])
+        return ReleaseList(items=[release_read(r, files[r.id]) for r in result.items], next_cursor=result.next_cursor)
+
+    async def delete_file(self, product_id: str, version: str, name: str) -> None:
+        product = await self.products.owned(product_id)
+        release = await self._release(product, version, lock=True)
+        _require_draft(release)
+        row = await repo.file(self.session, release.id, name)
+        if row is None:
+            raise NotFound(f"No file {name} in release {version}.")
+        await self.session.delete(row)
+        await self.session.flush()
+        self._audit("release.file_deleted", product, release, {"name": name})
+        self.storage.delete(row.storage_key)
+
+    async def publish(self, product_id: str, version: str) -> ReleaseRead:
+        product = await self.products.owned(product_id)
+        release = await self._release(product, version, lock=True)
+        if release.status != "draft":
+            raise Conflict(f"Release {version} is {release.status}.", code="invalid_transition")
+        files = (await repo.files(self.session, [release.id]))[release.id]
+        specs, problems = _match_files(release.dictionary, files)
+        if problems:
+            raise Conflict(
+                "The files do not match the release's dictionary.", code="dictionary_mismatch", problems=problems
+            )
+        published = await self.storage.publish(release.id, specs)
+        release.tables = {
+            t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256}
+            for t, p in published.items()
+        }
+        release.status = "published"
+        release.published_at = utcnow()
+        await self.session.flush()
+        self._audit("release.published", product, release, {"version": version, "tables": release.tables})
+        return release_read(release, files)
+
+    async def withdraw(self, product_id: str, version: str, reason: str) -> ReleaseRead:
+        caller = self.caller
+        assert caller is not None
+        product = await self.products.visible(product_id)
+        if not caller.is_operator_with(*OPERATOR_STATUS_ROLES):
+            await self.products.owned(product_id)
+        release = await self._release(product, version, lock=True)
+        if release.status == "withdrawn":
+            raise Conflict(f"Release {version} is already withdrawn.", code="invalid_transition")
+        release.status, release.withdrawn_at, release.withdraw_reason = "withdrawn", utcnow(), reason
+        await self.session.flush()
+        self._audit("release.withdrawn", product, release, {"version": version, "reason": reason})
+        return release_read(release, (await repo.files(self.session, [release.id]))[release.id])
+
+    def _user(self) -> str | None:
+        return self.caller.user_id if self.caller else None
+
+    def _audit(self, action: str, product: Product, release: Release, data: dict[str, Any]) -> None:
+        audit.record(
+            self.session,
+            self.caller,
+            action,
+            "release",
+            release.id,
+            [product.owner_org_id],
+            {"product_id": product.id, **data},
+        )
+
+
+async def upload(
+    sessions: async_sessionmaker[AsyncSession],
+    caller: Principal | None,
+    storage: Storage,
+    product_id: str,
+    version: str,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+) -> ReleaseFileRead:
+    """Stream a file into a draft release: check, stream with no transaction open, then record."""
+    parse_file_name(name)
+    async with write_transaction(sessions) as session:
+        service = ReleaseService(session, caller, storage)
+        product = await service.products.owned(product_id)
+        release_id = _require_draft(await service._release(product, version)).id
+    result = await storage.ingest(chunks, release_id=release_id, name=name, max_bytes=max_bytes)
+    try:
+        async with write_transaction(sessions) as session:
+            service = ReleaseService(session, caller, storage)
+            product = await service.products.owned(product_id)
+            release = _require_draft(await service._release(product, version, lock=True))
+            old = await repo.file(session, release.id, name)
+            if old is not None:
+                await session.delete(old)
+                await session.flush()
+            row = ReleaseFile(
+                id=new_id("fil"),
+                release_id=release.id,
+                name=name,
+                table_name=result.table,
+                format=result.format,
+                storage_key=result.storage_key,
+                sha256=result.sha256,
+                bytes=result.bytes,
+                rows=result.rows,
+                columns=[{"name": c.name, "type": c.type} for c in result.columns],
+                uploaded_by=caller.user_id if caller else None,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            await session.flush()
+            service._audit(
+                "release.file_uploaded",
+                product,
+                release,
+                {"name": name, "sha256": result.sha256, "bytes": result.bytes, "rows": result.rows},
+            )
+    except BaseException:
+        storage.delete(result.storage_key)
+        raise
+    if old is not None:
+        storage.delete(old.storage_key)
+    return release_read(release, [row]).files[0]
+
+
+def _require_draft(release: Release) -> Release:
+    if release.status != "draft":
+        raise Conflict(f"Release {release.version} is {release.status}: its files are frozen.", code="release_frozen")
+    return release
+
+
+def _match_files(tables: list[dict[str, Any]], files: list[ReleaseFile]) -> tuple[dict[str, TableSpec], list[str]]:
+    """Each dictionary table needs exactly one file whose schema agrees; no file may be left over."""
+    from catalog.storage import ColumnInfo
+
+    problems: list[str] = []
+    by_table: dict[str, list[ReleaseFile]] = {}
+    for f in files:
+        by_table.setdefault(f.table_name, []).append(f)
+    specs: dict[str, TableSpec] = {}
+    for entry in tables:
+        candidates = by_table.pop(entry["table"], [])
+        if len(candidates) != 1:
+            problems.append(f"table {entry['table']}: expected one file, found {len(candidates)}")
+            continue
+        found = candidates[0]
+        columns = [ColumnInfo(name=c["name"], type=c["type"]) for c in found.columns]
+        problems += schema_problems(entry, columns)
+        specs[entry["table"]] = TableSpec(upload_key=found.storage_key, format=found.format, dictionary=entry)
+    problems += [f"file {f.name}: no table {t} in the dictionary" for t, fs in by_table.items() for f in fs]
+    return specs, problems

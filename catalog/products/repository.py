@@ -1,0 +1,170 @@
+"""SQL for products, sources, releases and files, terms, plans and revenue-share rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.orgs.models import Organisation
+from catalog.pagination import Page, PageRequest, paginate
+from catalog.products.models import Plan, Product, ProductSource, Release, ReleaseFile, RevenueShareRule, Terms
+
+
+async def get(session: AsyncSession, product_id: str) -> Product | None:
+    return await session.get(Product, product_id)
+
+
+async def get_by_id_or_slug(session: AsyncSession, key: str) -> Product | None:
+    stmt = select(Product).where(or_(Product.id == key, Product.slug == key))
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def get_many(session: AsyncSession, ids: Sequence[str]) -> dict[str, Product]:
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Product).where(Product.id.in_(set(ids))))).scalars()
+    return {p.id: p for p in rows}
+
+
+async def lock_for_update(session: AsyncSession, product_id: str) -> Product | None:
+    """Read the product for a state change; PostgreSQL locks the row (SQLite's writer lock already does)."""
+    stmt = select(Product).where(Product.id == product_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def listed(session: AsyncSession) -> list[Product]:
+    stmt = select(Product).where(Product.status == "listed").order_by(Product.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def slug_taken(session: AsyncSession, slug: str) -> bool:
+    return (await session.execute(select(Product.id).where(Product.slug == slug))).first() is not None
+
+
+async def sources(session: AsyncSession, product_id: str) -> list[ProductSource]:
+    stmt = select(ProductSource).where(ProductSource.product_id == product_id).order_by(ProductSource.position)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def replace_sources(session: AsyncSession, product_id: str, rows: list[ProductSource]) -> None:
+    await session.execute(delete(ProductSource).where(ProductSource.product_id == product_id))
+    session.add_all(rows)
+
+
+async def orgs(session: AsyncSession, org_ids: Sequence[str]) -> dict[str, Organisation]:
+    if not org_ids:
+        return {}
+    rows = (await session.execute(select(Organisation).where(Organisation.id.in_(set(org_ids))))).scalars()
+    return {o.id: o for o in rows}
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+
+async def release(session: AsyncSession, product_id: str, version: str) -> Release | None:
+    stmt = select(Release).where(Release.product_id == product_id, Release.version == version)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def release_for_update(session: AsyncSession, product_id: str, version: str) -> Release | None:
+    stmt = select(Release).where(Release.product_id == product_id, Release.version == version).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def latest_release(session: AsyncSession, product_id: str) -> Release | None:
+    stmt = select(Release).where(Release.product_id == product_id).order_by(Release.id.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_releases(
+    session: AsyncSession, product_id: str, page: PageRequest, statuses: Sequence[str] | None
+) -> Page[Release]:
+    stmt = select(Release).where(Release.product_id == product_id)
+    if statuses is not None:
+        stmt = stmt.where(Release.status.in_(statuses))
+    return await paginate(session, stmt, Release.id, page)
+
+
+async def published_releases(session: AsyncSession, product_id: str) -> list[Release]:
+    stmt = (
+        select(Release)
+        .where(Release.product_id == product_id, Release.status == "published")
+        .order_by(Release.published_at.desc(), Release.id.desc())
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def files(session: AsyncSession, release_ids: Sequence[str]) -> dict[str, list[ReleaseFile]]:
+    found: dict[str, list[ReleaseFile]] = {r: [] for r in release_ids}
+    if release_ids:
+        stmt = select(ReleaseFile).where(ReleaseFile.release_id.in_(release_ids)).order_by(ReleaseFile.name)
+        for row in (await session.execute(stmt)).scalars():
+            found[row.release_id].append(row)
+    return found
+
+
+async def file(session: AsyncSession, release_id: str, name: str) -> ReleaseFile | None:
+    stmt = select(ReleaseFile).where(ReleaseFile.release_id == release_id, ReleaseFile.name == name)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- terms, plans, revenue shares ---------------------------------------------------------------
+
+
+async def current_terms(session: AsyncSession, product_id: str) -> Terms | None:
+    stmt = select(Terms).where(Terms.product_id == product_id).order_by(Terms.version.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def terms_by_id(session: AsyncSession, terms_id: str) -> Terms | None:
+    return await session.get(Terms, terms_id)
+
+
+async def terms_at(session: AsyncSession, product_id: str, version: int) -> Terms | None:
+    stmt = select(Terms).where(Terms.product_id == product_id, Terms.version == version)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def next_version(session: AsyncSession, model: type[Terms] | type[RevenueShareRule], product_id: str) -> int:
+    stmt = select(func.coalesce(func.max(model.version), 0)).where(model.product_id == product_id)
+    return int((await session.execute(stmt)).scalar_one()) + 1
+
+
+async def plans(session: AsyncSession, product_ids: Sequence[str]) -> dict[str, list[Plan]]:
+    found: dict[str, list[Plan]] = {p: [] for p in product_ids}
+    if product_ids:
+        stmt = select(Plan).where(Plan.product_id.in_(product_ids)).order_by(Plan.id)
+        for row in (await session.execute(stmt)).scalars():
+            found[row.product_id].append(row)
+    return found
+
+
+async def plan(session: AsyncSession, plan_id: str) -> Plan | None:
+    return await session.get(Plan, plan_id)
+
+
+async def lock_plan(session: AsyncSession, plan_id: str, now: datetime) -> None:
+    """Freeze a plan's price once a licence refers to it (first reference wins; later ones no-op)."""
+    await session.execute(
+        update(Plan)
+        .where(Plan.id == plan_id, Plan.locked_at.is_(None))
+        .values(locked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def current_revenue_share(session: AsyncSession, product_id: str) -> RevenueShareRule | None:
+    stmt = (
+        select(RevenueShareRule)
+        .where(RevenueShareRule.product_id == product_id)
+        .order_by(RevenueShareRule.version.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def revenue_share(session: AsyncSession, rule_id: str) -> RevenueShareRule | None:
+    return await session.get(RevenueShareRule, rule_id)

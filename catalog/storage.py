@@ -1,0 +1,413 @@
+"""The object store and every piece of DuckDB work that ingest and publish need.
+
+Where things live (keys are posix paths relative to ``root`` = ``<LODE_DATA_DIR>/objects``)::
+
+    releases/<release_id>/uploads/<nonce>-<name>   a provider's file, exactly as uploaded (.csv or .parquet)
+    releases/<release_id>/tables/<table>.parquet   written at publish; what delivery reads
+    tmp/<random>/                                  DuckDB's spill directory, one per connection
+
+A file is streamed to a hidden ``.<name>.<random>.part`` beside its final place and renamed only
+once it is complete and DuckDB has read it, so a reader never sees half a file and a failed upload
+leaves nothing behind.
+
+Publish writes each table with the dictionary's columns, cast to their canonical types, plus a
+hidden column ``_lode_rkey``: a random 64-bit key per row, drawn once. Cell-key perturbation derives
+a cell's noise from the keys of the rows that contribute to it, so the same set of rows must always
+carry the same keys: they are stored in the file, never recomputed, and never shown to a consumer.
+
+DuckDB runs sandboxed and off the event loop (STYLE rule 16): a fresh in-memory connection per piece
+of work, in a worker thread, with ``threads=1``, the configured ``memory_limit``, external access
+off except for one allowed directory, autoloading of extensions off, and the configuration locked
+so SQL cannot loosen any of it. A timer calls ``interrupt()`` at the time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, TypeVar
+
+import duckdb
+import msgspec
+
+from catalog.errors import PayloadTooLarge, Unprocessable, ValidationFailed
+
+T = TypeVar("T")
+Work = Callable[[duckdb.DuckDBPyConnection], T]  # what runs on a sandboxed connection in a worker thread
+
+RECORD_KEY = "_lode_rkey"
+RESERVED_PREFIX = "_lode_"
+CANONICAL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE", "boolean": "BOOLEAN"}
+MAX_NAME_LENGTH = 128
+
+# The sniffer still finds delimiter, quoting and types, but sample_size=-1 makes it look at every
+# row (from a sample it may type a column BIGINT and then silently round a later 900000.5), and
+# skip=0 stops it from dropping leading lines when a later row is wider than the header.
+_READERS = {"csv": "read_csv(?, header = true, skip = 0, sample_size = -1)", "parquet": "read_parquet(?)"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DECIMAL = re.compile(r"DECIMAL(\(\d+,\s*\d+\))?")
+_INTEGER_TYPES = frozenset({
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+})  # fmt: skip
+_PART = re.compile(r"^\.(.+)\.[0-9a-f]{16}\.part$")
+
+
+class ColumnInfo(msgspec.Struct, frozen=True):
+    name: str
+    type: str  # the DuckDB type name, e.g. BIGINT, VARCHAR, DOUBLE, DATE, BOOLEAN
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    storage_key: str
+    table: str
+    format: Literal["csv", "parquet"]
+    sha256: str
+    bytes: int
+    rows: int
+    columns: list[ColumnInfo]
+
+
+class PublishedTable(msgspec.Struct, frozen=True):
+    table: str
+    key: str
+    rows: int
+    persons: int
+    bytes: int
+    sha256: str
+
+
+class TableSpec(msgspec.Struct, frozen=True):
+    upload_key: str
+    format: str
+    dictionary: dict  # one DictionaryTable as a plain dict: table, person_key, fields, …
+
+
+def parse_file_name(name: str) -> tuple[str, str]:
+    """``(table, format)`` for an upload's name, or ValidationFailed on field ``name``."""
+
+    def refuse(message: str) -> ValidationFailed:
+        return ValidationFailed.field("name", message)
+
+    if not name:
+        raise refuse("must not be empty.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise refuse(f"must be at most {MAX_NAME_LENGTH} characters.")
+    if "/" in name or "\\" in name:
+        raise refuse("must not contain path separators.")
+    if ".." in name:
+        raise refuse("must not contain '..'.")
+    if name.startswith("."):
+        raise refuse("must not start with '.'.")
+    if not _NAME_CHARS.fullmatch(name):
+        raise refuse("may contain only ASCII letters, digits, '_', '.' and '-'.")
+    stem, dot, extension = name.rpartition(".")
+    fmt = extension.lower()
+    if not dot or fmt not in _READERS:
+        raise refuse("must end in .csv or .parquet.")
+    if not _IDENTIFIER.fullmatch(stem):
+        raise refuse(f"{stem!r} is not a table name: a letter or '_', then up to 62 letters, digits or '_'.")
+    return stem, fmt
+
+
+def schema_problems(dictionary_table: dict, columns: list[ColumnInfo]) -> list[str]:
+    """Every way a file's columns disagree with one dictionary table; empty when they match."""
+    table = dictionary_table.get("table", "?")
+    fields = dictionary_table.get("fields") or []
+    found = {column.name: column.type for column in columns}
+    declared = {field["name"] for field in fields}
+    problems: list[str] = []
+    for field in fields:
+        name, kind = field["name"], field["type"]
+        if name.startswith(RESERVED_PREFIX):
+            problems.append(f"Table {table}: column {name} uses the reserved prefix {RESERVED_PREFIX}.")
+        if kind not in CANONICAL_TYPES:
+            problems.append(f"Table {table}: column {name} has the unknown type {kind!r}.")
+        elif name not in found:
+            problems.append(f"Table {table}: column {name} is in the dictionary but not in the file.")
+        elif not _fits(kind, found[name]):
+            problems.append(f"Table {table}: column {name} is {found[name]} in the file, not {kind}.")
+    problems.extend(
+        f"Table {table}: column {column.name} is in the file but not in the dictionary."
+        for column in columns
+        if column.name not in declared
+    )
+    person_key = dictionary_table.get("person_key")
+    if person_key not in declared:
+        problems.append(f"Table {table}: the person_key {person_key} is not a column of the dictionary.")
+    return problems
+
+
+def _fits(kind: str, duckdb_type: str) -> bool:
+    found = duckdb_type.strip().upper()
+    if kind == "integer":
+        return found in _INTEGER_TYPES
+    if kind == "number":
+        return found in _INTEGER_TYPES or found in ("FLOAT", "DOUBLE") or bool(_DECIMAL.fullmatch(found))
+    return found == CANONICAL_TYPES[kind]
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class Storage:
+    def __init__(
+        self, root: Path, *, memory_limit: str = "1GB", timeout_s: float = 30.0, work_timeout_s: float = 600.0
+    ) -> None:
+        """``timeout_s`` limits a query (``run_limited``); ``work_timeout_s`` reading or writing a whole file."""
+        self.root = Path(root).resolve()
+        self.memory_limit = memory_limit
+        self.timeout_s = timeout_s
+        self.work_timeout_s = work_timeout_s
+        (self.root / "releases").mkdir(parents=True, exist_ok=True)
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    # --- keys and paths ---------------------------------------------------------------------------
+
+    def path(self, key: str) -> Path:
+        """The file a key names; ValueError for anything that could land outside ``root``."""
+        relative = PurePosixPath(key)
+        if not key or "\\" in key or "\x00" in key or relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"not a storage key: {key!r}")
+        resolved = (self.root / relative).resolve()
+        if resolved == self.root or not resolved.is_relative_to(self.root):
+            raise ValueError(f"storage key escapes the store: {key!r}")
+        return resolved
+
+    def key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def release_dir(self, release_id: str) -> Path:
+        if not _SEGMENT.fullmatch(release_id):
+            raise ValueError(f"not a release id: {release_id!r}")
+        return self.root / "releases" / release_id
+
+    def table_path(self, release_id: str, table: str) -> Path:
+        if not _IDENTIFIER.fullmatch(table):
+            raise ValueError(f"not a table name: {table!r}")
+        return self.release_dir(release_id) / "tables" / f"{table}.parquet"
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    # --- the sandbox ------------------------------------------------------------------------------
+
+    def open_connection(self, allowed_dir: Path) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB that can read and write only under ``allowed_dir`` (inside ``root``)."""
+        allowed = Path(allowed_dir).resolve()
+        if not allowed.is_relative_to(self.root):
+            raise ValueError(f"{allowed} is outside the store")
+        conn = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": 1,
+                "memory_limit": self.memory_limit,
+                # DuckDB creates this only when it spills, allows it implicitly, and removes it on
+                # close; the default (.tmp in the working directory) would land in the checkout.
+                "temp_directory": str(self.root / "tmp" / secrets.token_hex(8)),
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+                "allow_persistent_secrets": False,
+            },
+        )
+        try:
+            # DuckDB refuses allowed_directories before the database has started, so these are
+            # SET after connect, in this order: the allow-list, then the switch, then the lock.
+            conn.execute("SET allowed_directories = ?", [[str(allowed) + os.sep]])
+            conn.execute("SET enable_external_access = false")
+            conn.execute("SET lock_configuration = true")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _call_limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float) -> T:
+        conn = self.open_connection(allowed_dir)
+        lock = threading.Lock()
+        state = {"done": False, "fired": False}
+
+        def stop() -> None:
+            # The lock keeps the timer from interrupting a connection that is being closed.
+            with lock:
+                if not state["done"]:
+                    state["fired"] = True
+                    conn.interrupt()
+
+        timer = threading.Timer(timeout_s, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            return fn(conn)
+        except duckdb.Error as exc:
+            if state["fired"]:
+                raise _TimedOut from exc
+            raise
+        finally:
+            timer.cancel()
+            with lock:
+                state["done"] = True
+            conn.close()
+
+    async def run_limited(self, fn: Work[T], *, allowed_dir: Path | None = None, timeout_s: float | None = None) -> T:
+        """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.
+
+        ``allowed_dir`` (default: the whole store) is all the connection may touch; pass the
+        narrowest directory the work needs. ``fn`` must use ``conn`` itself, not a ``conn.cursor()``,
+        which the timer's ``interrupt()`` would not reach.
+        """
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir or self.root, limit)
+        except _TimedOut:
+            raise Unprocessable(
+                f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
+            ) from None
+
+    async def _work(self, fn: Work[T], allowed_dir: Path, failure: str) -> T:
+        """File work under the longer limit; a file DuckDB cannot handle is the uploader's problem to fix."""
+        try:
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, self.work_timeout_s)
+        except _TimedOut:
+            detail = f"{failure}: it took longer than {self.work_timeout_s:g} s."
+            raise Unprocessable(detail, code="unreadable_file") from None
+        except duckdb.Error as exc:
+            raise Unprocessable(f"{failure}: {self._explain(exc)}", code="unreadable_file") from exc
+
+    def _explain(self, exc: duckdb.Error) -> str:
+        # DuckDB's first two lines say what went wrong; the rest echoes our SQL or suggests options
+        # the uploader cannot set. Files are named as the uploader knows them, not by their place.
+        text = " ".join(str(exc).split("\nLINE ", 1)[0].split("\n\n", 1)[0].splitlines()[:2])
+        inside = re.compile(re.escape(str(self.root)) + r"[^\s'\"]*")
+        return inside.sub(lambda match: _PART.sub(r"\1", Path(match.group(0)).name), text)[:500]
+
+    # --- ingest -----------------------------------------------------------------------------------
+
+    async def ingest(self, chunks: AsyncIterator[bytes], *, release_id: str, name: str, max_bytes: int) -> IngestResult:
+        """Store an upload as ``uploads/<nonce>-<name>``, with its sha256, size, rows and detected columns.
+
+        Each upload gets its own key, so replacing a draft's file never rewrites bytes that a
+        concurrent publish may already have frozen; the caller deletes the superseded key.
+        """
+        table, fmt = parse_file_name(name)
+        release_dir = self.release_dir(release_id)
+        uploads = release_dir / "uploads"
+        final = uploads / f"{secrets.token_hex(6)}-{name}"
+        incoming = uploads / f".{name}.{secrets.token_hex(8)}.part"
+        await asyncio.to_thread(uploads.mkdir, parents=True, exist_ok=True)
+        try:
+            sha256, size = await self._receive(chunks, incoming, max_bytes)
+            columns, rows = await self._work(
+                partial(_detect, path=incoming, fmt=fmt), release_dir, f"{name} could not be read as {fmt.upper()}"
+            )
+            await asyncio.to_thread(os.replace, incoming, final)
+        except BaseException:
+            # Synchronous on purpose: it must run even when the request was cancelled.
+            incoming.unlink(missing_ok=True)
+            raise
+        return IngestResult(
+            storage_key=self.key(final), table=table, format=fmt, sha256=sha256, bytes=size, rows=rows, columns=columns
+        )
+
+    @staticmethod
+    async def _receive(chunks: AsyncIterator[bytes], target: Path, max_bytes: int) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        blank = True
+        handle = await asyncio.to_thread(target.open, "xb")
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"The file is larger than the limit of {max_bytes} bytes.", code="file_too_large"
+                    )
+                # DuckDB reads an empty or blank CSV as one column named column0, so refuse it here.
+                blank = blank and not bytes(chunk).strip()
+                await asyncio.to_thread(_append, handle, digest, chunk)
+        finally:
+            handle.close()
+        if blank:
+            raise Unprocessable("The file is empty.", code="unreadable_file")
+        return digest.hexdigest(), size
+
+    # --- publish ----------------------------------------------------------------------------------
+
+    async def publish(self, release_id: str, tables: dict[str, TableSpec]) -> dict[str, PublishedTable]:
+        """Write every table's Parquet file; all of them, or (on any failure) none."""
+        release_dir = self.release_dir(release_id)
+        await asyncio.to_thread((release_dir / "tables").mkdir, parents=True, exist_ok=True)
+        published: dict[str, PublishedTable] = {}
+        try:
+            for table, spec in tables.items():
+                target = self.table_path(release_id, table)
+                source = self.path(spec.upload_key)
+                if not source.is_relative_to(release_dir) or spec.format not in _READERS:
+                    raise ValueError(
+                        f"table {table}: {spec.upload_key!r} is not a {spec.format} upload of this release"
+                    )
+                write = partial(_write_table, source=source, fmt=spec.format, dictionary=spec.dictionary, target=target)
+                rows, persons, size, sha256 = await self._work(
+                    write, release_dir, f"Table {table} could not be written"
+                )
+                published[table] = PublishedTable(
+                    table=table, key=self.key(target), rows=rows, persons=persons, bytes=size, sha256=sha256
+                )
+        except BaseException:
+            for done in published.values():
+                self.path(done.key).unlink(missing_ok=True)
+            raise
+        return published
+
+
+# --- work done in a worker thread ---------------------------------------------------------------
+
+
+def _append(handle: Any, digest: Any, chunk: bytes) -> None:
+    handle.write(chunk)
+    digest.update(chunk)
+
+
+def _detect(conn: duckdb.DuckDBPyConnection, *, path: Path, fmt: str) -> tuple[list[ColumnInfo], int]:
+    source = _READERS[fmt]
+    described = conn.execute(f"DESCRIBE SELECT * FROM {source}", [str(path)]).fetchall()
+    (rows,) = conn.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()
+    return [ColumnInfo(name=row[0], type=row[1]) for row in described], rows
+
+
+def _write_table(
+    conn: duckdb.DuckDBPyConnection, *, source: Path, fmt: str, dictionary: dict, target: Path
+) -> tuple[int, int, int, str]:
+    casts = []
+    for field in dictionary["fields"]:
+        canonical = CANONICAL_TYPES.get(field["type"])
+        if canonical is None:
+            raise ValueError(f"column {field['name']} has the unknown type {field['type']!r}")
+        casts.append(f"CAST({quote(field['name'])} AS {canonical}) AS {quote(field['name'])}")
+    # hash() of a random UUID: 64 random bits per row, drawn once here and stored with the row.
+    select = f"SELECT {', '.join(casts)}, hash(gen_random_uuid()) AS {quote(RECORD_KEY)} FROM {_READERS[fmt]}"
+    incoming = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
+    try:
+        conn.execute(f"COPY ({select}) TO ? (FORMAT parquet)", [str(source), str(incoming)])
+        counted = f"SELECT count(*), count(DISTINCT {quote(dictionary['person_key'])}) FROM read_parquet(?)"
+        rows, persons = conn.execute(counted, [str(incoming)]).fetchone()
+        with incoming.open("rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = incoming.stat().st_size
+        os.replace(incoming, target)
+    finally:
+        incoming.unlink(missing_ok=True)
+    return rows, persons, size, sha256
