@@ -53,6 +53,10 @@ async def slug_taken(session: AsyncSession, slug: str) -> bool:
     return (await session.execute(select(Organisation.id).where(Organisation.slug == slug))).first() is not None
 
 
+async def org_id_by_slug(session: AsyncSession, slug: str) -> str | None:
+    return (await session.execute(select(Organisation.id).where(Organisation.slug == slug))).scalar_one_or_none()
+
+
 async def operator_exists(session: AsyncSession) -> bool:
     return await operator_id(session) is not None
 

@@ -31,7 +31,8 @@ from catalog.pagination import PageRequest
 
 
 async def provide_org_service(tx: NamedDependency[AsyncSession], request: Request[Any, Any, Any]) -> OrgService:
-    return OrgService(tx, request.scope.get("user"), request.app.state.settings.key_pepper)
+    state = request.app.state
+    return OrgService(tx, request.scope.get("user"), state.settings.key_pepper, state.org_hooks)
 
 
 class OrgController(Controller):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,11 +80,23 @@ def check_roles(kind: str, roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
+VerificationHook = Callable[[AsyncSession, Principal | None, str, str], Awaitable[None]]
+
+
 class OrgService:
-    def __init__(self, session: AsyncSession, caller: Principal | None, pepper: bytes) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        caller: Principal | None,
+        pepper: bytes,
+        on_verification: Sequence[VerificationHook] = (),
+    ) -> None:
         self.session = session
         self.caller = caller
         self.pepper = pepper
+        # Circulation holds an un-verified organisation's licences; the composition root passes
+        # that in, since organisations must not depend on circulation.
+        self.on_verification = on_verification
 
     async def _org(self, org_id: str) -> Organisation:
         org = await repo.get_org(self.session, org_id)
@@ -177,6 +190,9 @@ class OrgService:
             [org_id],
             {"from": previous, "to": data.status, "note": data.note},
         )
+        if previous != data.status:
+            for hook in self.on_verification:
+                await hook(self.session, self.caller, org_id, data.status)
         return org_read(org)
 
     async def add_member(self, org_id: str, data: MemberCreate) -> MemberRead:

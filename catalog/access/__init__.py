@@ -1,0 +1,1 @@
+"""Compliant circulation: eligibility, applications and their review, licences, holds and block-lists."""

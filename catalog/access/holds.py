@@ -1,0 +1,54 @@
+"""Holds: the reasons a licence is suspended, each lifted only by the cause that set it.
+
+A live licence is ``suspended`` exactly while it has at least one hold. Operator and provider
+suspensions, billing's ``non_payment``, the ethics sweep and block-lists all come through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import audit
+from catalog.access import repository as repo
+from catalog.access.models import Licence, LicenceHold
+from catalog.db import utcnow
+
+
+async def add_hold(session: AsyncSession, actor: Any, licence: Licence, kind: str, source: str, reason: str) -> bool:
+    """Hold the licence for this cause; a live licence becomes suspended. False if already held so."""
+    added = await repo.add_hold(
+        session,
+        LicenceHold(
+            licence_id=licence.id,
+            kind=kind,
+            source=source,
+            reason=reason,
+            set_by=getattr(actor, "user_id", None),
+            set_at=utcnow(),
+        ),
+    )
+    if added:
+        await repo.set_status(session, licence.id, ("active",), "suspended", updated_at=utcnow())
+        await session.refresh(licence)
+        await audit_licence(session, actor, "licence.held", licence, {"kind": kind, "source": source, "reason": reason})
+    return added
+
+
+async def lift_hold(session: AsyncSession, actor: Any, licence: Licence, kind: str, source: str, reason: str) -> bool:
+    """Lift only this cause's hold; the licence is active again when no hold remains."""
+    lifted = await repo.lift_hold(session, licence.id, kind, source)
+    if lifted:
+        if not await repo.has_holds(session, licence.id):
+            await repo.set_status(session, licence.id, ("suspended",), "active", updated_at=utcnow())
+        await session.refresh(licence)
+        await audit_licence(
+            session, actor, "licence.hold_lifted", licence, {"kind": kind, "source": source, "reason": reason}
+        )
+    return lifted
+
+
+async def audit_licence(session: AsyncSession, actor: Any, action: str, licence: Licence, data: dict[str, Any]) -> None:
+    orgs = await repo.party_org_ids(session, licence.id)
+    audit.record(session, actor, action, "licence", licence.id, orgs, {"status": licence.status, **data})

@@ -1,0 +1,395 @@
+"""Licences: issued on approval, accepted under the pinned terms hash, held, revoked, swept.
+
+``pending_acceptance → declined | pending_payment | active``; ``pending_payment → active |
+cancelled`` (unpaid after 30 days); ``active ⇄ suspended``; ``active | suspended → expired |
+revoked``. A licence is suspended exactly while it carries a hold, and each hold records its cause
+(``source``), so lifting one never lifts another. Billing activates a paid licence with
+``activate_paid`` and holds one for non-payment with ``add_hold`` — circulation owns the states.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import audit, policy
+from catalog.access import blocklists
+from catalog.access import repository as repo
+from catalog.access.holds import add_hold, audit_licence, lift_hold
+from catalog.access.models import Application, Licence, LicenceHold, LicenceParty
+from catalog.access.schemas import (
+    EthicsApproval,
+    HoldRead,
+    LicenceList,
+    LicenceRead,
+    RegisterEntry,
+    RegisterRead,
+)
+from catalog.auth import Principal, ensure_member_with
+from catalog.db import utcnow
+from catalog.errors import Conflict, Forbidden, NotFound
+from catalog.ids import new_id
+from catalog.outbox import JobContext
+from catalog.pagination import PageRequest
+from catalog.products import repository as products_repo
+from catalog.products.models import Product
+from catalog.products.terms import removed_modes
+
+PAYMENT_WINDOW = timedelta(days=30)
+FREE_KINDS = ("free", "public_interest")
+LIVE = ("active", "suspended")
+OPEN = ("pending_acceptance", "pending_payment", "active", "suspended")
+OPERATOR_ROLES = ("compliance", "security")
+PROVIDER_ROLES = ("reviewer", "publisher")
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    code: str
+    status: int
+    detail: str
+    extra: dict[str, Any] = {}
+
+
+def add_months(start: date, months: int) -> date:
+    month = start.month - 1 + months
+    year, month = start.year + month // 12, month % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+async def issue_licence(session: AsyncSession, actor: Any, app: Application, product: Product) -> Licence:
+    """The licence an approval grants: everything pinned as it stands at this moment."""
+    terms = await products_repo.current_terms(session, product.id)
+    rule = await products_repo.current_revenue_share(session, product.id)
+    plan = await products_repo.plan(session, app.plan_id)
+    if terms is None or rule is None or plan is None:
+        raise Conflict("The product lacks terms, a revenue-share rule or the plan.", code="product_not_available")
+    today = utcnow().date()
+    starts_on = max(app.requested_start or today, today)
+    months = min(app.requested_months, plan.term_months or app.requested_months)
+    now = utcnow()
+    licence = Licence(
+        id=new_id("lic"),
+        application_id=app.id,
+        consumer_org_id=app.consumer_org_id,
+        product_id=product.id,
+        owner_org_id=product.owner_org_id,
+        plan_id=plan.id,
+        terms_id=terms.id,
+        terms_version=terms.version,
+        terms_sha256=terms.terms_sha256,
+        revenue_share_id=rule.id,
+        revenue_share_version=rule.version,
+        purpose=app.purpose,
+        public_summary=app.project.get("public_summary"),
+        analysts=list(app.analysts),
+        starts_on=starts_on,
+        ends_on=add_months(starts_on, months) - timedelta(days=1),
+        caps=dict(plan.caps),
+        cap_period=plan.cap_period,
+        modes=policy.licensable_modes(product.grade, plan.modes, removed_modes(terms.local_conditions)),
+        status="pending_acceptance",
+        ethics_expires_on=date.fromisoformat(app.ethics_approval["expires_on"]) if app.ethics_approval else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(licence)
+    await session.flush()
+    parties = {(app.consumer_org_id, "consumer"), (product.owner_org_id, "owner")}
+    parties |= {(p["org_id"], "provider") for p in rule.providers}
+    session.add_all(LicenceParty(licence_id=licence.id, org_id=o, role=r) for o, r in sorted(parties))
+    await products_repo.lock_plan(session, plan.id, now)
+    await session.flush()
+    audit.record(
+        session,
+        actor,
+        "licence.issued",
+        "licence",
+        licence.id,
+        [o for o, _ in parties],
+        {
+            "application_id": app.id,
+            "plan_id": plan.id,
+            "terms_sha256": terms.terms_sha256,
+            "starts_on": starts_on,
+            "ends_on": licence.ends_on,
+            "modes": licence.modes,
+        },
+    )
+    return licence
+
+
+async def activate_paid(session: AsyncSession, licence_id: str, payment_ref: str) -> bool:
+    """Billing's entry point: a paid licence goes active (or suspended, if a hold arrived meanwhile)."""
+    licence = await repo.licence(session, licence_id, lock=True)
+    if licence is None or licence.status != "pending_payment":
+        return False
+    status = "suspended" if await repo.has_holds(session, licence.id) else "active"
+    await repo.set_status(
+        session,
+        licence.id,
+        ("pending_payment",),
+        status,
+        activated_at=utcnow(),
+        payment_due_by=None,
+        updated_at=utcnow(),
+    )
+    await session.refresh(licence)
+    await audit_licence(session, None, "licence.activated", licence, {"payment": payment_ref})
+    return True
+
+
+async def sweep(ctx: JobContext) -> None:
+    """Periodic: expire ended terms, cancel licences unpaid for 30 days, hold lapsed ethics approvals."""
+    from catalog.db import write_transaction
+
+    async with write_transaction(ctx.sessions) as session:
+        now = utcnow()
+        due = await repo.licences_due(session, now.date(), now)
+        for licence in due["ended"]:
+            if await repo.set_status(session, licence.id, OPEN, "expired", ended_at=now, end_reason="term ended"):
+                await audit_licence(session, None, "licence.expired", licence, {"ends_on": licence.ends_on})
+        for licence in due["unpaid"]:
+            if await repo.set_status(
+                session, licence.id, ("pending_payment",), "cancelled", ended_at=now, end_reason="unpaid after 30 days"
+            ):
+                await audit_licence(session, None, "licence.cancelled", licence, {"reason": "unpaid"})
+        for licence in due["lapsed"]:
+            await add_hold(session, None, licence, "ethics_expired", "ethics", "the ethics approval expired")
+
+
+class LicenceService:
+    def __init__(self, session: AsyncSession, caller: Principal) -> None:
+        self.session = session
+        self.caller = caller
+
+    async def _party_licence(self, licence_id: str, *, lock: bool = False) -> Licence:
+        licence = await repo.licence(self.session, licence_id, lock=lock)
+        if licence is None or not (
+            self.caller.is_operator or self.caller.org_id in await repo.party_org_ids(self.session, licence.id)
+        ):
+            raise NotFound(f"No licence {licence_id}.")
+        return licence
+
+    async def get(self, licence_id: str) -> LicenceRead:
+        return await self.read(await self._party_licence(licence_id))
+
+    async def list(self, page: PageRequest, status: str | None, product_id: str | None) -> LicenceList:
+        result = await repo.list_licences(self.session, self.caller, page, status, product_id)
+        holds = await repo.holds(self.session, [lic.id for lic in result.items])
+        return LicenceList(items=[_read(lic, holds[lic.id]) for lic in result.items], next_cursor=result.next_cursor)
+
+    async def read(self, licence: Licence) -> LicenceRead:
+        return _read(licence, (await repo.holds(self.session, [licence.id]))[licence.id])
+
+    def _consumer(self, licence: Licence) -> None:
+        ensure_member_with(self.caller, licence.consumer_org_id, "buyer")
+
+    async def accept(self, licence_id: str, terms_sha256: str) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        self._consumer(licence)
+        if licence.status != "pending_acceptance":
+            raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
+        if terms_sha256 != licence.terms_sha256:
+            raise Conflict(
+                "Those are not the terms this licence pins; read them again.",
+                code="terms_mismatch",
+                terms_sha256=licence.terms_sha256,
+            )
+        plan = await products_repo.plan(self.session, licence.plan_id)
+        free = plan is not None and (plan.kind in FREE_KINDS or (plan.kind != "metered" and plan.amount == 0))
+        now = utcnow()
+        if free:
+            await repo.set_status(
+                self.session,
+                licence.id,
+                ("pending_acceptance",),
+                "active",
+                accepted_at=now,
+                accepted_by=self.caller.user_id,
+                activated_at=now,
+                updated_at=now,
+            )
+        else:
+            await repo.set_status(
+                self.session,
+                licence.id,
+                ("pending_acceptance",),
+                "pending_payment",
+                accepted_at=now,
+                accepted_by=self.caller.user_id,
+                payment_due_by=now + PAYMENT_WINDOW,
+                updated_at=now,
+            )
+        await self.session.refresh(licence)
+        await audit_licence(self.session, self.caller, "licence.accepted", licence, {"terms_sha256": terms_sha256})
+        return await self.read(licence)
+
+    async def decline(self, licence_id: str) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        self._consumer(licence)
+        if not await repo.set_status(
+            self.session,
+            licence.id,
+            ("pending_acceptance",),
+            "declined",
+            ended_at=utcnow(),
+            end_reason="declined",
+            updated_at=utcnow(),
+        ):
+            raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
+        await self.session.refresh(licence)
+        await audit_licence(self.session, self.caller, "licence.declined", licence, {})
+        return await self.read(licence)
+
+    def _hold_cause(self, licence: Licence) -> tuple[str, str]:
+        """(kind, source) of the hold this caller may set or lift: the operator's, or its own org's."""
+        if self.caller.is_operator_with(*OPERATOR_ROLES):
+            return "operator", "operator"
+        if self.caller.is_member_with(licence.owner_org_id, *PROVIDER_ROLES):
+            return "provider", licence.owner_org_id
+        raise Forbidden("Only the operator, or the provider for its own products, may do this.")
+
+    async def suspend(self, licence_id: str, reason: str) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        kind, source = self._hold_cause(licence)
+        if licence.status not in OPEN:
+            raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
+        if not await add_hold(self.session, self.caller, licence, kind, source, reason):
+            raise Conflict("You already hold this licence.", code="already_held")
+        return await self.read(licence)
+
+    async def reinstate(self, licence_id: str, reason: str) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        kind, source = self._hold_cause(licence)
+        if not await lift_hold(self.session, self.caller, licence, kind, source, reason):
+            raise Conflict("There is no hold of yours to lift.", code="no_such_hold")
+        return await self.read(licence)
+
+    async def revoke(self, licence_id: str, reason: str, block_org: bool) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        kind, _ = self._hold_cause(licence)
+        if not await repo.set_status(
+            self.session, licence.id, OPEN, "revoked", ended_at=utcnow(), end_reason=reason, updated_at=utcnow()
+        ):
+            raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
+        await self.session.refresh(licence)
+        await audit_licence(self.session, self.caller, "licence.revoked", licence, {"reason": reason, "by": kind})
+        if block_org:
+            list_org = self.caller.org_id
+            await blocklists.block(
+                self.session, self.caller, list_org, licence.consumer_org_id, f"licence revoked: {reason}"
+            )
+        return await self.read(licence)
+
+    async def renew_ethics(self, licence_id: str, data: EthicsApproval) -> LicenceRead:
+        licence = await self._party_licence(licence_id, lock=True)
+        self._consumer(licence)
+        if data.expires_on < utcnow().date():
+            raise Conflict("That approval has already expired.", code="ethics_approval_expired")
+        licence.ethics_expires_on = data.expires_on
+        await self.session.flush()
+        await audit_licence(
+            self.session,
+            self.caller,
+            "licence.ethics_renewed",
+            licence,
+            {"committee": data.committee, "reference": data.reference, "expires_on": data.expires_on},
+        )
+        await lift_hold(self.session, self.caller, licence, "ethics_expired", "ethics", "ethics approval renewed")
+        return await self.read(licence)
+
+    async def refusal(self, licence: Licence, analyst: Principal, at: datetime) -> str | None:
+        found = await self.refusal_detail(licence, analyst, at)
+        return found.code if found else None
+
+    async def refusal_detail(self, licence: Licence, analyst: Principal, at: datetime) -> Refusal | None:
+        """Why this analyst may not use this licence now (API.md's delivery table), or None."""
+        product = await products_repo.get(self.session, licence.product_id)
+        assert product is not None
+        rule = policy.rule(product.grade)
+        today = at.date()
+        member = await repo.membership(self.session, licence.consumer_org_id, analyst.user_id)
+        roles = member.roles if member else []
+        if (
+            analyst.org_id != licence.consumer_org_id
+            or not ("analyst" in roles or "admin" in roles)
+            or (rule.named_analysts and analyst.user_id not in licence.analysts)
+        ):
+            return Refusal("not_named_analyst", 403, "You are not a named analyst of this licence.")
+        if licence.status == "revoked":
+            return Refusal("licence_revoked", 403, "The licence was revoked.")
+        if licence.status == "expired" or today > licence.ends_on:
+            return Refusal("licence_expired", 403, f"The licence ended on {licence.ends_on}.")
+        if rule.ethics_required and (licence.ethics_expires_on is None or licence.ethics_expires_on < today):
+            return Refusal("ethics_approval_expired", 403, "The ethics approval behind this licence has expired.")
+        holds = (await repo.holds(self.session, [licence.id]))[licence.id]
+        if licence.status != "active" or holds:
+            return Refusal(
+                "licence_not_active",
+                403,
+                f"The licence is {licence.status}.",
+                {"licence_status": licence.status, "holds": [h.kind for h in holds]},
+            )
+        if today < licence.starts_on:
+            return Refusal("licence_not_started", 403, f"The licence starts on {licence.starts_on}.")
+        if product.status in ("suspended", "retired"):
+            return Refusal("product_suspended", 403, f"The product is {product.status}.")
+        return None
+
+
+async def register(session: AsyncSession, page: PageRequest) -> RegisterRead:
+    """The public data-use register: the public summary, never the confidential project title."""
+    result = await repo.register(session, page)
+    return RegisterRead(
+        items=[
+            RegisterEntry(
+                licence_id=lic.id,
+                organisation={"id": org.id, "name": org.name},
+                product={"id": product.id, "title": product.title},
+                purpose_category=lic.purpose["category"],
+                public_summary=lic.public_summary,
+                starts_on=lic.starts_on,
+                ends_on=lic.ends_on,
+                status=lic.status,
+                approved_at=lic.created_at,
+            )
+            for lic, org, product in result.items
+        ],
+        next_cursor=result.next_cursor,
+    )
+
+
+def _read(licence: Licence, holds: list[LicenceHold]) -> LicenceRead:
+    return LicenceRead(
+        id=licence.id,
+        application_id=licence.application_id,
+        consumer_org_id=licence.consumer_org_id,
+        product_id=licence.product_id,
+        owner_org_id=licence.owner_org_id,
+        plan_id=licence.plan_id,
+        terms_id=licence.terms_id,
+        terms_version=licence.terms_version,
+        terms_sha256=licence.terms_sha256,
+        revenue_share_id=licence.revenue_share_id,
+        revenue_share_version=licence.revenue_share_version,
+        purpose=licence.purpose,
+        analysts=list(licence.analysts),
+        starts_on=licence.starts_on,
+        ends_on=licence.ends_on,
+        caps=dict(licence.caps),
+        cap_period=licence.cap_period,
+        modes=list(licence.modes),
+        status=licence.status,
+        holds=[HoldRead(kind=h.kind, source=h.source, reason=h.reason, set_at=h.set_at) for h in holds],
+        ethics_expires_on=licence.ethics_expires_on,
+        payment_due_by=licence.payment_due_by,
+        accepted_at=licence.accepted_at,
+        activated_at=licence.activated_at,
+        ended_at=licence.ended_at,
+        end_reason=licence.end_reason,
+        created_at=licence.created_at,
+    )

@@ -1,0 +1,242 @@
+"""SQL for applications, tracks, licences, holds and block-lists — scoped to the parties."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.access.models import Application, BlocklistEntry, Licence, LicenceHold, LicenceParty, ReviewTrack
+from catalog.auth import Principal
+from catalog.orgs.models import Membership, Organisation
+from catalog.pagination import Page, PageRequest, paginate
+from catalog.products.models import Product
+
+# --- applications -------------------------------------------------------------------------------
+
+
+async def application(session: AsyncSession, app_id: str, *, lock: bool = False) -> Application | None:
+    stmt = select(Application).where(Application.id == app_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _application_scope(stmt: Select, caller: Principal) -> Select:
+    """Consumers see their own; providers those for their products; the operator all."""
+    if caller.is_operator:
+        return stmt
+    if caller.org_kind == "provider":
+        owned = select(Product.id).where(Product.owner_org_id == caller.org_id)
+        return stmt.where(Application.product_id.in_(owned))
+    return stmt.where(Application.consumer_org_id == caller.org_id)
+
+
+async def list_applications(
+    session: AsyncSession, caller: Principal, page: PageRequest, status: str | None, product_id: str | None
+) -> Page[Application]:
+    stmt = _application_scope(select(Application), caller)
+    if status:
+        stmt = stmt.where(Application.status == status)
+    if product_id:
+        stmt = stmt.where(Application.product_id == product_id)
+    return await paginate(session, stmt, Application.id, page)
+
+
+async def tracks(session: AsyncSession, app_ids: Sequence[str]) -> dict[str, list[ReviewTrack]]:
+    found: dict[str, list[ReviewTrack]] = {a: [] for a in app_ids}
+    if app_ids:
+        stmt = select(ReviewTrack).where(ReviewTrack.application_id.in_(app_ids)).order_by(ReviewTrack.id)
+        for row in (await session.execute(stmt)).scalars():
+            found[row.application_id].append(row)
+    return found
+
+
+async def licence_ids_for(session: AsyncSession, app_ids: Sequence[str]) -> dict[str, str]:
+    if not app_ids:
+        return {}
+    rows = await session.execute(select(Licence.application_id, Licence.id).where(Licence.application_id.in_(app_ids)))
+    return {app_id: lic_id for app_id, lic_id in rows.all()}
+
+
+# --- licences -----------------------------------------------------------------------------------
+
+
+async def licence(session: AsyncSession, licence_id: str, *, lock: bool = False) -> Licence | None:
+    stmt = select(Licence).where(Licence.id == licence_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _licence_scope(stmt: Select, caller: Principal) -> Select:
+    """The parties: the consumer, the owner, every provider in the pinned rule, and the operator."""
+    if caller.is_operator:
+        return stmt
+    return stmt.where(Licence.id.in_(parties_of(caller.org_id)))
+
+
+def parties_of(org_id: str, roles: Sequence[str] | None = None) -> Select:
+    stmt = select(LicenceParty.licence_id).where(LicenceParty.org_id == org_id)
+    if roles is not None:
+        stmt = stmt.where(LicenceParty.role.in_(roles))
+    return stmt
+
+
+def licence_scope_ids(caller: Principal) -> Select:
+    """The ids of the licences this caller is a party to (the operator: all)."""
+    if caller.is_operator:
+        return select(Licence.id)
+    return parties_of(caller.org_id)
+
+
+async def licences_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[Licence]:
+    if not ids:
+        return []
+    return list((await session.execute(select(Licence).where(Licence.id.in_(ids)))).scalars())
+
+
+async def licences_of_party(session: AsyncSession, org_id: str, ids: Sequence[str], roles: Sequence[str]) -> list[str]:
+    stmt = parties_of(org_id, roles).where(LicenceParty.licence_id.in_(ids))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
+    stmt = select(LicenceParty.org_id).where(LicenceParty.licence_id == licence_id)
+    return sorted(set((await session.execute(stmt)).scalars()))
+
+
+async def list_licences(
+    session: AsyncSession, caller: Principal, page: PageRequest, status: str | None, product_id: str | None
+) -> Page[Licence]:
+    stmt = _licence_scope(select(Licence), caller)
+    if status:
+        stmt = stmt.where(Licence.status == status)
+    if product_id:
+        stmt = stmt.where(Licence.product_id == product_id)
+    return await paginate(session, stmt, Licence.id, page)
+
+
+async def holds(session: AsyncSession, licence_ids: Sequence[str]) -> dict[str, list[LicenceHold]]:
+    found: dict[str, list[LicenceHold]] = {lic: [] for lic in licence_ids}
+    if licence_ids:
+        stmt = select(LicenceHold).where(LicenceHold.licence_id.in_(licence_ids)).order_by(LicenceHold.set_at)
+        for row in (await session.execute(stmt)).scalars():
+            found[row.licence_id].append(row)
+    return found
+
+
+async def add_hold(session: AsyncSession, hold: LicenceHold) -> bool:
+    """Insert the hold unless the same cause already holds the licence; True if it was new."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = {
+        "licence_id": hold.licence_id,
+        "kind": hold.kind,
+        "source": hold.source,
+        "reason": hold.reason,
+        "set_by": hold.set_by,
+        "set_at": hold.set_at,
+    }
+    result = await session.execute(insert(LicenceHold).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+async def lift_hold(session: AsyncSession, licence_id: str, kind: str, source: str) -> bool:
+    result = await session.execute(
+        delete(LicenceHold).where(
+            LicenceHold.licence_id == licence_id, LicenceHold.kind == kind, LicenceHold.source == source
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def has_holds(session: AsyncSession, licence_id: str) -> bool:
+    stmt = select(exists().where(LicenceHold.licence_id == licence_id))
+    return bool((await session.execute(stmt)).scalar())
+
+
+async def set_status(
+    session: AsyncSession, licence_id: str, expected: Sequence[str], status: str, **values: object
+) -> bool:
+    """Move a licence between states in one conditional statement (STYLE rule 5)."""
+    result = await session.execute(
+        update(Licence)
+        .where(Licence.id == licence_id, Licence.status.in_(expected))
+        .values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def licences_of_consumer(
+    session: AsyncSession, consumer_org_id: str, statuses: Sequence[str], owner_org_id: str | None = None
+) -> list[Licence]:
+    stmt = select(Licence).where(Licence.consumer_org_id == consumer_org_id, Licence.status.in_(statuses))
+    if owner_org_id is not None:
+        stmt = stmt.where(Licence.id.in_(parties_of(owner_org_id, ("owner", "provider"))))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def licences_due(session: AsyncSession, today: date, now: datetime) -> dict[str, list[Licence]]:
+    """What the sweep acts on: ended terms, unpaid past the deadline, lapsed ethics approvals."""
+    ended = select(Licence).where(
+        Licence.status.in_(("active", "suspended", "pending_acceptance", "pending_payment")), Licence.ends_on < today
+    )
+    unpaid = select(Licence).where(Licence.status == "pending_payment", Licence.payment_due_by < now)
+    lapsed = select(Licence).where(
+        Licence.status.in_(("active", "suspended")),
+        Licence.ethics_expires_on < today,
+        ~exists().where(LicenceHold.licence_id == Licence.id, LicenceHold.kind == "ethics_expired"),
+    )
+    return {
+        "ended": list((await session.execute(ended)).scalars()),
+        "unpaid": list((await session.execute(unpaid)).scalars()),
+        "lapsed": list((await session.execute(lapsed)).scalars()),
+    }
+
+
+async def register(session: AsyncSession, page: PageRequest) -> Page[tuple[Licence, Organisation, Product]]:
+    stmt = (
+        select(Licence, Organisation, Product)
+        .join(Organisation, Organisation.id == Licence.consumer_org_id)
+        .join(Product, Product.id == Licence.product_id)
+        .where(Licence.status.notin_(("declined", "cancelled")))
+    )
+    return await paginate(session, stmt, Licence.id, page, rows=True)
+
+
+# --- members and block-lists --------------------------------------------------------------------
+
+
+async def membership(session: AsyncSession, org_id: str, user_id: str) -> Membership | None:
+    stmt = select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def memberships(session: AsyncSession, org_id: str, user_ids: Sequence[str]) -> dict[str, Membership]:
+    if not user_ids:
+        return {}
+    stmt = select(Membership).where(Membership.org_id == org_id, Membership.user_id.in_(user_ids))
+    return {m.user_id: m for m in (await session.execute(stmt)).scalars()}
+
+
+async def blocking_lists(session: AsyncSession, blocked_org_id: str, list_org_ids: Sequence[str]) -> list[str]:
+    """Which of these lists name the organisation."""
+    stmt = select(BlocklistEntry.list_org_id).where(
+        BlocklistEntry.blocked_org_id == blocked_org_id, BlocklistEntry.list_org_id.in_(list_org_ids)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def blocklist_entry(session: AsyncSession, list_org_id: str, blocked_org_id: str) -> BlocklistEntry | None:
+    return await session.get(BlocklistEntry, (list_org_id, blocked_org_id))
+
+
+async def list_blocklist(session: AsyncSession, list_org_id: str, page: PageRequest) -> Page[BlocklistEntry]:
+    stmt = select(BlocklistEntry).where(BlocklistEntry.list_org_id == list_org_id)
+    return await paginate(session, stmt, BlocklistEntry.blocked_org_id, page)

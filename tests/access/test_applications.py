@@ -1,0 +1,273 @@
+"""Applications: validation, lifecycle per grade with the tracks policy.py names, and who may decide."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog import policy
+from catalog.access.models import Licence
+from tests.support import expect, problem
+
+pytestmark = pytest.mark.asyncio
+
+
+class TestCreate:
+    async def test_named_analysts_must_be_analysts_of_the_applicant(self, client, actors, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        other = await circulation.consumer()
+        body = circulation.application_body(
+            product, consumer, analysts=[consumer["buyer"].user_id, other["analyst"].user_id]
+        )
+        err = problem(
+            await client.post("/v1/applications", json=body, headers=consumer["buyer"].headers), 400, "validation_error"
+        )
+        assert [e["field"] for e in err["errors"]] == ["analysts.0", "analysts.1"]
+
+    async def test_l3_needs_analysts_and_a_public_summary(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        body = circulation.application_body(product, consumer, analysts=[], project={"title": "Secret", "summary": "x"})
+        err = problem(
+            await client.post("/v1/applications", json=body, headers=consumer["buyer"].headers), 400, "validation_error"
+        )
+        assert {e["field"] for e in err["errors"]} == {"analysts", "project.public_summary"}
+
+    async def test_only_consumer_buyers_apply(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L1")
+        consumer = await circulation.consumer()
+        body = circulation.application_body(product, consumer)
+        problem(await client.post("/v1/applications", json=body, headers=consumer["analyst"].headers), 403, "forbidden")
+        problem(await client.post("/v1/applications", json=body, headers=owner.headers), 403, "forbidden")
+
+
+class TestLifecycle:
+    @pytest.mark.parametrize("grade", ["L1", "L2", "L3", "L4", "L5"])
+    async def test_each_grade_opens_exactly_the_policy_tracks(self, client, circulation, grade) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, grade)
+        consumer = await circulation.consumer()
+        app = await circulation.apply(product, consumer)
+        submitted = expect(
+            await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200
+        )
+        expected = list(policy.rule(grade).tracks)
+        assert [t["track"] for t in submitted["tracks"]] == expected
+        if not expected:
+            assert submitted["status"] == "approved" and submitted["licence_id"]
+            return
+        assert submitted["status"] == "under_review" and submitted["licence_id"] is None
+        decided = await circulation.approve_all(submitted, await circulation.reviewers(owner))
+        assert decided["status"] == "approved" and decided["licence_id"]
+        licence = expect(await client.get(f"/v1/licences/{decided['licence_id']}", headers=owner.headers), 200)
+        assert licence["status"] == "pending_acceptance"
+        assert licence["modes"] == [m for m in policy.MODES if m in policy.rule(grade).modes]
+
+    async def test_a_return_cancels_pending_tracks_and_resubmit_reopens_only_unapproved(
+        self, client, circulation
+    ) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L4")
+        consumer = await circulation.consumer()
+        reviewers = await circulation.reviewers(owner)
+        app = await circulation.apply(product, consumer)
+        app = expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        url = f"/v1/applications/{app['id']}/tracks"
+        expect(
+            await client.post(
+                f"{url}/provider/decision", json={"decision": "approve"}, headers=reviewers["provider"].headers
+            ),
+            200,
+        )
+        expect(
+            await client.post(
+                f"{url}/ethics/decision",
+                json={"decision": "approve_with_conditions", "conditions": "annual report"},
+                headers=reviewers["ethics"].headers,
+            ),
+            200,
+        )
+        returned = expect(
+            await client.post(
+                f"{url}/security/decision",
+                json={"decision": "return", "comment": "explain storage"},
+                headers=reviewers["security"].headers,
+            ),
+            200,
+        )
+        assert returned["status"] == "returned"
+        assert {t["track"]: t["status"] for t in returned["tracks"]} == {
+            "provider": "approved",
+            "ethics": "approved_with_conditions",
+            "security": "returned",
+            "compliance": "cancelled",
+        }
+        problem(
+            await client.post(
+                f"{url}/compliance/decision", json={"decision": "approve"}, headers=reviewers["compliance"].headers
+            ),
+            409,
+            "invalid_transition",
+        )
+        expect(
+            await client.patch(
+                f"/v1/applications/{app['id']}", json={"requested_months": 6}, headers=consumer["buyer"].headers
+            ),
+            200,
+        )
+        again = expect(
+            await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200
+        )
+        assert {t["track"]: t["status"] for t in again["tracks"]} == {
+            "provider": "approved",
+            "ethics": "approved_with_conditions",
+            "security": "pending",
+            "compliance": "pending",
+        }
+        assert again["round"] == 2
+        done = await circulation.approve_all(again, reviewers)
+        assert done["status"] == "approved"
+
+    async def test_a_reject_ends_the_application(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        reviewers = await circulation.reviewers(owner)
+        app = await circulation.apply(product, consumer)
+        expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        problem(
+            await client.post(
+                f"/v1/applications/{app['id']}/tracks/ethics/decision",
+                json={"decision": "reject"},
+                headers=reviewers["ethics"].headers,
+            ),
+            400,
+            "validation_error",
+        )
+        rejected = expect(
+            await client.post(
+                f"/v1/applications/{app['id']}/tracks/ethics/decision",
+                json={"decision": "reject", "comment": "no consent basis"},
+                headers=reviewers["ethics"].headers,
+            ),
+            200,
+        )
+        assert rejected["status"] == "rejected"
+        assert {t["track"]: t["status"] for t in rejected["tracks"]}["provider"] == "cancelled"
+        problem(
+            await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers),
+            409,
+            "invalid_transition",
+        )
+
+    async def test_withdraw_and_deciding_twice(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        reviewers = await circulation.reviewers(owner)
+        app = await circulation.apply(product, consumer)
+        expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        url = f"/v1/applications/{app['id']}/tracks/provider/decision"
+        expect(await client.post(url, json={"decision": "approve"}, headers=reviewers["provider"].headers), 200)
+        problem(
+            await client.post(url, json={"decision": "approve"}, headers=reviewers["provider"].headers),
+            409,
+            "track_decided",
+        )
+        withdrawn = expect(
+            await client.post(f"/v1/applications/{app['id']}/withdraw", headers=consumer["buyer"].headers), 200
+        )
+        assert withdrawn["status"] == "withdrawn"
+        problem(
+            await client.post(
+                f"/v1/applications/{app['id']}/tracks/ethics/decision",
+                json={"decision": "approve"},
+                headers=reviewers["ethics"].headers,
+            ),
+            409,
+            "invalid_transition",
+        )
+
+
+class TestPermissions:
+    async def test_nobody_else_decides_or_reads(self, client, circulation, actors) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L5")
+        consumer = await circulation.consumer()
+        other_consumer = await circulation.consumer()
+        other_provider = await circulation.provider()
+        reviewers = await circulation.reviewers(owner)
+        app = await circulation.apply(product, consumer)
+        expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        url = f"/v1/applications/{app['id']}/tracks"
+        wrong = [
+            ("provider", consumer["buyer"]),  # the applicant
+            ("provider", other_provider),  # another provider
+            ("provider", reviewers["ethics"]),  # an operator role that is not the provider
+            ("ethics", reviewers["security"]),  # the wrong operator role
+            ("security", reviewers["compliance"]),
+            ("compliance", reviewers["ethics"]),
+            ("operator", reviewers["compliance"]),  # the operator track needs the operator admin
+            ("ethics", other_consumer["admin"]),  # another consumer
+        ]
+        for track, party in wrong:
+            problem(
+                await client.post(f"{url}/{track}/decision", json={"decision": "approve"}, headers=party.headers),
+                403,
+                "forbidden",
+            )
+        for party in (other_consumer["buyer"], other_provider):
+            problem(await client.get(f"/v1/applications/{app['id']}", headers=party.headers), 404, "not_found")
+            assert expect(await client.get("/v1/applications", headers=party.headers), 200)["items"] == []
+        for party in (consumer["analyst"], owner, actors.operator):
+            expect(await client.get(f"/v1/applications/{app['id']}", headers=party.headers), 200)
+        problem(
+            await client.patch(
+                f"/v1/applications/{app['id']}", json={"requested_months": 3}, headers=other_consumer["buyer"].headers
+            ),
+            404,
+            "not_found",
+        )
+
+
+class TestConcurrentDecisions:
+    async def test_the_last_two_tracks_decided_at_once_leave_exactly_one_licence(
+        self, client, circulation, app, settings
+    ) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        reviewers = await circulation.reviewers(owner)
+        application = await circulation.apply(product, consumer)
+        expect(
+            await client.post(f"/v1/applications/{application['id']}/submit", headers=consumer["buyer"].headers), 200
+        )
+        url = f"/v1/applications/{application['id']}/tracks"
+        expect(
+            await client.post(
+                f"{url}/provider/decision", json={"decision": "approve"}, headers=reviewers["provider"].headers
+            ),
+            200,
+        )
+        responses = await asyncio.gather(
+            client.post(f"{url}/ethics/decision", json={"decision": "approve"}, headers=reviewers["ethics"].headers),
+            client.post(
+                f"{url}/compliance/decision", json={"decision": "approve"}, headers=reviewers["compliance"].headers
+            ),
+        )
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        async with app.state.sessions() as s:
+            count = (
+                await s.execute(
+                    select(func.count()).select_from(Licence).where(Licence.application_id == application["id"])
+                )
+            ).scalar_one()
+        assert count == 1
+        final = expect(await client.get(f"/v1/applications/{application['id']}", headers=owner.headers), 200)
+        assert final["status"] == "approved"
