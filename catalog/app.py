@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
@@ -19,21 +20,45 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 
-from catalog import auth, db, errors, observability, outbox
+from catalog import auth, db, errors, observability, outbox, policy
+from catalog.access import blocklists, licences
+from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
+from catalog.delivery.routes import DeliveryController
+from catalog.metering import service as metering
+from catalog.metering.routes import MeteringController
 from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController
 from catalog.pagination import provide_page
+from catalog.products.release_routes import ReleaseController
+from catalog.products.routes import CommerceController, ProductController
 from catalog.settings import Settings, load_settings
+from catalog.storage import Storage
 from catalog.worker import Worker
 
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 1024 * 1024
-ROUTES: list[Any] = [Health, OrgController, AuditController]
+ROUTES: list[Any] = [
+    Health,
+    OrgController,
+    AuditController,
+    ProductController,
+    ReleaseController,
+    CommerceController,
+    ApplicationController,
+    LicenceController,
+    BlocklistController,
+    RegisterController,
+    DeliveryController,
+    MeteringController,
+]
 
 
 def build_registry(settings: Settings) -> outbox.Registry:
-    """Outbox handlers by event name and periodic jobs: later capabilities register theirs here."""
-    return outbox.Registry()
+    """Outbox handlers by event name and periodic jobs."""
+    registry = outbox.Registry()
+    registry.every("licences.sweep", timedelta(minutes=5), licences.sweep)
+    registry.every("reservations.sweep", timedelta(minutes=1), metering.sweep_reservations)
+    return registry
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -50,7 +75,9 @@ def openapi_config() -> OpenAPIConfig:
             security_schemes={"ApiKey": SecurityScheme(type="http", scheme="bearer", description="A Lode API key")}
         ),
         security=[{"ApiKey": []}],
-        tags=[Tag(name=t) for t in ("Identity", "Audit", "Operations")],
+        tags=[
+            Tag(name=t) for t in ("Identity", "Catalogue", "Circulation", "Delivery", "Metering", "Audit", "Operations")
+        ],
         path="/schema",
         use_handler_docstrings=False,
     )
@@ -65,6 +92,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     observability.configure_logging(settings.log_level)
+    policy.install(policy.load(settings.policy_file))
     engine = db.create_engine(settings)
     sessions = db.create_sessionmaker(engine)
     registry = registry or build_registry(settings)
@@ -115,12 +143,20 @@ def create_app(
     app.state.registry = registry
     app.state.worker = worker
     app.state.services = services
+    app.state.storage = services.get("storage") or build_storage(settings)
+    app.state.org_hooks = [blocklists.on_verification_changed]
     return app
 
 
+def build_storage(settings: Settings) -> Storage:
+    return Storage(
+        settings.data_dir / "objects", memory_limit=settings.query_memory_limit, timeout_s=settings.query_timeout_s
+    )
+
+
 def build_services(settings: Settings) -> dict[str, Any]:
-    """Objects handlers and jobs need beyond the database (billing's gateway, later)."""
-    return {"settings": settings}
+    """Objects handlers, jobs and the demo need beyond the database."""
+    return {"settings": settings, "storage": build_storage(settings)}
 
 
 def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[None]]]:
@@ -137,7 +173,7 @@ def render_openapi(settings: Settings) -> str:
 
 
 async def seed_demo(settings: Settings, *, progress: bool) -> dict[str, Any]:
-    from catalog.demo import seed
+    from catalog.demo.seed import seed
 
     engine = db.create_engine(settings)
     try:

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from catalog import db
 from catalog.app import create_app
 from catalog.settings import Settings, load_settings
-from tests.support import Actors, lifespan
+from tests.support import Actors, Catalogue, lifespan
 
 PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -146,3 +146,8 @@ async def fx_actors(client: httpx.AsyncClient, app: Litestar, settings: Settings
 @pytest.fixture(name="sessions")
 def fx_sessions(app: Litestar) -> Iterator[Any]:
     yield app.state.sessions
+
+
+@pytest.fixture(name="catalogue")
+def fx_catalogue(client: httpx.AsyncClient, actors: Actors) -> Catalogue:
+    return Catalogue(client, actors)

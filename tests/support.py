@@ -123,3 +123,134 @@ class Actors:
             201,
         )
         return Party(org_id, user["id"], key["secret"])
+
+
+def product_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "2型糖尿病患者电子病历队列 — Type 2 diabetes EHR cohort",
+        "summary": "Longitudinal outpatient and inpatient records of adults with T2DM, 2018–2025.",
+        "description": "De-identified EHR extract covering diagnoses, HbA1c and lipid panels.",
+        "keywords": ["diabetes", "糖尿病", "HbA1c"],
+        "data_types": ["ehr", "lab"],
+        "therapeutic_areas": ["E11"],
+        "standards": ["omop_cdm_5.4"],
+        "grade": "L3",
+        "legal_basis": "authorised_operation",
+        "identified": False,
+        "core_data": False,
+        "jurisdiction": "CN",
+        "population_size": 48210,
+        "record_count": 1920400,
+        "temporal_coverage": {"start": "2018-01-01", "end": "2025-06-30"},
+        "spatial_coverage": ["CN-SH"],
+        "update_frequency": "quarterly",
+        "sources": [
+            {"institution": "Ruijin Hospital", "system": "HIS", "share": 0.7},
+            {"institution": "Zhongshan Hospital", "system": "LIS", "share": 0.3},
+        ],
+        "quality": {"completeness": 0.96, "conformance": 0.99, "plausibility": 0.98, "assessed_on": "2025-07-15"},
+        "dictionary": [VISITS_TABLE],
+    }
+    body.update(overrides)
+    return body
+
+
+VISITS_TABLE: dict[str, Any] = {
+    "table": "visits",
+    "person_key": "person_id",
+    "max_rows_per_person": 20,
+    "fields": [
+        {"name": "person_id", "type": "string", "description": "pseudonymous id", "sensitive": True},
+        {"name": "age", "type": "integer", "description": "age at visit, years", "min": 0, "max": 120},
+        {"name": "sex", "type": "string", "description": "sex", "categories": ["F", "M"]},
+        {
+            "name": "district",
+            "type": "string",
+            "description": "Shanghai district",
+            "categories": ["Huangpu", "Xuhui", "Pudong"],
+        },
+        {
+            "name": "hba1c",
+            "type": "number",
+            "description": "HbA1c, %",
+            "min": 3,
+            "max": 20,
+            "code_system": "LOINC 4548-4",
+        },
+    ],
+}
+TERMS = {
+    "use_conditions": ["HMB", "IRB", {"code": "DS", "params": {"diseases": ["E11"]}}],
+    "local_conditions": ["no_linkage"],
+    "max_term_months": 24,
+    "clauses": "No re-identification.",
+}
+ONE_TIME_PLAN = {
+    "name": "Annual research licence",
+    "kind": "one_time",
+    "currency": "CNY",
+    "amount": 5000000,
+    "term_months": 12,
+}
+FREE_PLAN = {"name": "Trial", "kind": "free", "currency": "CNY", "caps": {"rows_returned": 10000}}
+
+
+class Catalogue:
+    """Drives the catalogue API: a provider's product from draft to listed."""
+
+    def __init__(self, client: httpx.AsyncClient, actors: Actors) -> None:
+        self.client = client
+        self.actors = actors
+        self._curator: Party | None = None
+
+    async def curator(self) -> Party:
+        if self._curator is None:
+            self._curator = await self.actors.member(self.actors.operator.org_id, ["curator", "security"])
+        return self._curator
+
+    async def draft(self, owner: Party, **overrides: Any) -> dict[str, Any]:
+        return expect(
+            await self.client.post("/v1/products", json=product_body(**overrides), headers=owner.headers), 201
+        )
+
+    async def offer(
+        self,
+        owner: Party,
+        product_id: str,
+        *,
+        plans: list[dict[str, Any]] | None = None,
+        terms: dict[str, Any] | None = None,
+        providers: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Terms, plans and a revenue share: what a product needs before review."""
+        c = self.client
+        made_terms = expect(
+            await c.put(f"/v1/products/{product_id}/terms", json=terms or TERMS, headers=owner.headers), 201
+        )
+        made_plans = [
+            expect(await c.post(f"/v1/products/{product_id}/plans", json=p, headers=owner.headers), 201)
+            for p in (plans or [FREE_PLAN, ONE_TIME_PLAN])
+        ]
+        weights = [{"org_id": org, "weight": 1} for org in (providers or [owner.org_id])]
+        rule = expect(
+            await c.put(
+                f"/v1/products/{product_id}/revenue-share",
+                json={"operator_bps": 1500, "fund_bps": 500, "providers": weights},
+                headers=owner.headers,
+            ),
+            201,
+        )
+        return {"terms": made_terms, "plans": made_plans, "revenue_share": rule}
+
+    async def listed(self, owner: Party, **overrides: Any) -> dict[str, Any]:
+        product = await self.draft(owner, **overrides)
+        offer = await self.offer(owner, product["id"])
+        expect(await self.client.post(f"/v1/products/{product['id']}/submit", headers=owner.headers), 200)
+        curator = await self.curator()
+        listed = expect(
+            await self.client.post(
+                f"/v1/products/{product['id']}/review", json={"decision": "list"}, headers=curator.headers
+            ),
+            200,
+        )
+        return {**listed, "offer": offer}

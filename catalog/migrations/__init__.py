@@ -17,7 +17,11 @@ SCRIPT_LOCATION = Path(__file__).parent
 def load_all_models() -> None:
     """Import every model module so ``Base.metadata`` is complete."""
     from catalog import audit, idempotency, outbox  # noqa: F401
+    from catalog.access import models as _access  # noqa: F401
+    from catalog.metering import models as _metering  # noqa: F401
     from catalog.orgs import models as _orgs  # noqa: F401
+    from catalog.products import models as _products  # noqa: F401
+    from catalog.products import search_sql as _search  # noqa: F401
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -1,0 +1,420 @@
+"""Structured queries → DuckDB SQL: validated against the release's dictionary, every value bound.
+
+A QueryRequest never becomes SQL text. Identifiers come only from the dictionary (the user's name is
+used to *look up* a field, and the dictionary's own name is quoted into the SQL); every value, the
+LIMIT, the clamping bounds and the Parquet path are bound ``?`` parameters. A name the dictionary
+does not declare is a 400 before any SQL exists. This module and ``catalog/storage.py`` are the only
+places that write DuckDB SQL (STYLE rule 2); the grade's rule is consulted, never the grade's name.
+
+Semantics a consumer should know:
+
+* rows mode without ``select`` returns every column the grade allows, in dictionary order (at grades
+  without sensitive columns, the non-sensitive ones); ``limit`` defaults to 100.
+* conditions are SQL's: ``!=``, ``not_in``, ``<`` … never match a null; use ``is_null``.
+* an aggregate's output column is ``fn`` without a field, else ``f"{fn}_{field}"``. ``count`` without
+  a field counts persons at grades with query-set control (the unit ``k`` protects), rows elsewhere;
+  ``count`` with a field counts the field's non-null values.
+* in aggregate mode ``limit`` is applied after disclosure control (``disclosure.protect``), so the
+  control always sees every cell; the SQL itself stops at ``MAX_GROUPS + 1`` cells.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any, Literal, get_args
+
+import duckdb
+import msgspec
+
+from catalog.delivery.schemas import MAX_GROUPS, MAX_ROWS, Aggregate, Fn, Op, QueryRequest
+from catalog.errors import FieldError, Forbidden, ValidationFailed
+from catalog.policy import GradeRule
+from catalog.products.dictionary import fields as fields_of
+from catalog.storage import RECORD_KEY, quote
+
+Mode = Literal["rows", "aggregate", "dp_aggregate"]
+DEFAULT_LIMIT = 100
+OPS = frozenset(get_args(Op))
+FNS = frozenset(get_args(Fn))
+NUMERIC = frozenset({"integer", "number"})
+ORDERABLE = frozenset({"integer", "number", "date", "string"})
+CELL_COLUMNS = ("_persons", "_rows", "_ckey")
+_NEEDS = {"sum": ("a number", NUMERIC), "avg": ("a number", NUMERIC), "min": ("an orderable field", ORDERABLE),
+          "max": ("an orderable field", ORDERABLE)}  # fmt: skip
+_SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_INT64 = (-(2**63), 2**63 - 1)
+_RKEY = quote(RECORD_KEY)
+
+
+class Compiled(msgspec.Struct, frozen=True):
+    sql: str
+    params: list[Any]
+    columns: list[str]
+
+
+def mode_of(query: QueryRequest) -> Mode:
+    if query.aggregates or query.group_by:
+        return "dp_aggregate" if query.epsilon is not None else "aggregate"
+    return "rows"
+
+
+def output_name(aggregate: Aggregate) -> str:
+    return aggregate.fn if aggregate.field is None else f"{aggregate.fn}_{aggregate.field}"
+
+
+def dominance_depth(rule: GradeRule) -> int:
+    """How many top contributors aggregate_sql reports per sum/avg: ``_top1_…`` to ``_top{n}_…``."""
+    return max(2, rule.dominance.n if rule.dominance else 2)
+
+
+def hidden_columns(query: QueryRequest, rule: GradeRule) -> list[str]:
+    """The statistics aggregate_sql adds for disclosure control; never shown to a consumer."""
+    names = list(CELL_COLUMNS)
+    for aggregate in query.aggregates:
+        name = output_name(aggregate)
+        if aggregate.fn in ("sum", "avg"):
+            names += [f"_top{i}_{name}" for i in range(1, dominance_depth(rule) + 1)] + [f"_abs_{name}"]
+        if aggregate.fn == "avg":
+            names += [f"_sum_{name}", f"_n_{name}"]
+    return names
+
+
+def output_columns(query: QueryRequest, table: dict, rule: GradeRule | None) -> list[str]:
+    """What the consumer sees: the selected fields, or the group_by fields then each aggregate's name."""
+    if mode_of(query) != "rows":
+        return [*query.group_by, *(output_name(a) for a in query.aggregates)]
+    if query.select is not None:
+        return list(query.select)
+    allowed = rule is not None and rule.sensitive_columns
+    return [f["name"] for f in table["fields"] if allowed or not f.get("sensitive")]
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> None:
+    """400 naming every problem at once, then 403 ``sensitive_column``, then 403 ``grade_forbids_delivery``."""
+    fields = fields_of(table)
+    errors: list[FieldError] = []
+    used: list[tuple[str, str]] = []  # (path, field name) of every field the query touches
+
+    def known(path: str, name: Any) -> dict | None:
+        field = fields.get(name) if isinstance(name, str) else None
+        if field is None:
+            errors.append(FieldError(path, f"{name!r} is not a column of table {table['table']}"))
+        else:
+            used.append((path, name))
+        return field
+
+    if query.table != table["table"]:
+        errors.append(FieldError("table", f"{query.table!r} is not the table being queried"))
+    if (mode == "rows") != (mode_of(query) == "rows"):  # aggregate → dp_aggregate is the caller's call
+        errors.append(FieldError("body", f"this is a {mode_of(query)} query, not a {mode} query"))
+    cap = MAX_ROWS if mode == "rows" else MAX_GROUPS
+    if query.limit is not None and (type(query.limit) is not int or not 1 <= query.limit <= cap):
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {cap}"))
+    for i, condition in enumerate(query.where):
+        field = known(f"where.{i}.field", condition.field)
+        if condition.op not in OPS:
+            errors.append(FieldError(f"where.{i}.op", f"must be one of {', '.join(sorted(OPS))}"))
+        elif field is not None:
+            errors += _value_errors(f"where.{i}", condition.op, condition.value, field)
+    if mode == "rows":
+        for i, name in enumerate(query.select or []):
+            if known(f"select.{i}", name) is not None and name in query.select[:i]:
+                errors.append(FieldError(f"select.{i}", f"{name} is selected twice"))
+        if query.epsilon is not None:
+            errors.append(FieldError("epsilon", "applies to aggregate queries only"))
+    else:
+        _validate_aggregates(query, known, errors, mode, rule)
+    outputs = output_columns(query, table, rule)
+    for i, order in enumerate(query.order_by):
+        if order.direction not in ("asc", "desc"):
+            errors.append(FieldError(f"order_by.{i}.direction", "must be asc or desc"))
+        if order.field not in outputs:
+            errors.append(FieldError(f"order_by.{i}.field", f"{order.field!r} is not a column of the answer"))
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+    if not rule.sensitive_columns:
+        leaked = [FieldError(p, f"{n} is sensitive") for p, n in used if fields[n].get("sensitive")]
+        if mode == "rows" and query.select is None and not output_columns(query, table, rule):
+            leaked.append(FieldError("select", "every column of this table is sensitive"))
+        if leaked:
+            where = ", ".join(e.field for e in leaked)
+            raise Forbidden(
+                f"Grade {rule.grade} does not deliver sensitive columns ({where}).",
+                code="sensitive_column",
+                errors=leaked,
+            )
+    refused = [
+        FieldError(f"aggregates.{i}.fn", f"{a.fn} is not delivered at {rule.grade}")
+        for i, a in enumerate(query.aggregates)
+        if a.fn not in rule.aggregates
+    ]
+    if refused:
+        allowed = ", ".join(sorted(rule.aggregates))
+        raise Forbidden(
+            f"Grade {rule.grade} delivers only these aggregates: {allowed}.",
+            code="grade_forbids_delivery",
+            errors=refused,
+        )
+
+
+def _validate_aggregates(query: QueryRequest, known: Any, errors: list[FieldError], mode: str, rule: GradeRule) -> None:
+    if query.select is not None:
+        errors.append(FieldError("select", "applies to rows queries; name group_by fields and aggregates instead"))
+    if not query.aggregates:
+        errors.append(FieldError("aggregates", "name at least one aggregate"))
+    for i, name in enumerate(query.group_by):
+        field = known(f"group_by.{i}", name)
+        if field is None:
+            continue
+        if name in query.group_by[:i]:
+            errors.append(FieldError(f"group_by.{i}", f"{name} is grouped by twice"))
+    names = [output_name(a) for a in query.aggregates]
+    for i, aggregate in enumerate(query.aggregates):
+        at = f"aggregates.{i}"
+        if aggregate.fn not in FNS:
+            errors.append(FieldError(f"{at}.fn", f"must be one of {', '.join(sorted(FNS))}"))
+            continue
+        if aggregate.field is None:
+            if aggregate.fn != "count":
+                errors.append(FieldError(f"{at}.field", f"{aggregate.fn} needs a field"))
+            continue
+        field = known(f"{at}.field", aggregate.field)
+        if field is None:
+            continue
+        needs = _NEEDS.get(aggregate.fn)
+        if needs is not None and field["type"] not in needs[1]:
+            errors.append(
+                FieldError(f"{at}.field", f"{aggregate.fn} needs {needs[0]}; {field['name']} is {field['type']}")
+            )
+        elif mode == "dp_aggregate" and aggregate.field in query.group_by:
+            # dp_rows_sql would return the field twice, once clamped; dp.check owns the other DP rules.
+            errors.append(FieldError(f"{at}.field", f"{aggregate.field} is also a group_by field"))
+    hidden = set(hidden_columns(query, rule))
+    errors += [FieldError(f"aggregates.{i}", f"the output column {n} appears twice")
+               for i, n in enumerate(names) if n in names[:i] or n in query.group_by]  # fmt: skip
+    errors += [FieldError(f"group_by.{i}", f"{n} clashes with a column the answer needs")
+               for i, n in enumerate(query.group_by) if n in hidden]  # fmt: skip
+
+
+def _value_errors(at: str, op: str, value: Any, field: dict) -> list[FieldError]:
+    path = f"{at}.value"
+    if op in ("is_null", "not_null"):
+        return [] if value is None else [FieldError(path, f"{op} takes no value")]
+    if op in ("in", "not_in", "between"):
+        if not isinstance(value, list) or not value:
+            return [FieldError(path, f"{op} needs a non-empty list")]
+        if op == "between" and len(value) != 2:
+            return [FieldError(path, "between needs a list of two values: [low, high]")]
+        values = value
+    elif value is None or isinstance(value, list):
+        return [FieldError(path, f"{op} needs a single value")]
+    else:
+        values = [value]
+    if op not in ("=", "!=", "in", "not_in") and field["type"] == "boolean":
+        return [FieldError(f"{at}.op", f"{op} does not apply to the boolean field {field['name']}")]
+    problems = [_value_problem(v, field["type"]) for v in values]
+    return [FieldError(path, p) for p in problems if p is not None][:1]
+
+
+def _value_problem(value: Any, kind: str) -> str | None:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind in NUMERIC:
+        if not is_number or (isinstance(value, float) and not math.isfinite(value)):
+            return f"{value!r} is not a number, as the {kind} field needs"
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            return f"{value} is out of range"
+        return None
+    if kind == "date":
+        return None if _iso_date(value) else f"{value!r} is not an ISO date (YYYY-MM-DD)"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{value!r} is not true or false"
+    return None if isinstance(value, str) else f"{value!r} is not a string"
+
+
+def _iso_date(value: Any) -> bool:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+# --- compiling ------------------------------------------------------------------------------------
+
+
+def rows_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule | None = None) -> Compiled:
+    """The selected rows; without ``select``, every column ``rule`` allows (no rule: no sensitive column)."""
+    fields = fields_of(table)
+    columns = output_columns(query, table, rule)
+    where, params = _where(query, fields)
+    select = ", ".join(_col(fields, c) for c in columns)
+    sql = f"SELECT {select} FROM read_parquet(?){where}{_order(query, columns)} LIMIT ?"
+    return Compiled(sql=sql, params=[path, *params, query.limit or DEFAULT_LIMIT], columns=columns)
+
+
+def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) -> Compiled:
+    """One row per cell: group values, ``_persons``, ``_rows``, ``_ckey``, each aggregate, then the hidden stats.
+
+    For each sum/avg: ``_top1_…`` … ``_top{n}_…``, the largest absolute per-person totals in the cell,
+    and ``_abs_…``, the sum of absolute per-person totals (dominance, and the scale of a sum's noise);
+    for each avg also ``_sum_…`` and ``_n_…``, the raw sum and non-null count it is recomputed from.
+    """
+    fields = fields_of(table)
+    person = _col(fields, table["person_key"])
+    groups = [_col(fields, g) for g in query.group_by]
+    where, params = _where(query, fields)
+    by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    cell = [
+        f'COUNT(DISTINCT {person}) AS "_persons"',
+        'COUNT(*) AS "_rows"',
+        # The same contributing rows always give the same key; disclosure derives the noise from it.
+        f'SUM({_RKEY}::HUGEINT) % 4294967296 AS "_ckey"',
+    ]
+    summed: list[str] = []  # fields whose per-person totals the hidden stats need
+    stats: list[str] = []
+    for aggregate in query.aggregates:
+        name = output_name(aggregate)
+        cell.append(f"{_aggregate(aggregate, fields, person, rule)} AS {quote(name)}")
+        if aggregate.fn in ("sum", "avg"):
+            summed += [] if aggregate.field in summed else [aggregate.field]
+            t = summed.index(aggregate.field)
+            stats += [
+                f'MAX("_lode_a{t}") FILTER (WHERE "_lode_r{t}" = {i}) AS {quote(f"_top{i}_{name}")}'
+                for i in range(1, dominance_depth(rule) + 1)
+            ]
+            stats.append(f'SUM("_lode_a{t}") AS {quote(f"_abs_{name}")}')
+        if aggregate.fn == "avg":
+            column = _col(fields, aggregate.field)
+            cell += [f"SUM({column}) AS {quote(f'_sum_{name}')}", f"COUNT({column}) AS {quote(f'_n_{name}')}"]
+    ctes = [
+        f'"_lode_src" AS (SELECT * FROM read_parquet(?){where})',
+        f'"_lode_cells" AS (SELECT {", ".join([*groups, *cell])} FROM "_lode_src"{by})',
+    ]
+    source = '"_lode_cells"'
+    if summed:
+        totals = ", ".join(f'SUM({_col(fields, f)}) AS "_lode_t{t}"' for t, f in enumerate(summed))
+        partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
+        ranked = ", ".join(
+            f'ABS("_lode_t{t}") AS "_lode_a{t}", '
+            f'ROW_NUMBER() OVER ({partition}ORDER BY ABS("_lode_t{t}") DESC NULLS LAST) AS "_lode_r{t}"'
+            for t in range(len(summed))
+        )
+        per_person = ", ".join([*groups, person])
+        ctes += [
+            f'"_lode_pp" AS (SELECT {", ".join([*groups, totals])} FROM "_lode_src" GROUP BY {per_person})',
+            f'"_lode_ranked" AS (SELECT {", ".join([*groups, ranked])} FROM "_lode_pp")',
+            f'"_lode_dom" AS (SELECT {", ".join([*groups, *stats])} FROM "_lode_ranked"{by})',
+        ]
+        # Group values may be null, and a null group is a cell like any other.
+        on = " AND ".join(f'"_lode_cells".{g} IS NOT DISTINCT FROM "_lode_dom".{g}' for g in groups) or "TRUE"
+        source += f' LEFT JOIN "_lode_dom" ON {on}'
+    hidden = [c for c in hidden_columns(query, rule) if c not in CELL_COLUMNS]
+    names = [*CELL_COLUMNS, *(output_name(a) for a in query.aggregates), *hidden]
+    outer = [f'"_lode_cells".{g} AS {g}' for g in groups] + [
+        f'"_lode_{"dom" if c.startswith(("_top", "_abs")) else "cells"}".{quote(c)} AS {quote(c)}' for c in names
+    ]
+    columns = [*query.group_by, *names]
+    # Group values break ties, so which cells fall past the limit does not vary between runs.
+    order = _order(query, columns, tiebreak=tuple(groups))
+    sql = (
+        f'WITH {", ".join(ctes)} SELECT * FROM (SELECT {", ".join(outer)} FROM {source}) AS "_lode_out"{order} LIMIT ?'
+    )
+    return Compiled(sql=sql, params=[path, *params, MAX_GROUPS + 1], columns=columns)
+
+
+def population_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
+    """One row: (persons with a row matching the where, persons in the whole table)."""
+    fields = fields_of(table)
+    person = _col(fields, table["person_key"])
+    where, params = _where(query, fields)
+    matching = f"COUNT(DISTINCT {person}) FILTER ({where.strip()})" if where else f"COUNT(DISTINCT {person})"
+    sql = f'SELECT {matching} AS "persons_matching", COUNT(DISTINCT {person}) AS "persons_total" FROM read_parquet(?)'
+    return Compiled(sql=sql, params=[*params, path], columns=["persons_matching", "persons_total"])
+
+
+def dp_rows_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
+    """Each person's first ``max_rows_per_person`` matching rows (by record key), aggregate fields clamped."""
+    fields = fields_of(table)
+    where, params = _where(query, fields)
+    groups = [_col(fields, g) for g in query.group_by]
+    measured = list(dict.fromkeys(a.field for a in query.aggregates if a.field is not None))
+    bounds: list[Any] = []
+    values = []
+    for name in measured:
+        field, column = fields[name], _col(fields, name)
+        clamped = column
+        if field.get("min") is not None:
+            clamped = f"GREATEST({clamped}, ?)"
+            bounds.append(field["min"])
+        if field.get("max") is not None:
+            clamped = f"LEAST({clamped}, ?)"
+            bounds.append(field["max"])
+        # GREATEST and LEAST skip nulls, which would turn a missing value into a bound.
+        values.append(f"CASE WHEN {column} IS NULL THEN NULL ELSE {clamped} END AS {column}")
+    person = _col(fields, table["person_key"])
+    inner = ", ".join([*groups, f'{person} AS "_person"', *(_col(fields, m) for m in measured), _RKEY])
+    numbered = f'ROW_NUMBER() OVER (PARTITION BY "_person" ORDER BY {_RKEY}) AS "_lode_n"'
+    outer = ", ".join([*groups, '"_person"', *values])
+    sql = (
+        f'WITH "_lode_src" AS (SELECT {inner}, {numbered} FROM read_parquet(?){where}) '
+        f'SELECT {outer} FROM "_lode_src" WHERE "_lode_n" <= ?'
+    )
+    return Compiled(
+        sql=sql,
+        params=[path, *params, *bounds, table["max_rows_per_person"]],
+        columns=[*query.group_by, "_person", *measured],
+    )
+
+
+def run(conn: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[dict[str, Any]]:
+    """Execute on a sandboxed connection (``Storage.run_limited``) and name each value by its column."""
+    rows = conn.execute(compiled.sql, compiled.params).fetchall()
+    return [dict(zip(compiled.columns, row, strict=True)) for row in rows]
+
+
+def _col(fields: dict[str, dict], name: str) -> str:
+    # The dictionary's spelling, not the caller's: an unknown name is a KeyError, never SQL.
+    return quote(fields[name]["name"])
+
+
+def _aggregate(aggregate: Aggregate, fields: dict, person: str, rule: GradeRule) -> str:
+    if aggregate.field is None:
+        return f"COUNT(DISTINCT {person})" if rule.query_set_control else "COUNT(*)"
+    column = _col(fields, aggregate.field)
+    if aggregate.fn == "count_distinct":
+        return f"COUNT(DISTINCT {column})"
+    return f"{aggregate.fn.upper()}({column})"
+
+
+def _where(query: QueryRequest, fields: dict) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    for condition in query.where:
+        field, op, value = fields[condition.field], condition.op, condition.value
+        column = quote(field["name"])
+        values = [] if op in ("is_null", "not_null") else value if isinstance(value, list) else [value]
+        if field["type"] == "date":
+            values = [date.fromisoformat(v) for v in values]
+        marks = ", ".join("?" for _ in values)
+        parts.append({
+            "is_null": f"{column} IS NULL",
+            "not_null": f"{column} IS NOT NULL",
+            "in": f"{column} IN ({marks})",
+            "not_in": f"{column} NOT IN ({marks})",
+            "between": f"{column} BETWEEN ? AND ?",
+        }.get(op) or f"{column} {_SQL_OPS[op]} ?")  # fmt: skip
+        params += values
+    return (" WHERE " + " AND ".join(f"({p})" for p in parts) if parts else ""), params
+
+
+def _order(query: QueryRequest, columns: list[str], tiebreak: tuple[str, ...] = ()) -> str:
+    keys = [
+        f"{quote(o.field)} {'DESC' if o.direction == 'desc' else 'ASC'}" for o in query.order_by if o.field in columns
+    ]
+    keys += tiebreak
+    return f" ORDER BY {', '.join(keys)}" if keys else ""

@@ -1,0 +1,87 @@
+"""Bodies of the delivery API: the structured query and its answer, files, the ε budget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from catalog.orgs.schemas import Body
+from catalog.products.schemas import Identifier
+
+Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "between", "is_null", "not_null"]
+Fn = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
+Scalar = str | int | float | bool
+MAX_ROWS = 10_000
+MAX_GROUPS = 10_000
+
+
+class Condition(Body):
+    field: Identifier
+    op: Op
+    value: Scalar | Annotated[list[Scalar], Meta(min_length=1, max_length=1000)] | None = None
+
+
+class Aggregate(Body):
+    fn: Fn
+    field: Identifier | None = None
+
+
+class OrderBy(Body):
+    field: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,80}$")]
+    direction: Literal["asc", "desc"] = "asc"
+
+
+class QueryRequest(Body):
+    """Rows (select), aggregates (group_by + aggregates), or differentially private aggregates (+ epsilon)."""
+
+    table: Identifier
+    release: Annotated[str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,39}$")] | None = None
+    select: Annotated[list[Identifier], Meta(min_length=1, max_length=200)] | None = None
+    where: Annotated[list[Condition], Meta(max_length=50)] = []
+    group_by: Annotated[list[Identifier], Meta(max_length=5)] = []
+    aggregates: Annotated[list[Aggregate], Meta(max_length=20)] = []
+    order_by: Annotated[list[OrderBy], Meta(max_length=10)] = []
+    limit: Annotated[int, Meta(ge=1, le=MAX_ROWS)] | None = None
+    epsilon: Annotated[float, Meta(gt=0, le=10)] | None = None
+
+
+class Suppressed(Struct, kw_only=True):
+    group: dict[str, Any]
+    columns: list[str]
+    reason: Literal["small_cell", "secondary", "dominance"]
+
+
+class QueryAnswer(Struct, kw_only=True):
+    release: str
+    mode: Literal["rows", "aggregate", "dp_aggregate"]
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    suppressed: list[Suppressed]
+    perturbed: bool
+    epsilon_spent: float
+
+
+class FileEntry(Struct, kw_only=True):
+    name: str
+    release: str
+    table: str
+    format: str
+    bytes: int
+    sha256: str
+    rows: int
+
+
+class FileList(Struct, kw_only=True):
+    items: list[FileEntry]
+
+
+class BudgetRead(Struct, kw_only=True):
+    consumer_org_id: str
+    product_id: str
+    total: float
+    spent: float
+    left: float
+    per_query_max: float
+    updated_at: datetime | None

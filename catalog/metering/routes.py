@@ -1,0 +1,89 @@
+"""HTTP routes of metering: usage ingest from providers, and usage reports for the parties."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.auth import Principal
+from catalog.errors import Forbidden, problem_responses
+from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.metering.schemas import IngestResult, UsageBatch, UsageReport
+from catalog.metering.service import MeteringService
+
+Granularity = Literal["day", "hour"]
+Tz = Annotated[str, QueryParameter(max_length=64, description="IANA time zone; UTC by default")]
+
+
+async def provide_metering_service(
+    tx: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+) -> MeteringService:
+    return MeteringService(tx, caller)
+
+
+class MeteringController(Controller):
+    path = "/v1"
+    tags = ["Metering"]
+    dependencies = {"metering_service": Provide(provide_metering_service)}
+
+    @post(
+        "/usage-events",
+        operation_id="IngestUsageEvents",
+        status_code=200,
+        summary="Report usage delivered outside Lode (≤ 1,000 events, idempotent per key)",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses=problem_responses(401, 403, 409, 422),
+    )
+    async def ingest(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[UsageBatch],
+        metering_service: NamedDependency[MeteringService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+    ) -> Response[IngestResult]:
+        if not (caller.is_operator or (caller.org_kind == "provider" and caller.acts_as("publisher"))):
+            raise Forbidden("Usage is reported by the providers of the products (publisher) or the operator.")
+
+        async def run() -> Response[IngestResult]:
+            return Response(await metering_service.ingest(data), status_code=200)
+
+        return await idempotent(request, caller.org_id, tx, run)
+
+    @get(
+        "/licences/{licence_id:str}/usage",
+        operation_id="GetLicenceUsage",
+        summary="A licence's usage by day or hour, dimension and analyst (the parties)",
+        responses=problem_responses(401, 404),
+    )
+    async def licence_usage(
+        self,
+        licence_id: FromPath[str],
+        metering_service: NamedDependency[MeteringService],
+        granularity: FromQuery[Granularity] = "day",
+        tz: Tz = "UTC",
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+    ) -> UsageReport:
+        return await metering_service.report(licence_id, granularity, tz, since, until)
+
+    @get(
+        "/usage",
+        operation_id="GetUsage",
+        summary="Usage across the licences you are a party to",
+        responses=problem_responses(401),
+    )
+    async def usage(
+        self,
+        metering_service: NamedDependency[MeteringService],
+        granularity: FromQuery[Granularity] = "day",
+        tz: Tz = "UTC",
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+    ) -> UsageReport:
+        return await metering_service.report(None, granularity, tz, since, until)

@@ -1,0 +1,347 @@
+"""Metering: reserve before delivery, settle after, ingest reported usage, report it.
+
+Delivery runs in two phases (STYLE rule 3's exception). ``reserve`` adds the most a request can
+use to the capped counters and the ε budget, each in one conditional statement, and records a
+reservation; the work runs with no transaction open; ``settle`` gives back what was not used,
+writes the usage events and tells billing (``usage.recorded``). ``release`` gives everything back
+when the work failed — except ε once noise may have been drawn. The sweep releases reservations a
+crash left open, never their ε.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import rfc8785
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import outbox, policy
+from catalog.access import repository as access_repo
+from catalog.access.licences import add_months
+from catalog.access.models import Licence
+from catalog.auth import Principal
+from catalog.db import utcnow, write_transaction
+from catalog.errors import Conflict, FieldError, NotFound, ValidationFailed
+from catalog.ids import new_id
+from catalog.metering import repository as repo
+from catalog.metering.models import Reservation
+from catalog.metering.schemas import (
+    Conflict as ConflictRow,
+)
+from catalog.metering.schemas import (
+    IngestResult,
+    OverCap,
+    UsageBatch,
+    UsageReport,
+    UsageRow,
+)
+from catalog.products import repository as products_repo
+
+RESERVATION_GRACE = timedelta(minutes=10)
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+async def cap_period_start(session: AsyncSession, licence: Licence, at: date) -> date:
+    """The start of the cap period containing ``at``: the term, or the billing period of the plan."""
+    if licence.cap_period != "billing_period":
+        return licence.starts_on
+    plan = await products_repo.plan(session, licence.plan_id)
+    step = 12 if plan is not None and plan.interval == "year" else 1
+    start, n = licence.starts_on, 0
+    while add_months(licence.starts_on, (n + 1) * step) <= at:
+        n += 1
+    return add_months(start, n * step)
+
+
+async def reserve(
+    session: AsyncSession,
+    licence: Licence,
+    analyst_id: str,
+    kind: str,
+    amounts: dict[str, int],
+    epsilon_micro: int = 0,
+    *,
+    timeout_s: float = 30.0,
+) -> Reservation:
+    """Hold the most this request can use against the licence's caps and the ε budget, or refuse."""
+    now = utcnow()
+    period = await cap_period_start(session, licence, now.date())
+    capped = {d: n for d, n in amounts.items() if d in licence.caps}
+    if epsilon_micro and "epsilon_spent" in licence.caps:
+        capped["epsilon_spent"] = epsilon_micro
+    await repo.ensure_counters(session, licence.id, period, list(capped))
+    for dimension, n in capped.items():
+        if not await repo.try_add(session, licence.id, dimension, period, n, int(licence.caps[dimension])):
+            raise Conflict(
+                f"This request would pass the licence's {dimension} cap of {licence.caps[dimension]}.",
+                code="quota_exceeded",
+                dimension=dimension,
+                cap=licence.caps[dimension],
+            )
+    if epsilon_micro:
+        product = await products_repo.get(session, licence.product_id)
+        assert product is not None
+        total = policy.rule(product.grade).epsilon_total_micro or 0
+        await repo.ensure_budget(session, licence.consumer_org_id, licence.product_id, total)
+        if not await repo.try_spend(session, licence.consumer_org_id, licence.product_id, epsilon_micro):
+            raise Conflict("The ε budget for this product is spent.", code="budget_exhausted")
+    reservation = Reservation(
+        id=new_id("res"),
+        licence_id=licence.id,
+        analyst_id=analyst_id,
+        kind=kind,
+        amounts=capped,
+        period_start=period,
+        epsilon_micro=epsilon_micro,
+        status="open",
+        created_at=now,
+        expires_at=now + timedelta(seconds=timeout_s) + RESERVATION_GRACE,
+    )
+    session.add(reservation)
+    await session.flush()
+    return reservation
+
+
+async def settle(session: AsyncSession, reservation_id: str, used: dict[str, int]) -> bool:
+    """Record what was used, give back the rest; once only (False if it was already closed)."""
+    reservation = await repo.reservation(session, reservation_id)
+    if reservation is None or not await repo.close_reservation(session, reservation_id, "settled"):
+        return False
+    licence = await access_repo.licence(session, reservation.licence_id)
+    assert licence is not None
+    for dimension, reserved in reservation.amounts.items():
+        unused = int(reserved) - int(used.get(dimension, 0))
+        if unused:
+            await repo.add(session, licence.id, dimension, reservation.period_start, -unused)
+    now = utcnow()
+    rows = [
+        _event(
+            licence,
+            f"res:{reservation.id}:{dimension}",
+            dimension,
+            quantity,
+            now,
+            reservation.analyst_id,
+            "server",
+            None,
+        )
+        for dimension, quantity in used.items()
+        if quantity > 0
+    ]
+    await repo.insert_events(session, rows)
+    if rows:
+        outbox.emit(
+            session, "usage.recorded", {"licence_ids": [licence.id], "source": "server", "dimensions": sorted(used)}
+        )
+    return True
+
+
+async def release(session: AsyncSession, reservation_id: str, *, keep_epsilon: bool) -> bool:
+    """Give the whole reservation back (the work failed); ε stays spent if noise may have been drawn."""
+    reservation = await repo.reservation(session, reservation_id)
+    if reservation is None or not await repo.close_reservation(session, reservation_id, "released"):
+        return False
+    for dimension, reserved in reservation.amounts.items():
+        await repo.add(session, reservation.licence_id, dimension, reservation.period_start, -int(reserved))
+    if reservation.epsilon_micro and not keep_epsilon:
+        licence = await access_repo.licence(session, reservation.licence_id)
+        assert licence is not None
+        await repo.refund(session, licence.consumer_org_id, licence.product_id, reservation.epsilon_micro)
+    return True
+
+
+async def sweep_reservations(ctx: outbox.JobContext) -> None:
+    """Periodic: release what crashed requests left reserved — counters back, ε kept."""
+    async with write_transaction(ctx.sessions) as session:
+        for reservation in await repo.stale_reservations(session, utcnow()):
+            await release(session, reservation.id, keep_epsilon=True)
+
+
+def _event(
+    licence: Licence,
+    key: str,
+    dimension: str,
+    quantity: int,
+    at: datetime,
+    analyst: str | None,
+    source: str,
+    reported_by: str | None,
+) -> dict[str, Any]:
+    payload = {
+        "licence_id": licence.id,
+        "dimension": dimension,
+        "quantity": quantity,
+        "occurred_at": at.astimezone(UTC).isoformat(),
+        "analyst_id": analyst,
+    }
+    return {
+        "id": new_id("use"),
+        "licence_id": licence.id,
+        "idempotency_key": key,
+        "consumer_org_id": licence.consumer_org_id,
+        "product_id": licence.product_id,
+        "analyst_id": analyst,
+        "dimension": dimension,
+        "quantity": quantity,
+        "occurred_at": at,
+        "source": source,
+        "reported_by": reported_by,
+        "payload_sha256": hashlib.sha256(rfc8785.dumps(payload)).hexdigest(),
+        "over_cap": False,
+        "created_at": utcnow(),
+    }
+
+
+class MeteringService:
+    def __init__(self, session: AsyncSession, caller: Principal) -> None:
+        self.session = session
+        self.caller = caller
+
+    async def ingest(self, batch: UsageBatch) -> IngestResult:
+        """Usage a provider delivered outside Lode: validated whole, inserted in one statement."""
+        ids = sorted({e.licence_id for e in batch.events})
+        licences = {lic.id: lic for lic in await access_repo.licences_by_ids(self.session, ids)}
+        allowed = (
+            set(ids)
+            if self.caller.is_operator
+            else set(await access_repo.licences_of_party(self.session, self.caller.org_id, ids, ("owner", "provider")))
+        )
+        now = utcnow()
+        errors: list[FieldError] = []
+        for i, e in enumerate(batch.events):
+            licence = licences.get(e.licence_id)
+            if licence is None or e.licence_id not in allowed:
+                errors.append(FieldError(f"events.{i}.licence_id", "not a licence of your products"))
+                continue
+            at = e.occurred_at
+            if at.tzinfo is None:
+                errors.append(FieldError(f"events.{i}.occurred_at", "needs a time zone (RFC 3339)"))
+            elif at > now + FUTURE_TOLERANCE:
+                errors.append(FieldError(f"events.{i}.occurred_at", "more than 5 minutes in the future"))
+            elif not licence.starts_on <= at.astimezone(UTC).date() <= licence.ends_on:
+                errors.append(FieldError(f"events.{i}.occurred_at", "outside the licence's term"))
+        if errors:
+            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors[:20]), errors=errors)
+        rows = [
+            _event(
+                licences[e.licence_id],
+                e.idempotency_key,
+                e.dimension,
+                e.quantity,
+                e.occurred_at.astimezone(UTC),
+                e.analyst_id,
+                "reported",
+                self.caller.org_id,
+            )
+            for e in batch.events
+        ]
+        first: dict[tuple[str, str], int] = {}
+        conflicts: list[ConflictRow] = []
+        duplicates = 0
+        unique_rows = []
+        for i, row in enumerate(rows):  # the same key twice in one batch: the first one counts
+            pair = (row["licence_id"], row["idempotency_key"])
+            if pair not in first:
+                first[pair] = i
+                unique_rows.append(row)
+            elif rows[first[pair]]["payload_sha256"] == row["payload_sha256"]:
+                duplicates += 1
+            else:
+                conflicts.append(
+                    ConflictRow(
+                        index=i,
+                        idempotency_key=row["idempotency_key"],
+                        reason="the key is used for another event in this batch",
+                    )
+                )
+        inserted = await repo.insert_events(self.session, unique_rows)
+        rest = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) not in inserted]
+        existing = await repo.existing_events(self.session, [(r["licence_id"], r["idempotency_key"]) for r in rest])
+        for row in rest:
+            pair = (row["licence_id"], row["idempotency_key"])
+            if existing.get(pair) == row["payload_sha256"]:
+                duplicates += 1
+            else:
+                conflicts.append(
+                    ConflictRow(
+                        index=first[pair],
+                        idempotency_key=row["idempotency_key"],
+                        reason="the key was used before with a different event",
+                    )
+                )
+        over = await self._count_towards_caps(
+            [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) in inserted], licences
+        )
+        if inserted:
+            outbox.emit(
+                self.session,
+                "usage.recorded",
+                {"licence_ids": sorted({lic for lic, _ in inserted}), "source": "reported"},
+            )
+        return IngestResult(
+            inserted=len(inserted),
+            duplicates=duplicates,
+            conflicts=sorted(conflicts, key=lambda c: c.index),
+            over_cap=over,
+        )
+
+    async def _count_towards_caps(self, rows: list[dict[str, Any]], licences: dict[str, Licence]) -> list[OverCap]:
+        """Reported usage counts toward caps and is accepted past them, flagged over_cap."""
+        totals: dict[tuple[str, str, date], int] = defaultdict(int)
+        for row in rows:
+            licence = licences[row["licence_id"]]
+            if row["dimension"] in licence.caps:
+                period = await cap_period_start(self.session, licence, row["occurred_at"].date())
+                totals[(licence.id, row["dimension"], period)] += row["quantity"]
+        over = []
+        for (licence_id, dimension, period), n in sorted(totals.items()):
+            await repo.ensure_counters(self.session, licence_id, period, [dimension])
+            used = await repo.add(self.session, licence_id, dimension, period, n)
+            cap = int(licences[licence_id].caps[dimension])
+            if used > cap:
+                over.append(OverCap(licence_id=licence_id, dimension=dimension, used=used, cap=cap))
+                keys = [
+                    r["idempotency_key"] for r in rows if r["licence_id"] == licence_id and r["dimension"] == dimension
+                ]
+                await repo.flag_over_cap(self.session, licence_id, keys)
+        return over
+
+    async def report(
+        self, licence_id: str | None, granularity: str, tz: str, since: datetime | None, until: datetime | None
+    ) -> UsageReport:
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationFailed.field("tz", f"{tz!r} is not an IANA time zone such as Asia/Shanghai") from None
+        until = (until or utcnow()).astimezone(UTC)
+        since = (since or until - timedelta(days=30)).astimezone(UTC)
+        if since >= until:
+            raise ValidationFailed.field("since", "must be before until")
+        if licence_id is not None:
+            licence = await access_repo.licence(self.session, licence_id)
+            if licence is None or not (
+                self.caller.is_operator
+                or self.caller.org_id in await access_repo.party_org_ids(self.session, licence_id)
+            ):
+                raise NotFound(f"No licence {licence_id}.")
+        scope = access_repo.licence_scope_ids(self.caller)
+        buckets = await repo.usage_buckets(self.session, scope, since, until, licence_id)
+        sums: dict[tuple[str, str, str | None, str], int] = defaultdict(int)
+        for bucket, dimension, analyst, lic, quantity in buckets:
+            local = datetime.fromtimestamp(bucket * repo.BUCKET_SECONDS, UTC).astimezone(zone)
+            start = local.replace(minute=0, second=0, microsecond=0)
+            if granularity == "day":
+                start = start.replace(hour=0)
+            sums[(start.isoformat(), dimension, analyst, lic)] += quantity
+        rows = [
+            UsageRow(period=p, dimension=d, analyst_id=a, licence_id=lic, quantity=q)
+            for (p, d, a, lic), q in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3], kv[0][2] or ""))
+        ]
+        totals: dict[str, int] = defaultdict(int)
+        for row in rows:
+            totals[row.dimension] += row.quantity
+        return UsageReport(granularity=granularity, tz=tz, since=since, until=until, rows=rows, totals=dict(totals))

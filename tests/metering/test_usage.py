@@ -1,0 +1,232 @@
+"""Usage events: idempotent bulk ingest from providers, caps, and reports by period and analyst."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from catalog import db, outbox
+from catalog.access.models import Licence
+from catalog.metering import service as metering
+from catalog.metering.models import Reservation, UsageCounter, UsageEvent
+from tests.support import expect, problem
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(name="setup")
+async def fx_setup(delivery):
+    owner = await delivery.provider()
+    product = await delivery.published(
+        owner, "L1", plans=[{"name": "Capped", "kind": "free", "currency": "CNY", "caps": {"rows_returned": 5000}}]
+    )
+    consumer = await delivery.consumer()
+    licence = await delivery.licence_on(product, owner, consumer)
+    return owner, consumer, licence
+
+
+def events(
+    licence_id: str,
+    n: int,
+    *,
+    start: int = 0,
+    quantity: int = 5,
+    dimension: str = "rows_returned",
+    at: datetime | None = None,
+) -> list[dict]:
+    at = at or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    return [
+        {
+            "idempotency_key": f"ev-{i}",
+            "licence_id": licence_id,
+            "dimension": dimension,
+            "quantity": quantity,
+            "occurred_at": at.isoformat(),
+        }
+        for i in range(start, start + n)
+    ]
+
+
+async def total(app, licence_id: str) -> int:
+    async with app.state.sessions() as s:
+        return (
+            await s.execute(
+                select(func.coalesce(func.sum(UsageEvent.quantity), 0)).where(UsageEvent.licence_id == licence_id)
+            )
+        ).scalar_one()
+
+
+class TestIngest:
+    async def test_the_same_batch_twice_is_inserted_then_duplicate(self, client, app, setup) -> None:
+        owner, _, licence = setup
+        batch = {"events": events(licence["id"], 1000)}
+        first = expect(await client.post("/v1/usage-events", json=batch, headers=owner.headers), 200)
+        assert (first["inserted"], first["duplicates"], first["conflicts"]) == (1000, 0, [])
+        assert first["over_cap"] == []  # 1,000 × 5 rows reaches the cap of 5,000 exactly
+        before = await total(app, licence["id"])
+        second = expect(await client.post("/v1/usage-events", json=batch, headers=owner.headers), 200)
+        assert (second["inserted"], second["duplicates"], second["conflicts"]) == (0, 1000, [])
+        assert await total(app, licence["id"]) == before == 5000
+
+    async def test_a_key_reused_with_another_payload_is_a_conflict_and_stores_nothing(self, client, app, setup) -> None:
+        owner, _, licence = setup
+        expect(
+            await client.post("/v1/usage-events", json={"events": events(licence["id"], 2)}, headers=owner.headers), 200
+        )
+        changed = events(licence["id"], 3, quantity=7)
+        result = expect(await client.post("/v1/usage-events", json={"events": changed}, headers=owner.headers), 200)
+        assert result["inserted"] == 1 and result["duplicates"] == 0
+        assert [(c["index"], c["idempotency_key"]) for c in result["conflicts"]] == [(0, "ev-0"), (1, "ev-1")]
+        assert await total(app, licence["id"]) == 5 + 5 + 7
+
+    async def test_reported_usage_passes_caps_flagged_over_cap(self, client, app, setup) -> None:
+        owner, _, licence = setup
+        result = expect(
+            await client.post(
+                "/v1/usage-events", json={"events": events(licence["id"], 3, quantity=2000)}, headers=owner.headers
+            ),
+            200,
+        )
+        assert result["inserted"] == 3 and result["over_cap"][0]["used"] == 6000
+        async with app.state.sessions() as s:
+            flagged = (
+                await s.execute(select(func.count()).select_from(UsageEvent).where(UsageEvent.over_cap.is_(True)))
+            ).scalar_one()
+        assert flagged == 3
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"dimension": "epsilon_spent"}, "events.0.dimension"),
+            ({"quantity": 0}, "events.0.quantity"),
+            ({"occurred_at": "2999-01-01T00:00:00Z"}, "events.0.occurred_at"),
+            ({"occurred_at": "2001-01-01T00:00:00Z"}, "events.0.occurred_at"),
+            ({"licence_id": "lic_01M8KA6FHNZP644F7TPRPS09WM"}, "events.0.licence_id"),
+        ],
+    )
+    async def test_invalid_events_are_refused_whole(self, client, app, setup, change, field) -> None:
+        owner, _, licence = setup
+        batch = events(licence["id"], 2)
+        batch[0].update(change)
+        err = problem(
+            await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers),
+            400,
+            "validation_error",
+        )
+        assert field in [e["field"] for e in err["errors"]], err
+        assert await total(app, licence["id"]) == 0
+
+    async def test_batches_are_at_most_1000(self, client, setup) -> None:
+        owner, _, licence = setup
+        err = problem(
+            await client.post("/v1/usage-events", json={"events": events(licence["id"], 1001)}, headers=owner.headers),
+            400,
+            "validation_error",
+        )
+        assert err["errors"][0]["field"] == "events"
+
+    async def test_only_the_products_providers_or_operator_report(self, client, actors, setup, delivery) -> None:
+        _, consumer, licence = setup
+        other = await delivery.provider()
+        problem(
+            await client.post(
+                "/v1/usage-events", json={"events": events(licence["id"], 1)}, headers=consumer["buyer"].headers
+            ),
+            403,
+            "forbidden",
+        )
+        err = problem(
+            await client.post("/v1/usage-events", json={"events": events(licence["id"], 1)}, headers=other.headers),
+            400,
+            "validation_error",
+        )
+        assert err["errors"][0]["field"] == "events.0.licence_id"
+        expect(
+            await client.post(
+                "/v1/usage-events", json={"events": events(licence["id"], 1)}, headers=actors.operator.headers
+            ),
+            200,
+        )
+
+    async def test_ingest_tells_billing(self, client, app, setup) -> None:
+        owner, _, licence = setup
+        expect(
+            await client.post("/v1/usage-events", json={"events": events(licence["id"], 3)}, headers=owner.headers), 200
+        )
+        async with app.state.sessions() as s:
+            names = (await s.execute(select(outbox.OutboxEvent.name))).scalars().all()
+        assert "usage.recorded" in names
+
+
+class TestReports:
+    async def test_by_day_and_hour_in_a_time_zone(self, client, app, setup) -> None:
+        owner, consumer, licence = setup
+        at = datetime.now(UTC).replace(hour=23, minute=30, second=0, microsecond=0) - timedelta(days=1)
+        async with db.write_transaction(app.state.sessions) as session:  # a licence that started last week
+            await session.execute(
+                update(Licence).where(Licence.id == licence["id"]).values(starts_on=at.date() - timedelta(days=7))
+            )
+        batch = events(licence["id"], 2, at=at) + events(licence["id"], 1, start=10, at=at + timedelta(hours=1))
+        expect(await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers), 200)
+        since = (at - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+        utc = expect(
+            await client.get(
+                f"/v1/licences/{licence['id']}/usage", params={"since": since}, headers=consumer["buyer"].headers
+            ),
+            200,
+        )
+        assert [(r["period"][:10], r["quantity"]) for r in utc["rows"]] == [
+            (at.date().isoformat(), 10),
+            ((at + timedelta(hours=1)).date().isoformat(), 5),
+        ]
+        shanghai = expect(
+            await client.get(
+                f"/v1/licences/{licence['id']}/usage",
+                params={"since": since, "tz": "Asia/Shanghai"},
+                headers=owner.headers,
+            ),
+            200,
+        )
+        assert [r["quantity"] for r in shanghai["rows"]] == [15] and shanghai["rows"][0]["period"].endswith("+08:00")
+        hourly = expect(
+            await client.get(
+                "/v1/usage", params={"since": since, "granularity": "hour"}, headers=consumer["buyer"].headers
+            ),
+            200,
+        )
+        assert [r["quantity"] for r in hourly["rows"]] == [10, 5] and hourly["totals"] == {"rows_returned": 15}
+        problem(
+            await client.get("/v1/usage", params={"tz": "Mars/Olympus"}, headers=owner.headers), 400, "validation_error"
+        )
+
+    async def test_others_see_nothing(self, client, setup, delivery) -> None:
+        owner, _, licence = setup
+        expect(
+            await client.post("/v1/usage-events", json={"events": events(licence["id"], 1)}, headers=owner.headers), 200
+        )
+        stranger = await delivery.consumer()
+        problem(
+            await client.get(f"/v1/licences/{licence['id']}/usage", headers=stranger["buyer"].headers), 404, "not_found"
+        )
+        assert expect(await client.get("/v1/usage", headers=stranger["buyer"].headers), 200)["rows"] == []
+
+
+class TestReservations:
+    async def test_the_sweep_gives_back_what_a_crash_left_reserved(self, client, app, setup) -> None:
+        _, consumer, licence = setup
+        async with db.write_transaction(app.state.sessions) as session:
+            lic = await session.get(Licence, licence["id"])
+            reservation = await metering.reserve(
+                session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
+            )
+        async with app.state.sessions() as s:
+            assert (await s.execute(select(UsageCounter.used))).scalar_one() == 400
+        async with db.write_transaction(app.state.sessions) as session:
+            await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
+        async with app.state.sessions() as s:
+            assert (await s.execute(select(UsageCounter.used))).scalar_one() == 0
+            closed = await s.get(Reservation, reservation.id)
+        assert closed.status == "released"
