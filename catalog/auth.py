@@ -157,6 +157,24 @@ def consumer(*roles: str) -> Any:
     return _role_guard("consumer", roles)
 
 
+def any_of(*guards: Any) -> Any:
+    """A guard that passes when any of ``guards`` does (e.g. a provider's publisher or the operator)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        refusal: Exception | None = None
+        for one in guards:
+            try:
+                one(connection, handler)
+                return
+            except (Forbidden, NotAuthenticated) as exc:
+                refusal = exc
+        assert refusal is not None
+        raise refusal
+
+    guard.__name__ = "any_of_" + "_".join(g.__name__ for g in guards)
+    return guard
+
+
 def ensure_org_admin(principal: Principal, org_id: str) -> None:
     """The organisation's own admin, or the operator's admin."""
     if principal.is_member_with(org_id, "admin") or principal.is_operator_with("admin"):

@@ -25,7 +25,6 @@ from sqlalchemy import JSON, Date, MetaData, String, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool
 
 from catalog.settings import Settings
 
@@ -69,9 +68,12 @@ class CreatedMixin:
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     if settings.is_sqlite:
-        # NullPool: SQLite connections are cheap, and a pooled connection would keep a WAL
-        # snapshot alive in tests that copy database files around.
-        engine = create_async_engine(settings.database_url, poolclass=NullPool, **kwargs)
+        # Pooled: a fresh aiosqlite connection is a new thread plus four PRAGMAs, three times a
+        # request. An idle pooled connection holds no WAL snapshot (BEGIN is ours, and the pool
+        # rolls back on return), so the database file may still be copied or removed between uses.
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 10)
+        engine = create_async_engine(settings.database_url, **kwargs)
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)

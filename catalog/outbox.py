@@ -58,6 +58,10 @@ class PeriodicJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class RetryLater(Exception):
+    """A handler's way to say "not yet" (a prerequisite has not arrived): retried, without alarm."""
+
+
 class JobContext(msgspec.Struct, kw_only=True):
     """What a handler gets: the session factory (handlers open their own short transactions),
     the application's services it may need, and the event being delivered."""
@@ -110,6 +114,27 @@ def emit(
         )
     )
     return event_id
+
+
+async def emit_once(session: AsyncSession, name: str, payload: dict[str, Any], *, dedupe_key: str) -> bool:
+    """Emit unless an event with this key exists already (in one statement); True if emitted."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    row = {
+        "id": new_id("evt"),
+        "name": name,
+        "payload": msgspec.to_builtins(payload),
+        "dedupe_key": dedupe_key,
+        "status": "pending",
+        "available_at": now,
+        "attempts": 0,
+        "created_at": now,
+    }
+    result = await session.execute(insert(OutboxEvent).values(row).on_conflict_do_nothing())
+    return bool(result.rowcount)
 
 
 async def claim(sessions: async_sessionmaker[AsyncSession], limit: int = 20) -> list[OutboxEvent]:

@@ -50,6 +50,8 @@ class GradeRule(msgspec.Struct, frozen=True, kw_only=True):
     ethics_required: bool
     cross_border: bool
     sensitive_columns: bool  # may sensitive columns be selected, filtered or grouped by?
+    public_summary: bool  # must an application publish a summary on the data-use register?
+    access_rights: str  # the EU access-right term DCAT-AP exports: PUBLIC, RESTRICTED or NON_PUBLIC
     k: int
     secondary_suppression: bool
     dominance: Dominance | None
@@ -79,6 +81,8 @@ DEFAULT_RULES: dict[str, GradeRule] = {
     "L1": GradeRule(
         **_COMMON,
         grade="L1",
+        public_summary=False,
+        access_rights="PUBLIC",
         name="Open 公开",
         licensable_by="registered",
         named_analysts=False,
@@ -91,6 +95,8 @@ DEFAULT_RULES: dict[str, GradeRule] = {
     "L2": GradeRule(
         **_COMMON,
         grade="L2",
+        public_summary=False,
+        access_rights="RESTRICTED",
         name="Registered 登记",
         licensable_by="verified",
         named_analysts=False,
@@ -103,6 +109,8 @@ DEFAULT_RULES: dict[str, GradeRule] = {
     "L3": GradeRule(
         **_COMMON,
         grade="L3",
+        public_summary=True,
+        access_rights="RESTRICTED",
         name="Contract + ethics 协议+伦理",
         licensable_by="verified",
         named_analysts=True,
@@ -123,6 +131,8 @@ DEFAULT_RULES: dict[str, GradeRule] = {
             "aggregates": frozenset({"count", "sum", "avg"}),
         },
         grade="L4",
+        public_summary=True,
+        access_rights="RESTRICTED",
         name="Usable-not-visible 可用不可见",
         licensable_by="verified",
         named_analysts=True,
@@ -141,6 +151,8 @@ DEFAULT_RULES: dict[str, GradeRule] = {
             "aggregates": frozenset({"count", "sum", "avg"}),
         },
         grade="L5",
+        public_summary=True,
+        access_rights="NON_PUBLIC",
         name="Restricted 严格受限",
         licensable_by="verified_in_jurisdiction",
         named_analysts=True,
@@ -265,7 +277,14 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 refuse(key, f"must be at least as strict as {base.licensable_by!r}")
             else:
                 changes["licensable_by"] = value
-        elif key in ("named_analysts", "ethics_required", "secondary_suppression", "perturbation", "query_set_control"):
+        elif key in (
+            "named_analysts",
+            "ethics_required",
+            "secondary_suppression",
+            "perturbation",
+            "public_summary",
+            "query_set_control",
+        ):
             if not isinstance(value, bool) or (getattr(base, key) and not value):
                 refuse(key, "cannot be switched off")
             else:

@@ -15,10 +15,17 @@ hidden column ``_lode_rkey``: a random 64-bit key per row, drawn once. Cell-key 
 a cell's noise from the keys of the rows that contribute to it, so the same set of rows must always
 carry the same keys: they are stored in the file, never recomputed, and never shown to a consumer.
 
-DuckDB runs sandboxed and off the event loop (STYLE rule 16): a fresh in-memory connection per piece
-of work, in a worker thread, with ``threads=1``, the configured ``memory_limit``, external access
-off except for one allowed directory, autoloading of extensions off, and the configuration locked
-so SQL cannot loosen any of it. A timer calls ``interrupt()`` at the time limit.
+DuckDB runs sandboxed and off the event loop (STYLE rule 16): an in-memory database per piece of
+work, in a worker thread, with ``threads=1``, the configured ``memory_limit``, external access off
+except for one allowed directory, autoloading of extensions off, and the configuration locked so
+SQL cannot loosen any of it. A timer calls ``interrupt()`` at the time limit.
+
+Ingest and publish open a fresh database for each file. Queries (``run_limited``) borrow one: starting
+a DuckDB database costs ≈20 ms, several times a typical query, so a database that finished a query
+cleanly is kept (``QUERY_DATABASES_IDLE`` of them, the least recently used closed first) for the
+next query on the same allowed directory. A borrowed database serves one query at a time, on a
+cursor of its own that is closed afterwards, so each query still has its whole ``memory_limit``
+and thread; a database whose query failed or was interrupted is closed, never lent again.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import re
 import secrets
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -46,6 +54,7 @@ RECORD_KEY = "_lode_rkey"
 RESERVED_PREFIX = "_lode_"
 CANONICAL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE", "boolean": "BOOLEAN"}
 MAX_NAME_LENGTH = 128
+QUERY_DATABASES_IDLE = 8  # sandboxed databases kept between queries, across allowed directories
 
 # The sniffer still finds delimiter, quoting and types, but sample_size=-1 makes it look at every
 # row (from a sample it may type a column BIGINT and then silently round a later 900000.5), and
@@ -172,6 +181,9 @@ class Storage:
         self.memory_limit = memory_limit
         self.timeout_s = timeout_s
         self.work_timeout_s = work_timeout_s
+        # (allowed directory, database) pairs lent to queries one at a time; the oldest is closed first.
+        self._idle: deque[tuple[Path, duckdb.DuckDBPyConnection]] = deque()
+        self._idle_lock = threading.Lock()
         (self.root / "releases").mkdir(parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
 
@@ -235,10 +247,37 @@ class Storage:
             raise
         return conn
 
-    def _call_limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float) -> T:
-        conn = self.open_connection(allowed_dir)
+    def _borrow(self, allowed: Path) -> duckdb.DuckDBPyConnection:
+        """An idle sandboxed database for ``allowed`` (resolved), or a new one."""
+        with self._idle_lock:
+            for i in range(len(self._idle) - 1, -1, -1):
+                if self._idle[i][0] == allowed:
+                    database = self._idle[i][1]
+                    del self._idle[i]
+                    return database
+        return self.open_connection(allowed)
+
+    def _give_back(self, allowed: Path, database: duckdb.DuckDBPyConnection) -> None:
+        with self._idle_lock:
+            self._idle.append((allowed, database))
+            evicted = self._idle.popleft()[1] if len(self._idle) > QUERY_DATABASES_IDLE else None
+        if evicted is not None:
+            evicted.close()
+
+    def close(self) -> None:
+        """Close the databases kept for queries (they would also close when the Storage is collected)."""
+        with self._idle_lock:
+            idle, self._idle = list(self._idle), deque()
+        for _, database in idle:
+            database.close()
+
+    def _call_limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False) -> T:
+        allowed = Path(allowed_dir).resolve()
+        database = self._borrow(allowed) if borrow else self.open_connection(allowed)
+        conn = database.cursor() if borrow else database
         lock = threading.Lock()
         state = {"done": False, "fired": False}
+        clean = False
 
         def stop() -> None:
             # The lock keeps the timer from interrupting a connection that is being closed.
@@ -251,7 +290,9 @@ class Storage:
         timer.daemon = True
         timer.start()
         try:
-            return fn(conn)
+            result = fn(conn)
+            clean = True
+            return result
         except duckdb.Error as exc:
             if state["fired"]:
                 raise _TimedOut from exc
@@ -261,21 +302,39 @@ class Storage:
             with lock:
                 state["done"] = True
             conn.close()
+            if borrow:
+                if clean and not state["fired"]:
+                    self._give_back(allowed, database)
+                else:
+                    database.close()
 
     async def run_limited(self, fn: Work[T], *, allowed_dir: Path | None = None, timeout_s: float | None = None) -> T:
         """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.
 
         ``allowed_dir`` (default: the whole store) is all the connection may touch; pass the
-        narrowest directory the work needs. ``fn`` must use ``conn`` itself, not a ``conn.cursor()``,
-        which the timer's ``interrupt()`` would not reach.
+        narrowest directory the work needs. ``conn`` is a cursor of a borrowed database (see the
+        module's docstring): ``fn`` must use ``conn`` itself, not a ``conn.cursor()``, which the
+        timer's ``interrupt()`` would not reach, and must only read — temporary objects vanish with
+        the cursor, but a table or view it created would outlive the query in the database.
         """
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return await asyncio.to_thread(self._call_limited, fn, allowed_dir or self.root, limit)
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir or self.root, limit, borrow=True)
         except _TimedOut:
             raise Unprocessable(
                 f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
             ) from None
+        except duckdb.OutOfMemoryException:
+            raise Unprocessable(
+                f"The query needs more than the {self.memory_limit} a query may use; narrow it with where "
+                "conditions, fewer groups or a smaller limit.",
+                code="query_too_large",
+            ) from None
+        except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as exc:
+            # The query was valid for the dictionary, but a value in the data could not take it.
+            raise Unprocessable(
+                f"The query could not run on this data: {self._explain(exc)}", code="query_failed"
+            ) from exc
 
     async def _work(self, fn: Work[T], allowed_dir: Path, failure: str) -> T:
         """File work under the longer limit; a file DuckDB cannot handle is the uploader's problem to fix."""

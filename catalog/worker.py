@@ -86,9 +86,11 @@ class Worker:
             await handler(self.context(event), event.payload)
         except Exception as exc:
             outcome = await outbox.mark_failed(self.sessions, event, f"{type(exc).__name__}: {exc}")
-            log.warning(
-                "outbox handler failed",
-                exc_info=True,
+            expected = isinstance(exc, outbox.RetryLater)
+            log.log(
+                logging.INFO if expected else logging.WARNING,
+                "outbox handler deferred" if expected else "outbox handler failed",
+                exc_info=not expected,
                 extra={"event_id": event.id, "event": event.name, "attempt": event.attempts, "outcome": outcome},
             )
             return

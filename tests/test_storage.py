@@ -416,6 +416,19 @@ class TestRunLimited:
         assert caught.value.code == "query_timeout"
         assert time.monotonic() - started < 10
 
+    async def test_a_query_past_the_memory_limit_is_a_422(self, tmp_path) -> None:
+        small = Storage(tmp_path / "store", memory_limit="8MB")
+        query = "SELECT list(range ORDER BY range DESC) FROM range(20000000)"
+        with pytest.raises(Unprocessable) as caught:
+            await small.run_limited(lambda conn: conn.execute(query).fetchall())
+        small.close()
+        assert caught.value.code == "query_too_large" and "8MB" in caught.value.detail
+
+    async def test_a_value_the_data_cannot_take_is_a_422(self, storage: Storage) -> None:
+        with pytest.raises(Unprocessable) as caught:
+            await storage.run_limited(lambda conn: conn.execute("SELECT CAST('x' AS INTEGER)").fetchall())
+        assert caught.value.code == "query_failed"
+
     async def test_other_errors_pass_through(self, storage: Storage) -> None:
         with pytest.raises(duckdb.CatalogException):
             await storage.run_limited(lambda conn: conn.execute("SELECT * FROM nowhere").fetchall())

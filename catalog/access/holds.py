@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import audit
+from catalog import audit, outbox
 from catalog.access import repository as repo
 from catalog.access.models import Licence, LicenceHold
 from catalog.db import utcnow
@@ -30,7 +30,9 @@ async def add_hold(session: AsyncSession, actor: Any, licence: Licence, kind: st
         ),
     )
     if added:
-        await repo.set_status(session, licence.id, ("active",), "suspended", updated_at=utcnow())
+        if await repo.set_status(session, licence.id, ("active",), "suspended", updated_at=utcnow()):
+            # Billing pauses a subscription's collection while its licence is suspended.
+            outbox.emit(session, "licence.suspended", {"licence_id": licence.id})
         await session.refresh(licence)
         await audit_licence(session, actor, "licence.held", licence, {"kind": kind, "source": source, "reason": reason})
     return added
@@ -40,8 +42,10 @@ async def lift_hold(session: AsyncSession, actor: Any, licence: Licence, kind: s
     """Lift only this cause's hold; the licence is active again when no hold remains."""
     lifted = await repo.lift_hold(session, licence.id, kind, source)
     if lifted:
-        if not await repo.has_holds(session, licence.id):
-            await repo.set_status(session, licence.id, ("suspended",), "active", updated_at=utcnow())
+        if not await repo.has_holds(session, licence.id) and await repo.set_status(
+            session, licence.id, ("suspended",), "active", updated_at=utcnow()
+        ):
+            outbox.emit(session, "licence.reinstated", {"licence_id": licence.id})
         await session.refresh(licence)
         await audit_licence(
             session, actor, "licence.hold_lifted", licence, {"kind": kind, "source": source, "reason": reason}

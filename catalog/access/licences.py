@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import audit, policy
+from catalog import audit, outbox, policy
 from catalog.access import blocklists
 from catalog.access import repository as repo
 from catalog.access.holds import add_hold, audit_licence, lift_hold
@@ -29,7 +29,7 @@ from catalog.access.schemas import (
     RegisterEntry,
     RegisterRead,
 )
-from catalog.auth import Principal, ensure_member_with
+from catalog.auth import Principal, ensure_member_with, ensure_org_admin
 from catalog.db import utcnow
 from catalog.errors import Conflict, Forbidden, NotFound
 from catalog.ids import new_id
@@ -122,6 +122,20 @@ async def issue_licence(session: AsyncSession, actor: Any, app: Application, pro
     return licence
 
 
+async def end_licence(session: AsyncSession, actor: Any, licence_id: str, reason: str, *, by: str) -> bool:
+    """Revoke a live licence (active or suspended); billing hears of it (to cancel a subscription)."""
+    if not await repo.set_status(
+        session, licence_id, LIVE, "revoked", ended_at=utcnow(), end_reason=reason, updated_at=utcnow()
+    ):
+        return False
+    licence = await repo.licence(session, licence_id)
+    assert licence is not None
+    await session.refresh(licence)
+    await audit_licence(session, actor, "licence.revoked", licence, {"reason": reason, "by": by})
+    outbox.emit(session, "licence.revoked", {"licence_id": licence_id, "reason": reason})
+    return True
+
+
 async def activate_paid(session: AsyncSession, licence_id: str, payment_ref: str) -> bool:
     """Billing's entry point: a paid licence goes active (or suspended, if a hold arrived meanwhile)."""
     licence = await repo.licence(session, licence_id, lock=True)
@@ -152,13 +166,16 @@ async def sweep(ctx: JobContext) -> None:
         for licence in due["ended"]:
             if await repo.set_status(session, licence.id, OPEN, "expired", ended_at=now, end_reason="term ended"):
                 await audit_licence(session, None, "licence.expired", licence, {"ends_on": licence.ends_on})
+                outbox.emit(session, "licence.expired", {"licence_id": licence.id})
         for licence in due["unpaid"]:
             if await repo.set_status(
                 session, licence.id, ("pending_payment",), "cancelled", ended_at=now, end_reason="unpaid after 30 days"
             ):
                 await audit_licence(session, None, "licence.cancelled", licence, {"reason": "unpaid"})
         for licence in due["lapsed"]:
-            await add_hold(session, None, licence, "ethics_expired", "ethics", "the ethics approval expired")
+            product = await products_repo.get(session, licence.product_id)
+            if product is not None and policy.rule(product.grade).ethics_required:
+                await add_hold(session, None, licence, "ethics_expired", "ethics", "the ethics approval expired")
 
 
 class LicenceService:
@@ -203,11 +220,12 @@ class LicenceService:
         free = plan is not None and (plan.kind in FREE_KINDS or (plan.kind != "metered" and plan.amount == 0))
         now = utcnow()
         if free:
+            held = await repo.has_holds(self.session, licence.id)  # e.g. its organisation was blocked meanwhile
             await repo.set_status(
                 self.session,
                 licence.id,
                 ("pending_acceptance",),
-                "active",
+                "suspended" if held else "active",
                 accepted_at=now,
                 accepted_by=self.caller.user_id,
                 activated_at=now,
@@ -272,12 +290,11 @@ class LicenceService:
     async def revoke(self, licence_id: str, reason: str, block_org: bool) -> LicenceRead:
         licence = await self._party_licence(licence_id, lock=True)
         kind, _ = self._hold_cause(licence)
-        if not await repo.set_status(
-            self.session, licence.id, OPEN, "revoked", ended_at=utcnow(), end_reason=reason, updated_at=utcnow()
-        ):
+        if block_org:  # a block-list is its organisation's admin's to change
+            ensure_org_admin(self.caller, self.caller.org_id)
+        if not await end_licence(self.session, self.caller, licence.id, reason, by=kind):
             raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
         await self.session.refresh(licence)
-        await audit_licence(self.session, self.caller, "licence.revoked", licence, {"reason": reason, "by": kind})
         if block_org:
             list_org = self.caller.org_id
             await blocklists.block(
@@ -314,10 +331,11 @@ class LicenceService:
         today = at.date()
         member = await repo.membership(self.session, licence.consumer_org_id, analyst.user_id)
         roles = member.roles if member else []
+        named = rule.named_analysts or bool(licence.analysts)  # names on a licence bind at every grade
         if (
             analyst.org_id != licence.consumer_org_id
             or not ("analyst" in roles or "admin" in roles)
-            or (rule.named_analysts and analyst.user_id not in licence.analysts)
+            or (named and analyst.user_id not in licence.analysts)
         ):
             return Refusal("not_named_analyst", 403, "You are not a named analyst of this licence.")
         if licence.status == "revoked":

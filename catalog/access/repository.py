@@ -73,6 +73,17 @@ async def licence(session: AsyncSession, licence_id: str, *, lock: bool = False)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def licence_of(session: AsyncSession, consumer_org_id: str, product_id: str) -> Licence | None:
+    """The consumer's first licence for a product, if any."""
+    stmt = (
+        select(Licence)
+        .where(Licence.consumer_org_id == consumer_org_id, Licence.product_id == product_id)
+        .order_by(Licence.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 def _licence_scope(stmt: Select, caller: Principal) -> Select:
     """The parties: the consumer, the owner, every provider in the pinned rule, and the operator."""
     if caller.is_operator:

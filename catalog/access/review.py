@@ -65,6 +65,8 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
         raise NotFound(f"No application {app_id}.")
     product = await products_repo.get(session, app.product_id)
     assert product is not None
+    if not (caller.is_operator or caller.org_id in (app.consumer_org_id, product.owner_org_id)):
+        raise NotFound(f"No application {app_id}.")  # its existence is not another tenant's business
     ensure_reviewer(caller, track_name, product)
     if data.decision in ("reject", "return") and not data.comment:
         raise ValidationFailed.field("comment", f"a comment is required to {data.decision}")
@@ -78,7 +80,7 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
         raise Conflict(f"The {track_name} track is already {track.status}.", code="track_decided")
     track.status, track.decision, track.comment = DECIDED[data.decision], data.decision, data.comment
     track.conditions, track.decided_by, track.decided_at = data.conditions, caller.user_id, utcnow()
-    audit_application(
+    await audit_application(
         session,
         caller,
         "application.decided",
@@ -88,9 +90,9 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
     )
     statuses = [t.status for t in tracks.values()]
     if "rejected" in statuses:
-        _close(session, caller, app, product, "rejected", tracks)
+        await _close(session, caller, app, product, "rejected", tracks)
     elif "returned" in statuses:
-        _close(session, caller, app, product, "returned", tracks)
+        await _close(session, caller, app, product, "returned", tracks)
     elif all(s in APPROVED for s in statuses):
         await approve(session, caller, app, product)
     await session.flush()
@@ -109,7 +111,7 @@ def ensure_reviewer(caller: Principal, track: str, product: Product) -> None:
         raise Forbidden(f"The {track} track is decided by the operator's {role} role.")
 
 
-def _close(
+async def _close(
     session: AsyncSession,
     caller: Principal,
     app: Application,
@@ -122,25 +124,28 @@ def _close(
             track.status = "cancelled"
     app.status = status
     app.decided_at = utcnow() if status == "rejected" else None
-    audit_application(session, caller, f"application.{status}", app, product, {})
+    await audit_application(session, caller, f"application.{status}", app, product, {})
 
 
 async def approve(session: AsyncSession, caller: Principal, app: Application, product: Product) -> Licence:
     app.status, app.decided_at = "approved", utcnow()
     licence = await issue_licence(session, caller, app, product)
-    audit_application(session, caller, "application.approved", app, product, {"licence_id": licence.id})
+    await audit_application(session, caller, "application.approved", app, product, {"licence_id": licence.id})
     return licence
 
 
-def audit_application(
+async def audit_application(
     session: AsyncSession, actor: Any, action: str, app: Application, product: Product, data: dict[str, Any]
 ) -> None:
+    """Concerning every party: the applicant, the owner and the providers who share the product's revenue."""
+    rule = await products_repo.current_revenue_share(session, product.id)
+    providers = [p["org_id"] for p in rule.providers] if rule else []
     audit.record(
         session,
         actor,
         action,
         "application",
         app.id,
-        [app.consumer_org_id, product.owner_org_id],
+        [app.consumer_org_id, product.owner_org_id, *providers],
         {"product_id": product.id, **data},
     )

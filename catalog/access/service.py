@@ -42,6 +42,8 @@ from catalog.products.models import Plan, Product
 
 EDITABLE = ("draft", "returned")
 WITHDRAWABLE = ("draft", "submitted", "under_review", "returned")
+
+
 class EligibilityQuery(msgspec.Struct, frozen=True, kw_only=True):
     category: str | None = None
     commercial: bool | None = None
@@ -144,7 +146,7 @@ class ApplicationService:
         await self._check(app, product)
         self.session.add(app)
         await self.session.flush()
-        self._audit("application.created", app, product, {"plan_id": app.plan_id})
+        await self._audit("application.created", app, product, {"plan_id": app.plan_id})
         return await self.read(app)
 
     async def update(self, app_id: str, data: ApplicationUpdate) -> ApplicationRead:
@@ -158,7 +160,7 @@ class ApplicationService:
         await self._check(app, product)
         app.updated_at = utcnow()
         await self.session.flush()
-        self._audit("application.updated", app, product, {"fields": sorted(changes)})
+        await self._audit("application.updated", app, product, {"fields": sorted(changes)})
         return await self.read(app)
 
     async def _check(self, app: Application, product: Product) -> None:
@@ -176,7 +178,7 @@ class ApplicationService:
             for i, user in enumerate(app.analysts)
             if user not in members or not _is_analyst(members[user].roles)
         ]
-        if policy.rank(product.grade) >= policy.rank("L3") and not app.project.get("public_summary"):
+        if rule.public_summary and not app.project.get("public_summary"):
             errors.append(FieldError("project.public_summary", f"required at {product.grade}: it is published"))
         ethics = app.ethics_approval
         if ethics and ethics["approved_on"] > ethics["expires_on"]:
@@ -217,7 +219,7 @@ class ApplicationService:
         now = utcnow()
         app.status, app.submitted_at, app.round = "submitted", now, app.round + 1
         tracks = await review.open_tracks(self.session, app, product)
-        self._audit("application.submitted", app, product, {"round": app.round, "tracks": tracks})
+        await self._audit("application.submitted", app, product, {"round": app.round, "tracks": tracks})
         if not tracks:
             await review.approve(self.session, self.caller, app, product)
         else:
@@ -234,7 +236,7 @@ class ApplicationService:
             if track.status == "pending":
                 track.status = "cancelled"
         await self.session.flush()
-        self._audit("application.withdrawn", app, await self._product(app), {})
+        await self._audit("application.withdrawn", app, await self._product(app), {})
         return await self.read(app)
 
     # --- review -----------------------------------------------------------------------------
@@ -303,8 +305,8 @@ class ApplicationService:
         assert product is not None
         return product
 
-    def _audit(self, action: str, app: Application, product: Product, data: dict[str, Any]) -> None:
-        review.audit_application(self.session, self.caller, action, app, product, data)
+    async def _audit(self, action: str, app: Application, product: Product, data: dict[str, Any]) -> None:
+        await review.audit_application(self.session, self.caller, action, app, product, data)
 
 
 def _plan_facts(plan: Plan) -> eligibility.PlanFacts:

@@ -17,10 +17,11 @@ noise is meant to hide, and the set of released groups must not depend on the da
 histogram of groups: with the per-person cap, a person can touch several groups, so groups are not
 disjoint and parallel composition does not apply; the L1 sensitivity of the histogram does.
 
-* ``count`` counts *kept rows* per group (visits, not persons): a person adds at most ``c`` to the
-  histogram in total, so L1 sensitivity ``c``. It equals the number of persons only for tables with
-  one row per person (``c = 1``); persons with more than ``c`` matching rows are under-counted.
-  ``count(field)`` counts kept rows where the field is not null, with the same sensitivity.
+* ``count`` counts *persons* per group (API.md: at L4 and above ``count`` counts persons): each
+  person counts once in every group where one of their kept rows falls; with at most ``c`` kept
+  rows a person is in at most ``c`` groups, so the L1 sensitivity of the histogram is ``c``.
+  ``count(field)`` counts kept rows where the field is not null (rows, not persons), sensitivity
+  ``c`` too.
 * ``sum(field)``: L1 sensitivity ``c · max(|min|, |max|)``; nulls add nothing.
 * ``avg(field)`` = noisy sum / noisy non-null count, each drawn with half of that aggregate's ε
   (the odd micro-ε goes to the sum); ``None`` when the noisy count is ≤ 0, else clamped to
@@ -107,6 +108,10 @@ def check(query: QueryRequest, table: dict, rule: GradeRule) -> int:
     errors: list[FieldError] = []
     if query.select is not None:
         errors.append(FieldError("select", "a differentially private query releases aggregates only"))
+    if query.limit is not None or query.order_by:
+        # Every group is released (noise included), so a cut could only hide which groups are small.
+        at = "limit" if query.limit is not None else "order_by"
+        errors.append(FieldError(at, "a differentially private answer is every group; it is not cut or ordered"))
     groups = 1
     for i, name in enumerate(query.group_by):
         field = fields.get(name)
@@ -167,8 +172,13 @@ def release(query: QueryRequest, table: dict, columns: list[str], rows: list[tup
     for agg, share in zip(query.aggregates, shares, strict=True):
         out_columns.append(agg.fn if agg.field is None else f"{agg.fn}_{agg.field}")
         if agg.fn == "count":
-            at = columns.index(agg.field) if agg.field is not None else None
-            kept = index if at is None else [g for g, row in zip(index, rows, strict=True) if _present(row[at])]
+            if agg.field is None:  # persons, as API.md promises at L4 and above: once per group they appear in
+                person_at = columns.index("_person")
+                pairs = {(row[person_at], g) for g, row in zip(index, rows, strict=True) if g >= 0}
+                kept = [g for _, g in pairs]
+            else:
+                at = columns.index(agg.field)
+                kept = [g for g, row in zip(index, rows, strict=True) if _present(row[at])]
             values.append(_noisy_counts(kept, len(combos), c, share))
             continue
         field = fields[agg.field]

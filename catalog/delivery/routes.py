@@ -53,21 +53,16 @@ class DeliveryController(Controller):
         release: Annotated[str | None, QueryParameter(max_length=40)] = None,
     ) -> Response[Any]:
         ranged = request.headers.get("range")
-        found, gate, (start, end) = await delivery_service.open_download(licence_id, name, release, ranged)
+        about, chunks = await delivery_service.open_download(licence_id, name, release, ranged)
         headers = {
-            "ETag": f'"{found.sha256}"',
+            "ETag": f'"{about.sha256}"',
             "Accept-Ranges": "bytes",
-            "Content-Length": str(end - start + 1),
-            "Content-Disposition": f'attachment; filename="{found.name}"',
+            "Content-Length": str(about.end - about.start + 1),
+            "Content-Disposition": f'attachment; filename="{about.name}"',
         }
         if ranged:
-            headers["Content-Range"] = f"bytes {start}-{end}/{found.bytes}"
-        return Stream(
-            delivery_service.stream(found, gate, (start, end)),
-            status_code=206 if ranged else 200,
-            headers=headers,
-            media_type="text/csv" if found.format == "csv" else "application/octet-stream",
-        )
+            headers["Content-Range"] = f"bytes {about.start}-{about.end}/{about.size}"
+        return Stream(chunks, status_code=206 if ranged else 200, headers=headers, media_type=about.media_type)
 
     @post(
         "/query",

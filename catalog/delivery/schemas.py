@@ -73,6 +73,17 @@ class FileEntry(Struct, kw_only=True):
     rows: int
 
 
+class Download(Struct, kw_only=True):
+    """What a download's response headers say: the file, and the bytes ``start``–``end`` being sent."""
+
+    name: str
+    sha256: str
+    size: int
+    media_type: str
+    start: int
+    end: int
+
+
 class FileList(Struct, kw_only=True):
     items: list[FileEntry]
 

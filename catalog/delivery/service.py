@@ -10,6 +10,7 @@ the actual usage, audits the request (who, what, how much — never the data) an
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,15 @@ from catalog.auth import Principal
 from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.delivery import compiler, disclosure, dp
 from catalog.delivery import repository as repo
-from catalog.delivery.schemas import MAX_GROUPS, BudgetRead, FileEntry, FileList, QueryAnswer, QueryRequest
+from catalog.delivery.schemas import (
+    MAX_GROUPS,
+    BudgetRead,
+    Download,
+    FileEntry,
+    FileList,
+    QueryAnswer,
+    QueryRequest,
+)
 from catalog.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from catalog.metering import repository as metering_repo
 from catalog.metering import service as metering
@@ -66,6 +75,7 @@ class Gate(msgspec.Struct, kw_only=True):
     table: dict[str, Any] | None
     reservation_id: str
     epsilon_micro: int = 0
+    rows: int = 0  # the most rows the answer may hold (what was reserved)
 
 
 async def _licence(session: AsyncSession, caller: Principal, licence_id: str) -> Licence:
@@ -113,6 +123,25 @@ def _pick_release(releases: list[Release], version: str | None) -> Release:
     return chosen
 
 
+def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
+    """The most rows an answer can hold: what is reserved against a rows cap, and the answer's cut.
+
+    Rows mode returns ``limit`` (default 100). A differentially private answer is every combination of
+    the groups' categories. An aggregate is one row without groups; with only categorised groups it is
+    at most every combination (each may also be null); otherwise ``limit``, default 100, as in rows mode.
+    """
+    if mode == "rows":
+        return q.limit or DEFAULT_ROWS
+    fields = {f["name"]: f for f in table["fields"]}
+    categories = [fields[g].get("categories") for g in q.group_by]
+    if mode == "dp_aggregate":
+        return math.prod(len(c or ()) for c in categories)
+    if all(categories):
+        combinations = math.prod(len(c) + 1 for c in categories)
+        return min(q.limit or combinations, combinations, MAX_GROUPS)
+    return q.limit or DEFAULT_ROWS
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -147,7 +176,7 @@ class DeliveryService:
                     epsilon_spent=0.0,
                 )
             elif gate.mode == "aggregate":
-                answer = await self._aggregate(gate, q, path)
+                answer = await self._aggregate(gate, msgspec.structs.replace(q, limit=gate.rows), path)
             else:
                 compiled = compiler.dp_rows_sql(q, gate.table, path)
                 extracted = await self._run(gate, compiled)
@@ -170,7 +199,7 @@ class DeliveryService:
             used = {"queries": 1, "rows_returned": len(answer.rows)}
             if gate.epsilon_micro:
                 used["epsilon_spent"] = gate.epsilon_micro
-            await metering.settle(session, gate.reservation_id, used)
+            await metering.settle(session, gate.reservation_id, used, licence=gate.licence)
             self._audit(
                 session,
                 gate,
@@ -201,7 +230,7 @@ class DeliveryService:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
             compiler.validate(q, table, rule, mode)
             epsilon = dp.check(q, table, rule) if mode == "dp_aggregate" else 0
-            rows = (q.limit or DEFAULT_ROWS) if mode == "rows" else min(q.limit or MAX_GROUPS, MAX_GROUPS)
+            rows = most_rows(q, table, mode)
             reservation = await metering.reserve(
                 session,
                 licence,
@@ -219,6 +248,7 @@ class DeliveryService:
                 table=table,
                 reservation_id=reservation.id,
                 epsilon_micro=epsilon,
+                rows=rows,
             )
 
     async def _aggregate(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
@@ -277,8 +307,9 @@ class DeliveryService:
 
     async def open_download(
         self, licence_id: str, name: str, version: str | None, range_header: str | None
-    ) -> tuple[ReleaseFile, Gate, tuple[int, int]]:
-        """Phase one of a download: the gate, the file, and the bytes reserved against the caps."""
+    ) -> tuple[Download, AsyncIterator[bytes]]:
+        """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
+        response says about the file, and its bytes — metered and audited as they are sent."""
         async with write_transaction(self.sessions) as session:
             licence = await _licence(session, self.caller, licence_id)
             product = await _usable(session, self.caller, licence)
@@ -296,20 +327,25 @@ class DeliveryService:
                 {"bytes_downloaded": max(0, end - start + 1)},
                 timeout_s=max(self.timeout_s, found.bytes / 1_000_000),
             )
-            return (
-                found,
-                Gate(
-                    licence=licence,
-                    product=product,
-                    release=release,
-                    mode="download",
-                    table=None,
-                    reservation_id=reservation.id,
-                ),
-                (start, end),
+            gate = Gate(
+                licence=licence,
+                product=product,
+                release=release,
+                mode="download",
+                table=None,
+                reservation_id=reservation.id,
             )
+        about = Download(
+            name=found.name,
+            sha256=found.sha256,
+            size=found.bytes,
+            media_type="text/csv" if found.format == "csv" else "application/octet-stream",
+            start=start,
+            end=end,
+        )
+        return about, self._stream(found, gate, (start, end))
 
-    async def stream(self, found: ReleaseFile, gate: Gate, span: tuple[int, int]) -> AsyncIterator[bytes]:
+    async def _stream(self, found: ReleaseFile, gate: Gate, span: tuple[int, int]) -> AsyncIterator[bytes]:
         """The bytes, metered as actually sent: settled when the stream ends, however it ends."""
         sent = 0
         start, end = span
@@ -326,7 +362,9 @@ class DeliveryService:
                     sent += len(chunk)
         finally:
             async with write_transaction(self.sessions) as session:
-                await metering.settle(session, gate.reservation_id, {"bytes_downloaded": sent, "queries": 0})
+                await metering.settle(
+                    session, gate.reservation_id, {"bytes_downloaded": sent, "queries": 0}, licence=gate.licence
+                )
                 self._audit(
                     session,
                     gate,
@@ -350,7 +388,7 @@ class DeliveryService:
             assert product is not None
             rule = policy.rule(product.grade)
             row = await metering_repo.budget(session, licence.consumer_org_id, licence.product_id)
-        total = row.total_micro if row else (rule.epsilon_total_micro or 0)
+        total = rule.epsilon_total_micro or 0  # the policy's word now, as try_spend enforces it
         spent = row.spent_micro if row else 0
         return BudgetRead(
             consumer_org_id=licence.consumer_org_id,

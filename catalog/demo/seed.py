@@ -22,6 +22,7 @@ from catalog.auth import Principal, demo_secret, hash_secret
 from catalog.demo import catalog as demo
 from catalog.demo.data import write_product
 from catalog.demo.licences import LICENCES, ensure_licence
+from catalog.demo.usage import add_usage
 from catalog.orgs import repository as orgs_repo
 from catalog.orgs.schemas import OrgVerify
 from catalog.orgs.service import OrgService
@@ -88,7 +89,9 @@ async def seed(
     licences = []
     for spec in LICENCES:
         async with db.write_transaction(sessions) as session:
-            licences.append(await ensure_licence(session, people, spec))
+            made = await ensure_licence(session, people, spec)
+        licences.append(made)
+        made["queries"] = await add_usage(sessions, storage, made["licence_id"], people.principal(spec.consumer))
         bar.step(f"licence {spec.product} → {spec.consumer}")
     return {"keys": keys, "licences": licences, "docs": f"{settings.public_url}/docs"}
 
@@ -152,8 +155,8 @@ async def ensure_product(
         await releases.upload(
             sessions, publisher, storage, product.id, version, path.name, _chunks(path), settings.max_upload_bytes
         )
+    await releases.publish(sessions, publisher, storage, product.id, version)
     async with db.write_transaction(sessions) as session:
-        await releases.ReleaseService(session, publisher, storage).publish(product.id, version)
         await ProductService(session, publisher).submit(product.id)
         await ProductService(session, people.principal("operator")).review(
             product.id, ProductReview(decision="list", comment="demo product")

@@ -10,8 +10,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog.auth import Principal
-from catalog.errors import Forbidden, problem_responses
+from catalog.auth import Principal, any_of, operator, provider
+from catalog.errors import problem_responses
 from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from catalog.metering.schemas import IngestResult, UsageBatch, UsageReport
 from catalog.metering.service import MeteringService
@@ -34,6 +34,7 @@ class MeteringController(Controller):
     @post(
         "/usage-events",
         operation_id="IngestUsageEvents",
+        guards=[any_of(provider("publisher"), operator("admin", "finance"))],
         status_code=200,
         summary="Report usage delivered outside Lode (≤ 1,000 events, idempotent per key)",
         parameters=[IDEMPOTENCY_PARAMETER],
@@ -47,9 +48,6 @@ class MeteringController(Controller):
         caller: NamedDependency[Principal],
         tx: NamedDependency[AsyncSession],
     ) -> Response[IngestResult]:
-        if not (caller.is_operator or (caller.org_kind == "provider" and caller.acts_as("publisher"))):
-            raise Forbidden("Usage is reported by the providers of the products (publisher) or the operator.")
-
         async def run() -> Response[IngestResult]:
             return Response(await metering_service.ingest(data), status_code=200)
 

@@ -101,7 +101,7 @@ class CommerceService:
         return plan_read(plan)
 
     async def update_plan(self, plan_id: str, data: PlanUpdate) -> PlanRead:
-        plan = await repo.plan(self.session, plan_id)
+        plan = await repo.plan(self.session, plan_id, lock=True)
         if plan is None:
             raise NotFound(f"No plan {plan_id}.")
         product = await self.products.owned(plan.product_id)

@@ -46,11 +46,9 @@ async def catalog(session: AsyncSession, base_url: str) -> dict[str, Any]:
     products = await repo.listed(session)
     ids = [p.id for p in products]
     owners = await repo.orgs(session, list({p.owner_org_id for p in products}))
-    datasets = []
-    for product in products:
-        terms = await repo.current_terms(session, product.id)
-        releases = await repo.published_releases(session, product.id)
-        datasets.append(_dataset(product, owners.get(product.owner_org_id), terms, releases, base_url))
+    terms = await repo.current_terms_of(session, ids)  # a handful of queries, however many products
+    releases = await repo.published_releases_of(session, ids)
+    datasets = [_dataset(p, owners.get(p.owner_org_id), terms.get(p.id), releases[p.id], base_url) for p in products]
     return {
         "@context": CONTEXT,
         "@id": f"{base_url}/v1/catalog.jsonld",
@@ -88,8 +86,7 @@ def _dataset(product: Product, owner: Any, terms: Any, releases: list[Any], base
         },
         "dcat:theme": [{"@id": f"http://id.who.int/icd/release/10/{code}"} for code in product.therapeutic_areas],
         "dct:accessRights": {
-            "@id": ACCESS_RIGHTS
-            + ("PUBLIC" if product.grade == "L1" else "NON_PUBLIC" if product.grade == "L5" else "RESTRICTED"),
+            "@id": ACCESS_RIGHTS + grade.access_rights,
             "skos:prefLabel": f"{product.grade} {grade.name}",
         },
         "dct:conformsTo": [{"@id": f"urn:lode:standard:{s}"} for s in product.standards],

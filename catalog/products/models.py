@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from catalog.db import Base, CreatedMixin, IdMixin, utcnow
 
 PRODUCT_STATUSES = ("draft", "in_review", "listed", "suspended", "retired")
-RELEASE_STATUSES = ("draft", "published", "withdrawn")
+RELEASE_STATUSES = ("draft", "publishing", "published", "withdrawn")
 
 
 class Product(IdMixin, CreatedMixin, Base):
@@ -73,6 +73,7 @@ class Release(IdMixin, CreatedMixin, Base):
     dictionary: Mapped[list[Any]]
     tables: Mapped[dict[str, Any] | None]  # at publish: {table: {rows, persons, bytes, sha256, key}}
     published_at: Mapped[datetime | None]
+    publishing_since: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
     withdraw_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(40))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog.auth import ANYONE, Principal
 from catalog.errors import problem_responses
 from catalog.pagination import PageRequest
-from catalog.products.releases import ReleaseService, upload
+from catalog.products.releases import ReleaseService, publish, upload
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead, StatusChange
 
 PUBLIC = {"public": True}
@@ -130,9 +130,10 @@ class ReleaseController(Controller):
         responses=problem_responses(401, 403, 404, 409),
     )
     async def publish(
-        self, product_id: FromPath[str], version: FromPath[str], release_service: NamedDependency[ReleaseService]
+        self, request: Request[Any, Any, State], product_id: FromPath[str], version: FromPath[str]
     ) -> ReleaseRead:
-        return await release_service.publish(product_id, version)
+        state = request.app.state
+        return await publish(state.sessions, _caller(request), state.storage, product_id, version)
 
     @post(
         "/{version:str}/withdraw",

@@ -10,11 +10,12 @@ a late upload can never overwrite a file a published release refers to.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit
+from catalog import audit, outbox
 from catalog.auth import Principal
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
@@ -27,6 +28,9 @@ from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
 from catalog.products.service import OPERATOR_STATUS_ROLES, ProductService
 from catalog.storage import Storage, TableSpec, parse_file_name, schema_problems
+
+STORAGE_DELETE = "storage.delete"
+STALE_PUBLISH = timedelta(minutes=15)
 
 
 class ReleaseService:
@@ -95,29 +99,8 @@ class ReleaseService:
         await self.session.delete(row)
         await self.session.flush()
         self._audit("release.file_deleted", product, release, {"name": name})
-        self.storage.delete(row.storage_key)
-
-    async def publish(self, product_id: str, version: str) -> ReleaseRead:
-        product = await self.products.owned(product_id)
-        release = await self._release(product, version, lock=True)
-        if release.status != "draft":
-            raise Conflict(f"Release {version} is {release.status}.", code="invalid_transition")
-        files = (await repo.files(self.session, [release.id]))[release.id]
-        specs, problems = _match_files(release.dictionary, files)
-        if problems:
-            raise Conflict(
-                "The files do not match the release's dictionary.", code="dictionary_mismatch", problems=problems
-            )
-        published = await self.storage.publish(release.id, specs)
-        release.tables = {
-            t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256}
-            for t, p in published.items()
-        }
-        release.status = "published"
-        release.published_at = utcnow()
-        await self.session.flush()
-        self._audit("release.published", product, release, {"version": version, "tables": release.tables})
-        return release_read(release, files)
+        # The bytes go only once this deletion is committed: a failed commit keeps the file it refers to.
+        outbox.emit(self.session, STORAGE_DELETE, {"key": row.storage_key})
 
     async def withdraw(self, product_id: str, version: str, reason: str) -> ReleaseRead:
         caller = self.caller
@@ -126,8 +109,11 @@ class ReleaseService:
         if not caller.is_operator_with(*OPERATOR_STATUS_ROLES):
             await self.products.owned(product_id)
         release = await self._release(product, version, lock=True)
-        if release.status == "withdrawn":
-            raise Conflict(f"Release {version} is already withdrawn.", code="invalid_transition")
+        if release.status != "published":
+            raise Conflict(
+                f"Release {version} is {release.status}: only a published release is withdrawn.",
+                code="invalid_transition",
+            )
         release.status, release.withdrawn_at, release.withdraw_reason = "withdrawn", utcnow(), reason
         await self.session.flush()
         self._audit("release.withdrawn", product, release, {"version": version, "reason": reason})
@@ -202,6 +188,61 @@ async def upload(
     if old is not None:
         storage.delete(old.storage_key)
     return release_read(release, [row]).files[0]
+
+
+async def publish(
+    sessions: async_sessionmaker[AsyncSession],
+    caller: Principal | None,
+    storage: Storage,
+    product_id: str,
+    version: str,
+) -> ReleaseRead:
+    """Check the files against the dictionary, write the tables, freeze the release.
+
+    Three short transactions around the Parquet writing, which can take minutes for a large release
+    and must not hold the database: the release is marked ``publishing`` (uploads and a second
+    publish are refused), written with no transaction open, then frozen — or put back to draft if
+    writing failed. A publish that died mid-way can be run again after ``STALE_PUBLISH``.
+    """
+    now = utcnow()
+    async with write_transaction(sessions) as session:
+        service = ReleaseService(session, caller, storage)
+        product = await service.products.owned(product_id)
+        release = await service._release(product, version, lock=True)
+        stale = release.status == "publishing" and (release.publishing_since or now) < now - STALE_PUBLISH
+        if release.status != "draft" and not stale:
+            raise Conflict(f"Release {version} is {release.status}.", code="invalid_transition")
+        files = (await repo.files(session, [release.id]))[release.id]
+        specs, problems = _match_files(release.dictionary, files)
+        if problems:
+            raise Conflict(
+                "The files do not match the release's dictionary.", code="dictionary_mismatch", problems=problems
+            )
+        release.status, release.publishing_since = "publishing", now
+        release_id = release.id
+    try:
+        published = await storage.publish(release_id, specs)
+    except BaseException:
+        async with write_transaction(sessions) as session:
+            await repo.set_release_status(session, release_id, "publishing", "draft")
+        raise
+    async with write_transaction(sessions) as session:
+        service = ReleaseService(session, caller, storage)
+        product = await service.products.owned(product_id)
+        release = await service._release(product, version, lock=True)
+        release.tables = {
+            t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256}
+            for t, p in published.items()
+        }
+        release.status, release.published_at, release.publishing_since = "published", utcnow(), None
+        await session.flush()
+        service._audit("release.published", product, release, {"version": version, "tables": release.tables})
+        return release_read(release, files)
+
+
+async def delete_stored(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
+    """Outbox handler: remove bytes whose last reference was deleted (idempotent)."""
+    ctx.services["storage"].delete(payload["key"])
 
 
 def _require_draft(release: Release) -> Release:

@@ -35,6 +35,33 @@ async def lock_for_update(session: AsyncSession, product_id: str) -> Product | N
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def current_terms_of(session: AsyncSession, product_ids: Sequence[str]) -> dict[str, Terms]:
+    """The newest terms of each product, in one query."""
+    if not product_ids:
+        return {}
+    newest = (
+        select(Terms.product_id, func.max(Terms.version).label("version"))
+        .where(Terms.product_id.in_(product_ids))
+        .group_by(Terms.product_id)
+        .subquery()
+    )
+    stmt = select(Terms).join(newest, (Terms.product_id == newest.c.product_id) & (Terms.version == newest.c.version))
+    return {t.product_id: t for t in (await session.execute(stmt)).scalars()}
+
+
+async def published_releases_of(session: AsyncSession, product_ids: Sequence[str]) -> dict[str, list[Release]]:
+    found: dict[str, list[Release]] = {p: [] for p in product_ids}
+    if product_ids:
+        stmt = (
+            select(Release)
+            .where(Release.product_id.in_(product_ids), Release.status == "published")
+            .order_by(Release.published_at.desc())
+        )
+        for row in (await session.execute(stmt)).scalars():
+            found[row.product_id].append(row)
+    return found
+
+
 async def listed(session: AsyncSession) -> list[Product]:
     stmt = select(Product).where(Product.status == "listed").order_by(Product.id)
     return list((await session.execute(stmt)).scalars())
@@ -72,6 +99,16 @@ async def release(session: AsyncSession, product_id: str, version: str) -> Relea
 async def release_for_update(session: AsyncSession, product_id: str, version: str) -> Release | None:
     stmt = select(Release).where(Release.product_id == product_id, Release.version == version).with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def set_release_status(session: AsyncSession, release_id: str, expected: str, status: str) -> bool:
+    result = await session.execute(
+        update(Release)
+        .where(Release.id == release_id, Release.status == expected)
+        .values(status=status, publishing_since=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 async def latest_release(session: AsyncSession, product_id: str) -> Release | None:
@@ -142,8 +179,12 @@ async def plans(session: AsyncSession, product_ids: Sequence[str]) -> dict[str, 
     return found
 
 
-async def plan(session: AsyncSession, plan_id: str) -> Plan | None:
-    return await session.get(Plan, plan_id)
+async def plan(session: AsyncSession, plan_id: str, *, lock: bool = False) -> Plan | None:
+    if not lock:
+        return await session.get(Plan, plan_id)
+    # Locked for an edit: a licence issued meanwhile (lock_plan) waits, so a price cannot change
+    # after the check that no licence refers to the plan.
+    return (await session.execute(select(Plan).where(Plan.id == plan_id).with_for_update())).scalar_one_or_none()
 
 
 async def lock_plan(session: AsyncSession, plan_id: str, now: datetime) -> None:

@@ -256,7 +256,7 @@ class ReleaseRead(Struct, kw_only=True):
     product_id: str
     version: str
     notes: str | None
-    status: Literal["draft", "published", "withdrawn"]
+    status: Literal["draft", "publishing", "published", "withdrawn"]
     dictionary: list[dict[str, Any]]
     files: list[ReleaseFileRead]
     tables: dict[str, Any] | None

@@ -207,21 +207,18 @@ class TestPermissions:
         expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
         url = f"/v1/applications/{app['id']}/tracks"
         wrong = [
-            ("provider", consumer["buyer"]),  # the applicant
-            ("provider", other_provider),  # another provider
-            ("provider", reviewers["ethics"]),  # an operator role that is not the provider
-            ("ethics", reviewers["security"]),  # the wrong operator role
-            ("security", reviewers["compliance"]),
-            ("compliance", reviewers["ethics"]),
-            ("operator", reviewers["compliance"]),  # the operator track needs the operator admin
-            ("ethics", other_consumer["admin"]),  # another consumer
+            ("provider", consumer["buyer"], 403),  # the applicant
+            ("provider", other_provider, 404),  # another provider: not even told the application exists
+            ("provider", reviewers["ethics"], 403),  # an operator role that is not the provider
+            ("ethics", reviewers["security"], 403),  # the wrong operator role
+            ("security", reviewers["compliance"], 403),
+            ("compliance", reviewers["ethics"], 403),
+            ("operator", reviewers["compliance"], 403),  # the operator track needs the operator admin
+            ("ethics", other_consumer["admin"], 404),  # another consumer
         ]
-        for track, party in wrong:
-            problem(
-                await client.post(f"{url}/{track}/decision", json={"decision": "approve"}, headers=party.headers),
-                403,
-                "forbidden",
-            )
+        for track, party, status in wrong:
+            response = await client.post(f"{url}/{track}/decision", json={"decision": "approve"}, headers=party.headers)
+            problem(response, status, "forbidden" if status == 403 else "not_found")
         for party in (other_consumer["buyer"], other_provider):
             problem(await client.get(f"/v1/applications/{app['id']}", headers=party.headers), 404, "not_found")
             assert expect(await client.get("/v1/applications", headers=party.headers), 200)["items"] == []

@@ -419,3 +419,56 @@ class TestRegister:
         entry = register["items"][0]
         assert entry["public_summary"] == "A study of diabetes treatments" and entry["purpose_category"] == "HMB"
         assert "confidential" not in str(register)
+
+
+class TestLifecycleRules:
+    async def test_accepting_a_held_licence_leaves_it_suspended(self, client, circulation, actors) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L1")
+        consumer = await circulation.consumer()
+        app = await circulation.apply(product, consumer)
+        app = expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        expect(
+            await client.post(
+                f"/v1/orgs/{owner.org_id}/blocklist",
+                json={"org_id": consumer["admin"].org_id, "reason": "x"},
+                headers=owner.headers,
+            ),
+            201,
+        )
+        licence = expect(await client.get(f"/v1/licences/{app['licence_id']}", headers=consumer["buyer"].headers), 200)
+        accepted = expect(
+            await client.post(
+                f"/v1/licences/{licence['id']}/accept",
+                json={"terms_sha256": licence["terms_sha256"]},
+                headers=consumer["buyer"].headers,
+            ),
+            200,
+        )
+        assert accepted["status"] == "suspended" and [h["kind"] for h in accepted["holds"]] == ["org_blocked"]
+
+    async def test_only_a_live_licence_is_revoked(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L1")
+        consumer = await circulation.consumer()
+        app = await circulation.apply(product, consumer)
+        app = expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+        problem(
+            await client.post(f"/v1/licences/{app['licence_id']}/revoke", json={"reason": "x"}, headers=owner.headers),
+            409,
+            "invalid_transition",
+        )
+
+    async def test_blocking_on_revocation_needs_an_admin(self, client, circulation, actors) -> None:
+        owner = await circulation.provider()
+        consumer = await circulation.consumer()
+        lic = (await circulation.licensed(owner, consumer, "L2"))["licence"]["id"]
+        reviewer = await actors.member(owner.org_id, ["reviewer"])
+        problem(
+            await client.post(
+                f"/v1/licences/{lic}/revoke", json={"reason": "x", "block_org": True}, headers=reviewer.headers
+            ),
+            403,
+            "forbidden",
+        )
+        expect(await client.post(f"/v1/licences/{lic}/revoke", json={"reason": "x"}, headers=reviewer.headers), 200)

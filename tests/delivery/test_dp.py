@@ -33,7 +33,7 @@ def synthetic_rows() -> list[tuple]:
     return rows
 
 
-TRUE_COUNT = {c: (0 if c == ("M", "Pudong") else 40) for c in COMBOS}
+TRUE_COUNT = {c: (0 if c == ("M", "Pudong") else 10) for c in COMBOS}  # count counts persons
 TRUE_SUM = {c: (0.0 if c == ("M", "Pudong") else 8 * (5.0 + 6.0 + 7.0 + 8.0 + 9.0)) for c in COMBOS}
 
 
@@ -55,6 +55,13 @@ class TestCheck:
             dp.check(q, VISITS_TABLE, rule("L5"))
         assert raised.value.code == "epsilon_too_large"
         assert dp.check(query(aggregates=[{"fn": "count"}], epsilon=limit / MICRO), VISITS_TABLE, rule("L5")) == limit
+
+    @pytest.mark.parametrize("cut", [{"limit": 1}, {"order_by": [{"field": "count"}]}])
+    def test_an_answer_is_never_cut_or_ordered(self, cut: dict) -> None:
+        q = query(group_by=["sex"], aggregates=[{"fn": "count"}], epsilon=0.1, **cut)
+        with pytest.raises(ValidationFailed) as raised:
+            dp.check(q, VISITS_TABLE, rule("L5"))
+        assert [e.field for e in raised.value.errors] == list(cut)
 
     def test_group_by_needs_declared_categories(self) -> None:
         q = query(group_by=["sex", "age"], aggregates=[{"fn": "count"}], epsilon=0.1)
@@ -160,7 +167,7 @@ class TestRelease:
         q = query(group_by=["sex"], aggregates=[{"fn": "count"}, {"fn": "sum", "field": "hba1c"}], epsilon=0.5)
         answer = dp.release(q, VISITS_TABLE, COLUMNS, rows, NEAR_EXACT)
         assert answer.rows == [
-            {"sex": "F", "count": C, "sum_hba1c": pytest.approx(C * 20.0, abs=0.5)},
+            {"sex": "F", "count": 1, "sum_hba1c": pytest.approx(C * 20.0, abs=0.5)},  # one person, c rows kept
             {"sex": "M", "count": 0, "sum_hba1c": pytest.approx(0.0, abs=0.5)},
         ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from catalog.metering.models import EpsilonBudget, UsageCounter, UsageEvent
 from tests.support import expect, problem
@@ -178,6 +178,20 @@ class TestBudgetAtL5:
         problem(await delivery.query(first["id"], consumer["analyst"], self.DP), 409, "budget_exhausted")
         budget = expect(await client.get(f"/v1/licences/{second['id']}/budget", headers=consumer["buyer"].headers), 200)
         assert (budget["total"], budget["spent"], budget["left"]) == (3.0, 3.0, 0.0)
+
+    async def test_a_budget_opened_under_a_looser_policy_obeys_the_policy_now(self, client, delivery, app) -> None:
+        owner = await delivery.provider()
+        product = await delivery.published(owner, "L5")
+        consumer = await delivery.consumer()
+        licence = await delivery.licence_on(product, owner, consumer)
+        expect(await delivery.query(licence["id"], consumer["analyst"], self.DP), 200)
+        async with app.state.sessions.begin() as s:  # as if the grade once allowed ε = 10 in all
+            await s.execute(update(EpsilonBudget).values(total_micro=10_000_000, spent_micro=2_800_000))
+        problem(await delivery.query(licence["id"], consumer["analyst"], self.DP), 409, "budget_exhausted")
+        budget = expect(
+            await client.get(f"/v1/licences/{licence['id']}/budget", headers=consumer["buyer"].headers), 200
+        )
+        assert (budget["total"], budget["left"]) == (3.0, pytest.approx(0.2))
 
     async def test_twenty_concurrent_queries_never_overspend(self, client, delivery, app) -> None:
         owner = await delivery.provider()

@@ -229,4 +229,26 @@ class TestReservations:
         async with app.state.sessions() as s:
             assert (await s.execute(select(UsageCounter.used))).scalar_one() == 0
             closed = await s.get(Reservation, reservation.id)
-        assert closed.status == "released"
+        assert closed.status == "expired"
+
+    async def test_work_that_outlives_its_reservation_is_still_counted(self, client, app, setup) -> None:
+        """A download slower than its reservation: the sweep gives the hold back, the settle still counts."""
+        _, consumer, licence = setup
+        async with db.write_transaction(app.state.sessions) as session:
+            lic = await session.get(Licence, licence["id"])
+            reservation = await metering.reserve(
+                session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
+            )
+            await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.settle(session, reservation.id, {"queries": 1, "rows_returned": 250})
+        async with db.write_transaction(app.state.sessions) as session:  # once only
+            assert not await metering.settle(session, reservation.id, {"queries": 1, "rows_returned": 250})
+        async with app.state.sessions() as s:
+            assert (await s.execute(select(UsageCounter.used))).scalar_one() == 250
+            recorded = (
+                await s.execute(select(UsageEvent.quantity).where(UsageEvent.dimension == "rows_returned"))
+            ).scalars()
+            assert list(recorded) == [250]
+            assert (await s.get(Reservation, reservation.id)).status == "settled"

@@ -178,3 +178,33 @@ class TestPublish:
         problem(await client.get(f"/v1/products/{listed['id']}/releases/2025.1"), 404, "not_found")
         mine = expect(await client.get(f"/v1/products/{listed['id']}/releases", headers=owner.headers), 200)
         assert [r["version"] for r in mine["items"]] == ["2025.1"]
+
+
+class TestReleaseRules:
+    async def test_only_a_published_release_is_withdrawn(self, client, owner, product) -> None:
+        await new_release(client, owner, product)
+        problem(
+            await client.post(
+                f"/v1/products/{product['id']}/releases/2025.1/withdraw", json={"reason": "x"}, headers=owner.headers
+            ),
+            409,
+            "invalid_transition",
+        )
+
+    async def test_a_deleted_files_bytes_go_only_after_the_deletion_commits(self, client, owner, product, app) -> None:
+        from catalog.worker import Worker
+
+        await new_release(client, owner, product)
+        base = f"/v1/products/{product['id']}/releases/2025.1"
+        expect(await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
+        stored = list(
+            (
+                app.state.storage.release_dir((expect(await client.get(base, headers=owner.headers), 200))["id"])
+                / "uploads"
+            ).iterdir()
+        )
+        assert len(stored) == 1
+        expect(await client.delete(f"{base}/files/visits.csv", headers=owner.headers), 204)
+        assert stored[0].exists()  # the outbox removes it once the deletion is committed
+        await Worker(app.state.sessions, app.state.registry, app.state.services).run_once(jobs=False)
+        assert not stored[0].exists()
