@@ -45,34 +45,21 @@ from typing import Any, Literal, TypeVar
 import duckdb
 import msgspec
 
-from catalog.errors import PayloadTooLarge, Unprocessable, ValidationFailed
+from catalog.datafiles import CANONICAL_TYPES, FORMATS, IDENTIFIER, ColumnInfo, parse_file_name
+from catalog.errors import PayloadTooLarge, Unprocessable
 
 T = TypeVar("T")
 Work = Callable[[duckdb.DuckDBPyConnection], T]  # what runs on a sandboxed connection in a worker thread
 
 RECORD_KEY = "_lode_rkey"
-RESERVED_PREFIX = "_lode_"
-CANONICAL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "date": "DATE", "boolean": "BOOLEAN"}
-MAX_NAME_LENGTH = 128
 QUERY_DATABASES_IDLE = 8  # sandboxed databases kept between queries, across allowed directories
 
 # The sniffer still finds delimiter, quoting and types, but sample_size=-1 makes it look at every
 # row (from a sample it may type a column BIGINT and then silently round a later 900000.5), and
 # skip=0 stops it from dropping leading lines when a later row is wider than the header.
 _READERS = {"csv": "read_csv(?, header = true, skip = 0, sample_size = -1)", "parquet": "read_parquet(?)"}
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_DECIMAL = re.compile(r"DECIMAL(\(\d+,\s*\d+\))?")
-_INTEGER_TYPES = frozenset({
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
-})  # fmt: skip
 _PART = re.compile(r"^\.(.+)\.[0-9a-f]{16}\.part$")
-
-
-class ColumnInfo(msgspec.Struct, frozen=True):
-    name: str
-    type: str  # the DuckDB type name, e.g. BIGINT, VARCHAR, DOUBLE, DATE, BOOLEAN
 
 
 class IngestResult(msgspec.Struct, frozen=True):
@@ -98,70 +85,6 @@ class TableSpec(msgspec.Struct, frozen=True):
     upload_key: str
     format: str
     dictionary: dict  # one DictionaryTable as a plain dict: table, person_key, fields, …
-
-
-def parse_file_name(name: str) -> tuple[str, str]:
-    """``(table, format)`` for an upload's name, or ValidationFailed on field ``name``."""
-
-    def refuse(message: str) -> ValidationFailed:
-        return ValidationFailed.field("name", message)
-
-    if not name:
-        raise refuse("must not be empty.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise refuse(f"must be at most {MAX_NAME_LENGTH} characters.")
-    if "/" in name or "\\" in name:
-        raise refuse("must not contain path separators.")
-    if ".." in name:
-        raise refuse("must not contain '..'.")
-    if name.startswith("."):
-        raise refuse("must not start with '.'.")
-    if not _NAME_CHARS.fullmatch(name):
-        raise refuse("may contain only ASCII letters, digits, '_', '.' and '-'.")
-    stem, dot, extension = name.rpartition(".")
-    fmt = extension.lower()
-    if not dot or fmt not in _READERS:
-        raise refuse("must end in .csv or .parquet.")
-    if not _IDENTIFIER.fullmatch(stem):
-        raise refuse(f"{stem!r} is not a table name: a letter or '_', then up to 62 letters, digits or '_'.")
-    return stem, fmt
-
-
-def schema_problems(dictionary_table: dict, columns: list[ColumnInfo]) -> list[str]:
-    """Every way a file's columns disagree with one dictionary table; empty when they match."""
-    table = dictionary_table.get("table", "?")
-    fields = dictionary_table.get("fields") or []
-    found = {column.name: column.type for column in columns}
-    declared = {field["name"] for field in fields}
-    problems: list[str] = []
-    for field in fields:
-        name, kind = field["name"], field["type"]
-        if name.startswith(RESERVED_PREFIX):
-            problems.append(f"Table {table}: column {name} uses the reserved prefix {RESERVED_PREFIX}.")
-        if kind not in CANONICAL_TYPES:
-            problems.append(f"Table {table}: column {name} has the unknown type {kind!r}.")
-        elif name not in found:
-            problems.append(f"Table {table}: column {name} is in the dictionary but not in the file.")
-        elif not _fits(kind, found[name]):
-            problems.append(f"Table {table}: column {name} is {found[name]} in the file, not {kind}.")
-    problems.extend(
-        f"Table {table}: column {column.name} is in the file but not in the dictionary."
-        for column in columns
-        if column.name not in declared
-    )
-    person_key = dictionary_table.get("person_key")
-    if person_key not in declared:
-        problems.append(f"Table {table}: the person_key {person_key} is not a column of the dictionary.")
-    return problems
-
-
-def _fits(kind: str, duckdb_type: str) -> bool:
-    found = duckdb_type.strip().upper()
-    if kind == "integer":
-        return found in _INTEGER_TYPES
-    if kind == "number":
-        return found in _INTEGER_TYPES or found in ("FLOAT", "DOUBLE") or bool(_DECIMAL.fullmatch(found))
-    return found == CANONICAL_TYPES[kind]
 
 
 def quote(identifier: str) -> str:
@@ -208,7 +131,7 @@ class Storage:
         return self.root / "releases" / release_id
 
     def table_path(self, release_id: str, table: str) -> Path:
-        if not _IDENTIFIER.fullmatch(table):
+        if not IDENTIFIER.fullmatch(table):
             raise ValueError(f"not a table name: {table!r}")
         return self.release_dir(release_id) / "tables" / f"{table}.parquet"
 
@@ -414,7 +337,7 @@ class Storage:
             for table, spec in tables.items():
                 target = self.table_path(release_id, table)
                 source = self.path(spec.upload_key)
-                if not source.is_relative_to(release_dir) or spec.format not in _READERS:
+                if not source.is_relative_to(release_dir) or spec.format not in FORMATS:
                     raise ValueError(
                         f"table {table}: {spec.upload_key!r} is not a {spec.format} upload of this release"
                     )

@@ -13,15 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.errors import PayloadTooLarge, Unprocessable, ValidationFailed
-from catalog.storage import (
-    RECORD_KEY,
-    ColumnInfo,
-    Storage,
-    TableSpec,
-    parse_file_name,
-    schema_problems,
-)
+from catalog.storage import RECORD_KEY, Storage, TableSpec
 
 RELEASE = "rel_01"
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import audit, outbox
 from catalog.auth import Principal
+from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
 from catalog.ids import new_id
@@ -27,7 +28,7 @@ from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
 from catalog.products.service import OPERATOR_STATUS_ROLES, ProductService
-from catalog.storage import Storage, TableSpec, parse_file_name, schema_problems
+from catalog.storage import Storage, TableSpec
 
 STORAGE_DELETE = "storage.delete"
 STALE_PUBLISH = timedelta(minutes=15)
@@ -253,8 +254,6 @@ def _require_draft(release: Release) -> Release:
 
 def _match_files(tables: list[dict[str, Any]], files: list[ReleaseFile]) -> tuple[dict[str, TableSpec], list[str]]:
     """Each dictionary table needs exactly one file whose schema agrees; no file may be left over."""
-    from catalog.storage import ColumnInfo
-
     problems: list[str] = []
     by_table: dict[str, list[ReleaseFile]] = {}
     for f in files:
