@@ -1,16 +1,17 @@
 """The in-process Stripe stand-in used by the tests and by ``lode demo`` (no Stripe key needed).
 
 ``StripeSimulator`` is a stateful Litestar app answering the part of Stripe's REST API that
-Lode uses (``billing/simulator_api.py``), reached by the *real* SDK: ``sim.client()`` is a
-``stripe.StripeClient`` whose ``http_client`` sends each request through
-``httpx.ASGITransport`` to ``sim.app`` (the sync methods go through a private event loop
-thread). So the production gateway runs unchanged, and every request is checked on the way
+Lode uses, reached by the *real* SDK: ``sim.client()`` is a ``stripe.StripeClient`` whose
+``http_client`` sends each request through ``httpx.ASGITransport`` to ``sim.app`` (the sync
+methods go through a private event loop thread). So the production gateway runs unchanged, and every request is checked on the way
 in against the SDK's own parameter TypedDicts (``billing/stripe_params.py``).
 
 Modules: this one is the facade (wiring, inspection, webhooks, and the helpers that act for a
 paying customer, a bank or Stripe itself); ``simulator_http`` the wire (route table, request
-pipeline, Litestar app, ``stripe.HTTPClient``); ``simulator_objects`` the in-memory state;
-``simulator_api`` the endpoint handlers.
+pipeline, Litestar app, ``stripe.HTTPClient``); ``simulator_objects`` the in-memory objects and
+``simulator_state`` the money movements on them;
+``simulator_api`` (selling), ``simulator_invoicing`` (invoices, subscriptions) and
+``simulator_payouts`` (Connect, transfers, refunds) the endpoint handlers.
 
 What it does like Stripe: ids with Stripe's prefixes, objects shaped from Stripe's sample
 fixtures, list pagination, ``expand[]``, idempotency keys (replayed byte for byte with
@@ -43,9 +44,10 @@ from typing import Any
 
 import stripe
 
-from billing import simulator_api  # noqa: F401 - registers the REST handlers with the route table
+from billing import simulator_api, simulator_invoicing, simulator_payouts  # noqa: F401 - register the REST handlers with the route table
 from billing.simulator_http import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
-from billing.simulator_objects import BillingState, SimulatedStripeError, list_object
+from billing.simulator_objects import SimulatedStripeError, list_object
+from billing.simulator_state import BillingState
 
 __all__ = ["SimulatedRequest", "SimulatedStripeError", "SimulatorHTTPClient", "StripeSimulator"]
 

@@ -29,7 +29,8 @@ import stripe.params.billing as pb
 import stripe.params.checkout as pc
 from litestar import Litestar, Request, Response
 
-from billing.simulator_objects import BillingState, SimulatedStripeError
+from billing.simulator_objects import SimulatedStripeError
+from billing.simulator_state import BillingState
 from billing.stripe_params import decode_form, validate
 
 Handler = Callable[..., dict[str, Any]]
@@ -250,7 +251,7 @@ class Wire:
                         "param": unsupported[0],
                         "message": (
                             f"Stripe accepts '{unsupported[0]}' here but the simulator does not "
-                            "implement it; add it in billing/simulator_api.py."
+                            "implement it; add it in billing/simulator_api.py or simulator_payouts.py."
                         ),
                     }
                 ),

@@ -20,8 +20,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 
+from billing import meters, payments, refunds, subscriptions, transfers, webhooks
+from billing.gateway import Gateway
+from billing.routes import BillingController, WebhookController
 from catalog import auth, db, errors, observability, outbox, policy
 from catalog.access import blocklists, licences
+from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
 from catalog.delivery.routes import DeliveryController
 from catalog.metering import service as metering
@@ -29,6 +33,7 @@ from catalog.metering.routes import MeteringController
 from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController
 from catalog.pagination import provide_page
+from catalog.products import releases
 from catalog.products.release_routes import ReleaseController
 from catalog.products.routes import CommerceController, ProductController
 from catalog.settings import Settings, load_settings
@@ -50,6 +55,8 @@ ROUTES: list[Any] = [
     RegisterController,
     DeliveryController,
     MeteringController,
+    BillingController,
+    WebhookController,
 ]
 
 
@@ -58,6 +65,20 @@ def build_registry(settings: Settings) -> outbox.Registry:
     registry = outbox.Registry()
     registry.every("licences.sweep", timedelta(minutes=5), licences.sweep)
     registry.every("reservations.sweep", timedelta(minutes=1), metering.sweep_reservations)
+    registry.every("meters.report", timedelta(hours=1), meters.report_due)
+    registry.handler("usage.recorded", meters.on_usage)
+    registry.handler(meters.METER_EVENT, meters.send)
+    registry.handler(webhooks.EVENT, webhooks.handle)
+    registry.handler(webhooks.GRACE_EVENT, webhooks.grace_elapsed)
+    registry.handler(transfers.TRANSFER_EVENT, transfers.send)
+    registry.handler(payments.REVERSAL_EVENT, transfers.send_reversal)
+    registry.handler(refunds.EVENT, refunds.send)
+    registry.handler(payments.FEE_EVENT, payments.book_fee)
+    registry.handler("licence.revoked", subscriptions.on_ended)
+    registry.handler("licence.expired", subscriptions.on_ended)
+    registry.handler("licence.suspended", subscriptions.on_suspended)
+    registry.handler("licence.reinstated", subscriptions.on_reinstated)
+    registry.handler(releases.STORAGE_DELETE, releases.delete_stored)
     return registry
 
 
@@ -76,7 +97,8 @@ def openapi_config() -> OpenAPIConfig:
         ),
         security=[{"ApiKey": []}],
         tags=[
-            Tag(name=t) for t in ("Identity", "Catalogue", "Circulation", "Delivery", "Metering", "Audit", "Operations")
+            Tag(name=t)
+            for t in ("Identity", "Catalogue", "Circulation", "Delivery", "Metering", "Billing", "Audit", "Operations")
         ],
         path="/schema",
         use_handler_docstrings=False,
@@ -111,6 +133,8 @@ def create_app(
             worker.stop()
             if task is not None:
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
+            app.state.storage.close()
+            await engine.dispose()  # pooled connections die with the loop that made them
 
     alchemy = SQLAlchemyAsyncConfig(
         engine_instance=engine,
@@ -154,9 +178,16 @@ def build_storage(settings: Settings) -> Storage:
     )
 
 
-def build_services(settings: Settings) -> dict[str, Any]:
+def build_gateway(settings: Settings) -> Gateway | None:
+    """Stripe when a key is configured; without one, priced checkouts answer billing_not_configured."""
+    if not settings.stripe_api_key:
+        return None
+    return Gateway.from_key(settings.stripe_api_key, settings.stripe_webhook_secrets, settings.stripe_api_base)
+
+
+def build_services(settings: Settings, gateway: Gateway | None = None) -> dict[str, Any]:
     """Objects handlers, jobs and the demo need beyond the database."""
-    return {"settings": settings, "storage": build_storage(settings)}
+    return {"settings": settings, "storage": build_storage(settings), "gateway": gateway or build_gateway(settings)}
 
 
 def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[None]]]:
@@ -173,10 +204,29 @@ def render_openapi(settings: Settings) -> str:
 
 
 async def seed_demo(settings: Settings, *, progress: bool) -> dict[str, Any]:
+    """Seed the demo; with no Stripe key its paid licence is paid through simulated Stripe."""
+    from billing.demo import pay_pending
+    from billing.simulator import StripeSimulator
     from catalog.demo.seed import seed
 
+    simulator = None
+    gateway = build_gateway(settings)
+    if gateway is None:
+        secret = "whsec_lode_demo_simulated"
+        simulator = StripeSimulator(webhook_secret=secret)
+        gateway = Gateway(simulator.client(), (secret,), simulated=True)
     engine = db.create_engine(settings)
     try:
-        return await seed(db.create_sessionmaker(engine), settings, build_services(settings), progress=progress)
+        sessions = db.create_sessionmaker(engine)
+        services = build_services(settings, gateway)
+        result = await seed(sessions, settings, services, progress=progress)
+        result["payments"] = await pay_pending(sessions, services, build_registry(settings), simulator)
+        async with db.read_transaction(sessions) as session:  # payment moved some licences on
+            for made in result["licences"]:
+                made["status"] = (await session.get(Licence, made["licence_id"])).status
+        result["stripe"] = "simulated (no LODE_STRIPE_API_KEY)" if simulator else "Stripe (LODE_STRIPE_API_KEY)"
+        return result
     finally:
+        if simulator is not None:
+            simulator.close()
         await engine.dispose()

@@ -14,7 +14,7 @@ import time
 
 PREFIXES = frozenset(
     "org usr key prd rel trm rsr pln app trk lic use aud pay rfd xfr alc evt mem fil blk job idm whk inb ent "
-    "res bud dsp acc mtr jrn chk".split()
+    "res bud dsp acc mtr jrn chk xrv".split()
 )
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PATTERN = re.compile(r"^([a-z]{3})_([0-9A-HJKMNP-TV-Z]{26})$")

@@ -49,8 +49,10 @@ class TestEveryRouteNeedsAKey:
         public_paths = [(method, path) for method, path, public in operations(app) if public]
         assert len(public_paths) >= 8
         for method, path in public_paths:
-            status = (await client.request(method, path)).status_code
-            assert status not in (401, 403) and status < 500, (method, path, status)  # 404 for the dummy ids
+            response = await client.request(method, path)
+            status = response.status_code
+            unconfigured = status == 503 and response.json()["code"] == "billing_not_configured"  # no Stripe here
+            assert status not in (401, 403) and (status < 500 or unconfigured), (method, path, status)
 
 
 async def _key_id(client, party) -> str:

@@ -45,8 +45,15 @@ class TestServe:
         demo = run(["demo", "--json"], env)
         assert demo.returncode == 0, demo.stderr
         keys = json.loads(demo.stdout)["keys"]
+        # The priced demo licence was paid through simulated Stripe and split to the last unit.
+        (payment,) = json.loads(demo.stdout)["payments"]
+        assert payment["paid"] and payment["status"] == "paid"
+        assert sum(part["amount"] for part in payment["split"]) == payment["amount"]
+        providers = {part["org_id"]: part["amount"] for part in payment["split"] if part["party"] == "provider"}
+        assert {t["org_id"]: t["amount"] for t in payment["transfers"] if t["status"] == "sent"} == providers
         again = run(["demo", "--json"], env)
         assert json.loads(again.stdout)["keys"] == keys  # derived, so a rerun prints the same keys
+        assert json.loads(again.stdout)["payments"] == []  # already paid: a rerun pays nothing
         port = free_port()
         server = subprocess.Popen(
             [*LODE, "serve", "--port", str(port)],

@@ -15,8 +15,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from billing.gateway import Gateway
+from billing.simulator import StripeSimulator
 from catalog import db
-from catalog.app import create_app
+from catalog.app import build_services, create_app
 from catalog.orgs.service import OrgService
 from tests.conftest import make_settings
 
@@ -38,7 +40,9 @@ def fx_api(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory):
         return result.api_key
 
     key = asyncio.run(bootstrap())
-    return create_app(app_settings, run_worker=False), key
+    simulator = StripeSimulator(webhook_secret="whsec_schemathesis")  # Stripe, simulated, so billing routes answer
+    gateway = Gateway(simulator.client(), ("whsec_schemathesis",), simulated=True)
+    return create_app(app_settings, run_worker=False, services=build_services(app_settings, gateway)), key
 
 
 def test_every_operation_conforms(api) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from catalog.access import repository as access_repo
 from catalog.access.licences import LicenceService
 from catalog.access.models import Licence
 from catalog.access.schemas import ApplicationCreate, Decision
@@ -50,6 +50,9 @@ LICENCES: tuple[DemoLicence, ...] = (
                 "Regional differences in ischaemic stroke outcomes"),
     DemoLicence("fudan-sph", "parkinson-genetic-cohort", "Public-interest research", "DS", ("G20",), False, "CN",
                 "Progression patterns in Parkinson's disease"),
+    # A priced licence: accepted here, paid through (simulated) Stripe by the composition root.
+    DemoLicence("shanghai-pharma-rd", "t2d-ehr-cohort", "Annual research licence", "DS", ("E11",), True, "CN",
+                "Real-world comparative effectiveness of SGLT2 inhibitors"),
 )  # fmt: skip
 
 
@@ -57,15 +60,7 @@ async def ensure_licence(session: AsyncSession, people: People, spec: DemoLicenc
     consumer_id = people.org_ids[spec.consumer]
     product = await products_repo.get_by_id_or_slug(session, spec.product)
     assert product is not None, spec.product
-    existing = (
-        (
-            await session.execute(
-                select(Licence).where(Licence.consumer_org_id == consumer_id, Licence.product_id == product.id)
-            )
-        )
-        .scalars()
-        .first()
-    )
+    existing = await access_repo.licence_of(session, consumer_id, product.id)
     if existing is None:
         existing = await _approve(session, people, spec, product.id)
     return {

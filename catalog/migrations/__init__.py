@@ -16,6 +16,7 @@ SCRIPT_LOCATION = Path(__file__).parent
 
 def load_all_models() -> None:
     """Import every model module so ``Base.metadata`` is complete."""
+    from billing import models as _billing  # noqa: F401
     from catalog import audit, idempotency, outbox  # noqa: F401
     from catalog.access import models as _access  # noqa: F401
     from catalog.metering import models as _metering  # noqa: F401

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing import ledger
 from billing.money import (
     BPS,
     Allocation,
@@ -394,3 +395,44 @@ class TestReverse:
             rest = reverse(gross - first, parts, done)
             done = {key: done[key] + rest[key] for key in parts}
         assert done == parts
+
+
+class TestLedgerLegs:
+    """The journals billing posts for a payment and its refunds balance, and never overdraw a party."""
+
+    @PROPERTY
+    @given(
+        net=st.integers(min_value=1, max_value=10**10),
+        rule=operator_and_fund_bps(),
+        weights=weight_maps.filter(lambda w: not {"tax", "operator", "fund"} & w.keys()),
+        tax_bps=bps,
+        data=st.data(),
+    )
+    def test_charge_and_refund_journals_balance_and_net_to_zero(
+        self, net: int, rule: tuple[int, int], weights: dict[str, int], tax_bps: int, data: st.DataObject
+    ) -> None:
+        split = allocate(net, *rule, weights)
+        parts = parts_of(split, tax=tax_on(net, tax_bps))
+        gross = sum(parts.values())
+        journals = [ledger.charge_legs(gross, parts, "org_operator", split.providers)]
+        done = {key: 0 for key in parts}
+        refunded = 0
+        while refunded < gross and data.draw(st.booleans(), label="refund again"):
+            amount = data.draw(st.integers(min_value=1, max_value=gross - refunded), label="refund")
+            shares = reverse(amount, parts, done)
+            journals.append(ledger.reversal_legs(amount, shares, "org_operator"))
+            done = {key: done[key] + shares[key] for key in parts}
+            refunded += amount
+
+        balances: dict[tuple[str, str | None], int] = {}
+        for legs in journals:
+            assert sum(amount for _, _, amount in legs) == 0
+            for account, org, amount in legs:
+                balances[account, org] = balances.get((account, org), 0) + amount
+            # Credits are negative: no party is ever owed less than nothing, and the balance
+            # at Stripe never goes below zero.
+            assert balances[ledger.BALANCE, None] >= 0
+            assert all(value <= 0 for (account, _), value in balances.items() if account != ledger.BALANCE)
+        assert balances[ledger.BALANCE, None] == gross - refunded
+        if refunded == gross:
+            assert not any(balances.values())

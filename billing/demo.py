@@ -1,0 +1,119 @@
+"""The demo's paid licence: paid through simulated Stripe, split, and paid out to the hospitals.
+
+``lode demo`` (the composition root) calls this after seeding when no Stripe key is configured:
+the demo's priced licence is checked out as its buyer, the simulated customer pays, the signed
+webhooks are processed by the worker, and the hospitals' shares are transferred to their
+(simulated) Connect accounts. With a real key nobody can pay on the demo's behalf, so the checkout
+URL is printed instead. Already-paid licences are left alone: a rerun changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing import repository as repo
+from billing import webhooks
+from billing.schemas import CheckoutCreate
+from billing.service import BillingService
+from billing.simulator import StripeSimulator
+from catalog.access.models import Licence
+from catalog.auth import Principal
+from catalog.db import read_transaction, write_transaction
+from catalog.demo import catalog as demo
+from catalog.orgs import repository as orgs_repo
+from catalog.outbox import Registry
+from catalog.products import repository as products_repo
+from catalog.worker import Worker
+
+
+async def _principal(session: AsyncSession, slug: str, role: str) -> Principal:
+    member = demo.org(slug).member(role)
+    user = await orgs_repo.user_by_email(session, member.email)
+    membership = await orgs_repo.membership_of(session, user.id) if user else None
+    org = await orgs_repo.get_org(session, membership.org_id) if membership else None
+    assert user is not None and membership is not None and org is not None
+    return Principal(
+        user_id=user.id,
+        org_id=org.id,
+        org_kind=org.kind,
+        org_status=org.status,
+        roles=frozenset(membership.roles),
+        key_id="key_demo",
+    )
+
+
+async def pay_pending(
+    sessions: async_sessionmaker[AsyncSession],
+    services: dict[str, Any],
+    registry: Registry,
+    simulator: StripeSimulator | None,
+) -> list[dict[str, Any]]:
+    """Pay every demo licence still awaiting payment; answers what was paid and how it was split."""
+    settings = services["settings"]
+    worker = Worker(sessions, registry, services)
+
+    async def sink(payload: bytes, headers: dict[str, str]) -> None:
+        event = services["gateway"].verify(payload, headers.get("Stripe-Signature"))
+        async with write_transaction(sessions) as session:
+            await webhooks.receive(session, event)
+
+    if simulator is not None:
+        simulator.webhook_sink = sink
+    paid = []
+    async with write_transaction(sessions) as session:
+        pending = list((await session.execute(select(Licence).where(Licence.status == "pending_payment"))).scalars())
+    for licence in pending:
+        async with write_transaction(sessions) as session:
+            product = await products_repo.get(session, licence.product_id)
+            item = demo.find_product(product.slug) if product else None
+            consumer = None
+            for candidate in demo.ORGS:
+                if await orgs_repo.org_id_by_slug(session, candidate.slug) == licence.consumer_org_id:
+                    consumer = candidate.slug
+            if item is None or consumer is None:
+                continue
+            operator = await _principal(session, "operator", "admin")
+            accounts = []
+            for slug, _ in item.provider_weights:
+                org_id = await orgs_repo.org_id_by_slug(session, slug)
+                account = await BillingService(session, operator, services["gateway"], settings).payout_account(
+                    org_id or ""
+                )
+                accounts.append(account)
+            buyer = await _principal(session, consumer, "buyer")
+            checkout = await BillingService(session, buyer, services["gateway"], settings).checkout(
+                licence.id, CheckoutCreate(method="card")
+            )
+        if simulator is None:
+            paid.append({"licence_id": licence.id, "checkout_url": checkout.url, "paid": False})
+            continue
+        for account in accounts:
+            if not account.transfers_active:
+                await simulator.activate_account(account.account_id)
+        await simulator.complete_checkout(checkout.session_id or "")
+        while await worker.run_once(jobs=False):
+            pass
+        paid.append({"licence_id": licence.id, "paid": True, **await _split(sessions, checkout.payment_id)})
+    return paid
+
+
+async def _split(sessions: async_sessionmaker[AsyncSession], payment_id: str) -> dict[str, Any]:
+    """How the demo payment was divided and what reached each hospital, as the ledger has it."""
+    async with read_transaction(sessions) as session:
+        payment = await repo.payment(session, payment_id)
+        assert payment is not None
+        parts = (await repo.allocations(session, [payment_id])).get(payment_id, [])
+        sent = (await repo.transfers(session, [payment_id])).get(payment_id, [])
+        return {
+            "payment_id": payment.id,
+            "status": payment.status,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "split": [{"party": part.party, "org_id": part.org_id, "amount": part.amount} for part in parts],
+            "transfers": [
+                {"org_id": transfer.org_id, "amount": transfer.amount, "status": transfer.status} for transfer in sent
+            ],
+        }

@@ -1,0 +1,289 @@
+"""Recording money: a paid charge split among the parties, and its proportional reversal.
+
+``record_paid`` books a payment once: the split of billing/money.py (tax first, never split; the
+operator and fund rounded down; providers by weight with largest remainder), one balanced ledger
+journal, and one payout instruction per provider — sent by the outbox in the same transaction, so
+a crash after recording loses nothing. ``reverse`` takes a refund or a dispute back from every part
+in proportion, never more than a part had, and pulls providers' shares back from their transfers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import ledger, money
+from billing import repository as repo
+from billing.models import Allocation, Payment, Refund, Transfer, TransferReversal
+from catalog import audit, outbox
+from catalog.access import licences as access_licences
+from catalog.access import repository as access_repo
+from catalog.db import utcnow, write_transaction
+from catalog.ids import new_id
+from catalog.orgs import repository as orgs_repo
+from catalog.products import repository as products_repo
+
+TRANSFER_EVENT = "transfer.send"
+REVERSAL_EVENT = "transfer.reverse"
+FEE_EVENT = "payment.fee"
+
+
+async def record_paid(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    charge_id: str | None,
+    payment_intent_id: str | None,
+    gross: int,
+    tax_bps: int,
+    tax: int | None = None,
+) -> bool:
+    """Book a payment as paid — once. False if it already was."""
+    if payment.status != "pending":
+        return False
+    rule = await products_repo.revenue_share(session, payment.revenue_share_id)
+    assert rule is not None
+    net, tax = (gross - tax, tax) if tax is not None else money.split_gross(gross, tax_bps)
+    split = money.allocate(
+        net, rule.operator_bps, rule.fund_bps, {p["org_id"]: int(p["weight"]) for p in rule.providers}
+    )
+    operator_org = await orgs_repo.operator_id(session)
+    payment.amount, payment.tax, payment.status, payment.paid_at = gross, tax, "paid", utcnow()
+    payment.charge_id, payment.payment_intent_id = charge_id, payment_intent_id
+    session.add_all(
+        [
+            Allocation(id=new_id("alc"), payment_id=payment.id, party="tax", org_id=None, amount=tax),
+            Allocation(
+                id=new_id("alc"), payment_id=payment.id, party="operator", org_id=operator_org, amount=split.operator
+            ),
+            Allocation(id=new_id("alc"), payment_id=payment.id, party="fund", org_id=None, amount=split.fund),
+            *(
+                Allocation(id=new_id("alc"), payment_id=payment.id, party="provider", org_id=org, amount=amount)
+                for org, amount in split.providers.items()
+            ),
+        ]
+    )
+    parts = money.parts_of(split, tax)
+    legs = ledger.charge_legs(gross, parts, operator_org, split.providers)
+    legs[0] = (ledger.BALANCE, payment.consumer_org_id, gross)  # whose money came in
+    ledger.post(
+        session, "charge", legs, currency=payment.currency, payment_id=payment.id, memo=f"licence {payment.licence_id}"
+    )
+    for org, amount in split.providers.items():
+        if amount > 0:
+            await add_transfer(session, payment, org, amount, f"split:{payment.id}:{org}")
+    if charge_id is not None:
+        outbox.emit(session, FEE_EVENT, {"payment_id": payment.id}, dedupe_key=f"fee:{payment.id}")
+    await session.flush()
+    await access_licences.activate_paid(session, payment.licence_id, payment.id)
+    parties = await access_repo.party_org_ids(session, payment.licence_id)
+    audit.record(
+        session,
+        None,
+        "payment.recorded",
+        "payment",
+        payment.id,
+        parties,
+        {
+            "licence_id": payment.licence_id,
+            "amount": gross,
+            "tax": tax,
+            "currency": payment.currency,
+            "operator": split.operator,
+            "fund": split.fund,
+            "providers": split.providers,
+        },
+    )
+    return True
+
+
+async def book_fee(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
+    """Stripe's processing fee on the charge, out of the operator's part (PRODUCT.md) — booked once."""
+    async with write_transaction(ctx.sessions) as session:
+        payment = await repo.payment(session, payload["payment_id"])
+        if payment is None or payment.fee is not None or payment.charge_id is None:
+            return
+        charge = payment.charge_id
+    found = await ctx.services["gateway"].charge_fee(charge)
+    if found is None:
+        raise outbox.RetryLater(f"the fee on {charge} is not known yet")
+    fee, currency = found
+    async with write_transaction(ctx.sessions) as session:
+        payment = await repo.payment(session, payload["payment_id"], lock=True)
+        if payment is None or payment.fee is not None:
+            return
+        payment.fee = fee
+        operator_org = await orgs_repo.operator_id(session)
+        ledger.post(
+            session,
+            "fee",
+            [(ledger.OPERATOR, operator_org, fee), (ledger.BALANCE, None, -fee)],
+            currency=currency,
+            payment_id=payment.id,
+            memo=f"Stripe processing fee on {charge}",
+        )
+
+
+async def add_transfer(session: AsyncSession, payment: Payment, org_id: str, amount: int, key: str) -> Transfer:
+    """A payout instruction; sent by the outbox now, or kept outstanding until the provider can be paid."""
+    account = await repo.payout_account(session, org_id)
+    ready = account is not None and account.transfers_active
+    transfer = Transfer(
+        id=new_id("xfr"),
+        key=key,
+        payment_id=payment.id,
+        org_id=org_id,
+        method=account.method if account else "stripe_connect",
+        currency=payment.currency,
+        fx_rate="1",
+        amount=amount,
+        status="pending" if ready else "outstanding",
+        created_at=utcnow(),
+    )
+    session.add(transfer)
+    await session.flush()
+    if ready:
+        outbox.emit(session, TRANSFER_EVENT, {"transfer_id": transfer.id}, dedupe_key=f"transfer:{transfer.id}")
+    return transfer
+
+
+def parts_and_reversed(payment: Payment, allocations: list[Allocation]) -> tuple[dict[str, int], dict[str, int]]:
+    """The payment's parts keyed as money.reverse expects, and what each has given back so far."""
+    parts: dict[str, int] = {}
+    done: dict[str, int] = {}
+    for a in allocations:
+        key = a.org_id if a.party == "provider" else a.party
+        assert key is not None
+        parts[key] = parts.get(key, 0) + a.amount
+        done[key] = done.get(key, 0) + a.reversed
+    return parts, done
+
+
+async def reverse(session: AsyncSession, payment: Payment, refund: Refund, actor: Any) -> dict[str, int]:
+    """Take ``refund.amount`` back from every part in proportion, and the providers' shares from their
+    payouts: a payout not attempted yet is cut; one sent (or in flight) gets a transfer reversal that the
+    outbox sends once it is sent. Answers each part's share. Stripe is never called here: the caller's
+    transaction may still fail, and nothing must have left Lode when it does."""
+    allocations = (await repo.allocations(session, [payment.id]))[payment.id]
+    parts, done = parts_and_reversed(payment, allocations)
+    shares = money.reverse(refund.amount, parts, done)
+    for a in allocations:
+        a.reversed += shares.get(a.org_id if a.party == "provider" else a.party, 0)  # type: ignore[arg-type]
+    operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
+    legs = ledger.reversal_legs(refund.amount, shares, operator_org)
+    legs[0] = (ledger.BALANCE, payment.consumer_org_id, -refund.amount)
+    ledger.post(
+        session,
+        refund.kind,
+        legs,
+        currency=payment.currency,
+        payment_id=payment.id,
+        memo=f"{refund.kind} {refund.id}: {refund.reason}",
+    )
+    payouts: dict[str, list[Transfer]] = defaultdict(list)
+    for transfer in (await repo.transfers(session, [payment.id], lock=True))[payment.id]:
+        payouts[transfer.org_id].append(transfer)
+    claimed = await repo.reversals(session, [t.id for ts in payouts.values() for t in ts])
+    for org, share in shares.items():
+        if share > 0 and org in payouts:
+            await _take_back(session, payment, refund, payouts[org], claimed, share)
+    refund.parts = shares
+    if refund.kind == "refund":
+        payment.refunded += refund.amount
+    else:
+        payment.disputed += refund.amount
+    taken_back = payment.refunded + payment.disputed
+    payment.status = "refunded" if taken_back >= payment.amount else "partially_refunded"
+    await session.flush()
+    parties = await access_repo.party_org_ids(session, payment.licence_id)
+    action = "payment.refunded" if refund.kind == "refund" else "payment.disputed"
+    audit.record(
+        session,
+        actor,
+        action,
+        "payment",
+        payment.id,
+        parties,
+        {"amount": refund.amount, "parts": shares, "reason": refund.reason},
+    )
+    if taken_back >= payment.amount:
+        await access_licences.end_licence(
+            session, None, payment.licence_id, f"payment fully {refund.kind}ed", by="billing"
+        )
+    return shares
+
+
+async def _take_back(
+    session: AsyncSession,
+    payment: Payment,
+    refund: Refund,
+    payouts: list[Transfer],
+    claimed: dict[str, list[TransferReversal]],
+    share: int,
+) -> None:
+    left = share
+    for transfer in payouts:  # first what was never attempted: pay out less
+        if left and transfer.status != "sent" and transfer.attempts == 0:
+            cut = min(left, transfer.amount)
+            transfer.amount -= cut
+            left -= cut
+    for transfer in payouts:  # then what left, or may have left: reverse it once it is sent
+        if not left or (transfer.status != "sent" and transfer.attempts == 0):
+            continue
+        cut = min(left, transfer.amount - sum(r.amount for r in claimed[transfer.id]))
+        if cut <= 0:
+            continue
+        row = TransferReversal(
+            id=new_id("xrv"),
+            key=f"reversal:{refund.id}:{transfer.id}",
+            transfer_id=transfer.id,
+            refund_id=refund.id,
+            amount=cut,
+            status="pending",
+            created_at=utcnow(),
+        )
+        session.add(row)
+        claimed[transfer.id].append(row)
+        outbox.emit(session, REVERSAL_EVENT, {"reversal_id": row.id}, dedupe_key=row.key)
+        left -= cut
+    if left:  # more than the payouts hold (never for a history made here): the provider owes it
+        org = payouts[0].org_id
+        ledger.post(
+            session,
+            "receivable",
+            [(ledger.RECEIVABLE, org, left), (ledger.PAYABLE, org, -left)],
+            currency=payment.currency,
+            payment_id=payment.id,
+            memo=f"{refund.kind} {refund.id}: more than was paid out",
+        )
+
+
+async def restore(session: AsyncSession, payment: Payment, dispute: Refund) -> None:
+    """A dispute was won: the money is back, so every part gets its share again.
+
+    Each part returns to its proportional share of what is still refunded (so later refunds continue
+    the same proportional history); that differs from undoing the dispute's own shares by at most
+    one unit a part. Providers are paid their part again by new transfers."""
+    allocations = (await repo.allocations(session, [payment.id]))[payment.id]
+    parts, done = parts_and_reversed(payment, allocations)
+    still = payment.refunded + payment.disputed - dispute.amount
+    target = money.reverse(still, parts, {}) if still > 0 else dict.fromkeys(parts, 0)
+    back = {key: done[key] - target[key] for key in parts}
+    for a in allocations:
+        a.reversed = target[a.org_id if a.party == "provider" else a.party]  # type: ignore[index]
+    operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
+    legs = [
+        (account, org, -amount) for account, org, amount in ledger.reversal_legs(dispute.amount, back, operator_org)
+    ]
+    legs[0] = (ledger.BALANCE, payment.consumer_org_id, dispute.amount)
+    ledger.post(
+        session, "dispute_won", legs, currency=payment.currency, payment_id=payment.id, memo=f"dispute {dispute.id} won"
+    )
+    payment.disputed -= dispute.amount
+    payment.status = "paid" if payment.refunded + payment.disputed == 0 else "partially_refunded"
+    for a in allocations:
+        owed = back.get(a.org_id or "", 0) if a.party == "provider" else 0
+        if owed > 0:
+            await add_transfer(session, payment, a.org_id or "", owed, f"split:{payment.id}:{a.org_id}:{dispute.id}")

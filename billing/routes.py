@@ -1,0 +1,161 @@
+"""HTTP routes of billing: checkout, Stripe's webhooks, payout accounts, payments, refunds, statements."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import webhooks
+from billing.schemas import (
+    CheckoutCreate,
+    CheckoutRead,
+    PaymentList,
+    PaymentRead,
+    PayoutAccountRead,
+    RefundCreate,
+    StatementRead,
+    WebhookAck,
+)
+from billing.service import BillingService
+from catalog.auth import ANYONE, Principal, consumer, operator
+from catalog.errors import ServiceUnavailable, problem_responses
+from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.pagination import PageRequest
+
+
+async def provide_billing_service(
+    tx: NamedDependency[AsyncSession], caller: NamedDependency[Principal], request: Request[Any, Any, State]
+) -> BillingService:
+    state = request.app.state
+    return BillingService(tx, caller, state.services.get("gateway"), state.settings)
+
+
+class BillingController(Controller):
+    path = "/v1"
+    tags = ["Billing"]
+    dependencies = {"billing_service": Provide(provide_billing_service)}
+
+    @post(
+        "/licences/{licence_id:str}/checkout",
+        operation_id="CheckoutLicence",
+        status_code=200,
+        guards=[consumer("buyer")],
+        parameters=[IDEMPOTENCY_PARAMETER],
+        summary="Pay for a licence: a Stripe Checkout Session (one open per licence) or a sent invoice",
+        responses=problem_responses(401, 403, 404, 409, 422, 503),
+    )
+    async def checkout(
+        self,
+        request: Request[Any, Any, State],
+        licence_id: FromPath[str],
+        data: JSONBody[CheckoutCreate],
+        billing_service: NamedDependency[BillingService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+    ) -> Response[CheckoutRead]:
+        async def run() -> Response[CheckoutRead]:
+            return Response(await billing_service.checkout(licence_id, data), status_code=200)
+
+        return await idempotent(request, caller.org_id, tx, run)
+
+    @post(
+        "/orgs/{org_id:str}/payout-account",
+        operation_id="PayoutAccount",
+        status_code=200,
+        summary="A Stripe Connect onboarding link for a provider's payouts (provider admin, operator admin)",
+        responses=problem_responses(401, 403, 404, 409, 503),
+    )
+    async def payout_account(
+        self, org_id: FromPath[str], billing_service: NamedDependency[BillingService]
+    ) -> PayoutAccountRead:
+        return await billing_service.payout_account(org_id)
+
+    @get(
+        "/payments",
+        operation_id="ListPayments",
+        summary="Payments of the licences you are a party to",
+        responses=problem_responses(401),
+    )
+    async def list_payments(
+        self,
+        billing_service: NamedDependency[BillingService],
+        page: NamedDependency[PageRequest],
+        licence_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
+    ) -> PaymentList:
+        return await billing_service.list_payments(page, licence_id)
+
+    @get(
+        "/payments/{payment_id:str}",
+        operation_id="GetPayment",
+        summary="A payment with its allocations, transfers and refunds (the parties)",
+        responses=problem_responses(401, 404),
+    )
+    async def get_payment(
+        self, payment_id: FromPath[str], billing_service: NamedDependency[BillingService]
+    ) -> PaymentRead:
+        return await billing_service.get_payment(payment_id)
+
+    @post(
+        "/payments/{payment_id:str}/refunds",
+        operation_id="RefundPayment",
+        status_code=201,
+        guards=[operator("finance")],
+        parameters=[IDEMPOTENCY_PARAMETER],
+        summary="Refund part or all of a payment; the parts give back in proportion (operator finance)",
+        responses=problem_responses(401, 403, 404, 409, 503),
+    )
+    async def refund(
+        self,
+        request: Request[Any, Any, State],
+        payment_id: FromPath[str],
+        data: JSONBody[RefundCreate],
+        billing_service: NamedDependency[BillingService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+    ) -> Response[PaymentRead]:
+        async def run() -> Response[PaymentRead]:
+            payment = await billing_service.refund(payment_id, data)
+            return Response(payment, status_code=201, headers={"Location": f"/v1/payments/{payment_id}"})
+
+        return await idempotent(request, caller.org_id, tx, run)
+
+    @get(
+        "/orgs/{org_id:str}/statement",
+        operation_id="GetStatement",
+        summary="A month's statement rebuilt from the ledger (the organisation, the operator)",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def statement(
+        self,
+        org_id: FromPath[str],
+        billing_service: NamedDependency[BillingService],
+        period: Annotated[str, QueryParameter(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+    ) -> StatementRead:
+        return await billing_service.statement(org_id, period)
+
+
+class WebhookController(Controller):
+    path = "/v1/webhooks"
+    tags = ["Billing"]
+
+    @post(
+        "/stripe",
+        operation_id="StripeWebhook",
+        status_code=200,
+        opt={"public": True},
+        security=ANYONE,
+        summary="Stripe's events: signature-checked on the raw body, recorded once, processed once",
+        responses=problem_responses(503),
+    )
+    async def stripe(self, request: Request[Any, Any, State], tx: NamedDependency[AsyncSession]) -> WebhookAck:
+        gateway = request.app.state.services.get("gateway")
+        if gateway is None:
+            raise ServiceUnavailable("Payments are not configured.", code="billing_not_configured")
+        event = gateway.verify(await request.body(), request.headers.get("stripe-signature"))
+        new = await webhooks.receive(tx, event)
+        return WebhookAck(received=True, duplicate=not new)

@@ -1,0 +1,311 @@
+"""Stripe webhooks: verified on the raw body, recorded once in an inbox, processed once in any order.
+
+``receive`` checks the signature, inserts the event into the inbox (unique on its id) and queues it
+on the outbox in the same transaction — a redelivery finds it there and changes nothing. ``handle``
+processes it in its own transaction and marks it done; an event whose prerequisite has not been
+seen yet (a refund of a charge we have not recorded) raises ``NotYet`` and the outbox retries it
+later, so events may arrive in any order.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import payments, refunds, transfers
+from billing import repository as repo
+from billing.models import Checkout, Payment, Refund, Subscription
+from catalog import outbox
+from catalog.access import licences as access_licences
+from catalog.access import repository as access_repo
+from catalog.db import utcnow, write_transaction
+from catalog.ids import new_id
+from catalog.products import repository as products_repo
+
+EVENT = "stripe.event"
+GRACE_EVENT = "billing.grace_elapsed"
+
+
+class NotYet(outbox.RetryLater):
+    """The event depends on one not processed yet; the outbox will retry it."""
+
+
+async def receive(session: AsyncSession, event: dict[str, Any]) -> bool:
+    """Record a verified event; False if it was seen before."""
+    if not await repo.record_event(session, event):
+        return False
+    outbox.emit(session, EVENT, {"event_id": event["id"]}, dedupe_key=f"stripe:{event['id']}")
+    return True
+
+
+async def handle(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
+    async with write_transaction(ctx.sessions) as session:
+        row = await repo.claim_event(session, payload["event_id"])
+        if row is None:
+            return  # processed already
+        event = row.payload
+        handler = HANDLERS.get(event.get("type", ""))
+        outcome = "ignored"
+        if handler is not None:
+            outcome = await handler(session, ctx, event["data"]["object"], event) or "processed"
+        await repo.mark_processed(session, row.event_id, outcome)
+
+
+async def checkout_completed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    if obj.get("payment_status") not in ("paid", "no_payment_required"):
+        return "awaiting asynchronous payment"
+    metadata = obj.get("metadata") or {}
+    checkout = await repo.checkout_by_session(session, obj["id"])
+    if checkout is None or checkout.licence_id != metadata.get("lode_licence_id"):
+        return "not a Lode checkout"
+    checkout.status = "completed"
+    if obj.get("mode") == "subscription":
+        if await repo.subscription(session, checkout.licence_id) is None:
+            session.add(
+                Subscription(
+                    licence_id=checkout.licence_id,
+                    subscription_id=obj["subscription"],
+                    customer_id=obj["customer"],
+                    period_anchor=utcnow().date(),
+                )
+            )
+        await session.flush()
+        return "subscription started; its invoices bring the payments"
+    payment = await repo.payment(session, checkout.payment_id, lock=True)
+    assert payment is not None
+    intent = obj.get("payment_intent")
+    charge = await ctx.services["gateway"].intent_charge(intent) if intent else None
+    await payments.record_paid(
+        session,
+        payment,
+        charge_id=charge,
+        payment_intent_id=intent,
+        gross=int(obj.get("amount_total") or payment.amount),
+        tax_bps=0,
+        tax=payment.tax,
+    )
+    return await _refund_if_unwanted(session, payment, "paid")
+
+
+async def invoice_paid(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    licence_id = await _licence_of_invoice(session, obj)
+    if licence_id is None:
+        return "not a Lode invoice"
+    payment = await repo.payment_by_invoice(session, obj["id"])
+    licence = await access_repo.licence(session, licence_id)
+    assert licence is not None
+    plan = await products_repo.plan(session, licence.plan_id)
+    if payment is None:
+        payment = _new_payment(
+            licence,
+            source="subscription_invoice",
+            invoice_id=obj["id"],
+            currency=obj["currency"].upper(),
+            amount=int(obj["amount_paid"]),
+            tax=0,
+        )
+        session.add(payment)
+        await session.flush()
+    intent, charge = await ctx.services["gateway"].invoice_charge(obj["id"])
+    fixed_tax = payment.tax if payment.source == "invoice" else None
+    await payments.record_paid(
+        session,
+        payment,
+        charge_id=charge,
+        payment_intent_id=intent,
+        gross=int(obj["amount_paid"]),
+        tax_bps=plan.tax_bps if plan else 0,
+        tax=fixed_tax,
+    )
+    await access_licences.lift_hold(session, None, licence, "non_payment", "billing", "invoice paid")
+    return await _refund_if_unwanted(session, payment, "paid")
+
+
+async def _refund_if_unwanted(session: AsyncSession, payment: Payment, outcome: str) -> str:
+    """Money for a licence that ended meanwhile (cancelled unpaid, revoked) goes back in full."""
+    licence = await access_repo.licence(session, payment.licence_id)
+    if licence is None or licence.status in ("active", "suspended") or payment.status != "paid":
+        return outcome
+    reason = f"paid after the licence was {licence.status}"
+    await refunds.request(session, payment, None, reason, None, created_by=None)
+    return f"{outcome}; refunded in full: {reason}"
+
+
+async def invoice_failed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    licence_id = await _licence_of_invoice(session, obj)
+    if licence_id is None:
+        return "not a Lode invoice"
+    grace = ctx.services["settings"].billing_grace_days
+    outbox.emit(
+        session,
+        GRACE_EVENT,
+        {"licence_id": licence_id, "invoice_id": obj["id"]},
+        dedupe_key=f"grace:{obj['id']}",
+        delay=timedelta(days=grace),
+    )
+    return f"non-payment hold in {grace} days unless paid"
+
+
+async def grace_elapsed(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
+    async with write_transaction(ctx.sessions) as session:
+        payment = await repo.payment_by_invoice(session, payload["invoice_id"])
+        if payment is not None and payment.status != "pending":
+            return  # paid in time
+        licence = await access_repo.licence(session, payload["licence_id"], lock=True)
+        if licence is not None and licence.status in ("active", "suspended", "pending_payment"):
+            await access_licences.add_hold(
+                session,
+                None,
+                licence,
+                "non_payment",
+                "billing",
+                f"invoice {payload['invoice_id']} unpaid after the grace period",
+            )
+
+
+async def subscription_deleted(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    sub = await repo.subscription_by_stripe_id(session, obj["id"])
+    if sub is None:
+        return "not a Lode subscription"
+    sub.status = "canceled"
+    await access_licences.end_licence(session, None, sub.licence_id, "subscription ended", by="billing")
+    return "licence ended"
+
+
+async def charge_refunded(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    """Refunds made outside Lode (the Stripe dashboard) are booked like ours; ours are already booked."""
+    payment = await repo.payment_by_charge(session, obj["id"])
+    if payment is None:
+        raise NotYet(f"charge {obj['id']} is not recorded yet")
+    if await repo.pending_refunds(session, payment.id):
+        raise NotYet(f"a refund of {payment.id} is being booked; compare once it is")
+    booked = payment.refunded
+    missing = int(obj.get("amount_refunded") or 0) - booked
+    if missing <= 0:
+        return "already booked"
+    refund = Refund(
+        id=new_id("rfd"),
+        payment_id=payment.id,
+        kind="refund",
+        amount=missing,
+        reason="refunded in Stripe",
+        status="succeeded",
+        stripe_id=None,
+        parts={},
+        created_at=utcnow(),
+    )
+    session.add(refund)
+    await session.flush()
+    await payments.reverse(session, payment, refund, None)
+    return "booked"
+
+
+async def dispute(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    """A dispute takes the money back like a refund; if it is won, the parts are restored."""
+    payment = await repo.payment_by_charge(session, obj["charge"])
+    if payment is None:
+        raise NotYet(f"charge {obj['charge']} is not recorded yet")
+    existing = await repo.refund_by_stripe_id(session, obj["id"])
+    if event["type"] == "charge.dispute.created" and existing is None:
+        amount = min(int(obj["amount"]), payment.amount - payment.refunded - payment.disputed)
+        refund = Refund(
+            id=new_id("rfd"),
+            payment_id=payment.id,
+            kind="dispute",
+            amount=amount,
+            reason=obj.get("reason") or "dispute",
+            status="open",
+            stripe_id=obj["id"],
+            parts={},
+            created_at=utcnow(),
+        )
+        session.add(refund)
+        await session.flush()
+        if amount > 0:
+            await payments.reverse(session, payment, refund, None)
+        return "reversed"
+    if event["type"] == "charge.dispute.closed":
+        if existing is None:
+            raise NotYet(f"dispute {obj['id']} was not opened yet")
+        won = obj.get("status") == "won" and existing.status != "won"
+        existing.status = obj.get("status", "closed")
+        if won:
+            await payments.restore(session, payment, existing)
+        return f"closed: {existing.status}"
+    return "noted"
+
+
+async def account_updated(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    account = await repo.payout_account_by_stripe_id(session, obj["id"])
+    if account is None:
+        return "not a Lode account"
+    active = (obj.get("capabilities") or {}).get("transfers") == "active"
+    if active and not account.transfers_active:
+        account.transfers_active, account.activated_at = True, utcnow()
+        released = await transfers.release_outstanding(session, account.org_id)
+        return f"transfers active; {released} outstanding released"
+    account.transfers_active = active
+    return "updated"
+
+
+async def _licence_of_invoice(session: AsyncSession, obj: dict) -> str | None:
+    licence_id = (obj.get("metadata") or {}).get("lode_licence_id")
+    if licence_id:
+        return licence_id
+    sub_id = obj.get("subscription") or ((obj.get("parent") or {}).get("subscription_details") or {}).get(
+        "subscription"
+    )
+    sub = await repo.subscription_by_stripe_id(session, sub_id) if sub_id else None
+    if sub is None and sub_id:
+        raise NotYet(f"subscription {sub_id} is not recorded yet")
+    return sub.licence_id if sub else None
+
+
+def _new_payment(licence: Any, *, source: str, invoice_id: str | None, currency: str, amount: int, tax: int) -> Payment:
+    return Payment(
+        id=new_id("pay"),
+        licence_id=licence.id,
+        consumer_org_id=licence.consumer_org_id,
+        product_id=licence.product_id,
+        revenue_share_id=licence.revenue_share_id,
+        currency=currency,
+        amount=amount,
+        tax=tax,
+        status="pending",
+        source=source,
+        invoice_id=invoice_id,
+        created_at=utcnow(),
+    )
+
+
+async def checkout_expired(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    checkout = await repo.checkout_by_session(session, obj["id"])
+    if checkout is None:
+        return "not a Lode checkout"
+    if checkout.status == "open":
+        await expire_checkout(session, checkout)
+    return f"checkout {checkout.status}"
+
+
+async def expire_checkout(session: AsyncSession, checkout: Checkout) -> None:
+    """An abandoned session: the next checkout makes a new one, and its payment never happened."""
+    checkout.status = "expired"
+    payment = await repo.payment(session, checkout.payment_id, lock=True)
+    if payment is not None and payment.status == "pending":
+        payment.status = "expired"
+
+
+HANDLERS = {
+    "checkout.session.completed": checkout_completed,
+    "checkout.session.expired": checkout_expired,
+    "checkout.session.async_payment_succeeded": checkout_completed,
+    "invoice.paid": invoice_paid,
+    "invoice.payment_failed": invoice_failed,
+    "customer.subscription.deleted": subscription_deleted,
+    "charge.refunded": charge_refunded,
+    "charge.dispute.created": dispute,
+    "charge.dispute.closed": dispute,
+    "account.updated": account_updated,
+}

@@ -1,0 +1,338 @@
+"""Money under failure and out of the ordinary, on simulated Stripe (billing/simulator.py): refunds
+that race payouts, refusals, won disputes, abandoned checkouts, late payments, unpaid invoices,
+cancelled subscriptions, late usage — never lost, never doubled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from billing import meters
+from billing import repository as repo
+from billing.models import Checkout, LedgerEntry, Subscription, Transfer, TransferReversal
+from catalog import db, outbox
+from catalog.access.models import Licence
+from tests.billing.conftest import checkout, market, pay, record_payment_only
+from tests.support import expect, problem
+
+pytestmark = pytest.mark.asyncio
+
+SHARES = {"owner": 1_866_668, "partner": 800_000}
+
+
+async def refund(client, actors, payment_id: str, amount: int | None = None) -> dict:
+    body = {"reason": "test"} | ({"amount": amount} if amount is not None else {})
+    return expect(
+        await client.post(f"/v1/payments/{payment_id}/refunds", json=body, headers=actors.operator.headers), 201
+    )
+
+
+async def payment_of(client, actors, payment_id: str) -> dict:
+    return expect(await client.get(f"/v1/payments/{payment_id}", headers=actors.operator.headers), 200)
+
+
+async def ledger_balances(app) -> None:
+    async with app.state.sessions() as s:
+        sums = (await s.execute(select(LedgerEntry.journal_id, LedgerEntry.amount))).all()
+    journals: dict[str, int] = {}
+    for journal, amount in sums:
+        journals[journal] = journals.get(journal, 0) + amount
+    assert journals and set(journals.values()) == {0}
+
+
+class TestRefundsRacingPayouts:
+    async def test_a_payout_in_flight_is_sent_whole_then_reversed_once(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        session = await checkout(client, consumer, licence)
+        await sim.complete_checkout(session["session_id"])
+        await record_payment_only(app)
+        async with db.write_transaction(app.state.sessions) as s:  # a first attempt whose fate is unknown
+            await s.execute(update(Transfer).values(attempts=1, first_attempt_at=db.utcnow()))
+        held = await refund(client, actors, session["payment_id"], 1_000_000)
+        assert held["refunds"][0]["status"] == "pending"
+        await drain()
+        paid = await payment_of(client, actors, session["payment_id"])
+        parts = paid["refunds"][0]["parts"]
+        sent = sorted(t["amount"] for t in sim.objects("transfer"))
+        assert sent == sorted(SHARES.values())  # the payouts left whole: their amounts were never cut
+        reversals = sorted(int(r.params["amount"]) for r in sim.requests if r.path.endswith("/reversals"))
+        assert reversals == sorted([parts[owner.org_id], parts[partner.org_id]])
+        assert {t["org_id"]: t["reversed"] for t in paid["transfers"]} == {
+            owner.org_id: parts[owner.org_id],
+            partner.org_id: parts[partner.org_id],
+        }
+        await drain()  # nothing is left to do twice
+        assert len([r for r in sim.requests if r.path.endswith("/reversals")]) == 2
+        await ledger_balances(app)
+
+    async def test_a_payout_never_attempted_is_cut_instead(self, client, delivery, actors, sim, hooks, drain) -> None:
+        owner, partner, consumer, licence, accounts = await market(
+            client, delivery, actors, sim, drain, active_accounts=False
+        )
+        payment = await pay(client, sim, drain, consumer, licence)
+        refund_made = await refund(client, actors, payment["id"], 1_000_000)
+        assert refund_made["refunds"][0]["status"] == "pending"
+        await drain()
+        paid = await payment_of(client, actors, payment["id"])
+        parts = paid["refunds"][0]["parts"]
+        for hospital in (owner, partner):
+            await sim.activate_account(accounts[hospital.org_id])
+        await drain()
+        sent = {t["destination"]: t["amount"] for t in sim.objects("transfer")}
+        assert sent == {
+            accounts[owner.org_id]: SHARES["owner"] - parts[owner.org_id],
+            accounts[partner.org_id]: SHARES["partner"] - parts[partner.org_id],
+        }
+        assert not [r for r in sim.requests if r.path.endswith("/reversals")]
+
+    async def test_a_refund_stripe_refuses_frees_what_it_held(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        sim.fail_next("POST", "/v1/refunds", "card_declined")
+        await refund(client, actors, payment["id"], 1_000_000)
+        await drain()
+        failed = await payment_of(client, actors, payment["id"])
+        assert [r["status"] for r in failed["refunds"]] == ["failed"] and failed["refunded"] == 0
+        assert failed["status"] == "paid"
+        await refund(client, actors, payment["id"])  # all of it is still there to refund
+        await drain()
+        whole = await payment_of(client, actors, payment["id"])
+        assert whole["refunded"] == 3_333_333 and whole["status"] == "refunded"
+        await ledger_balances(app)
+
+    async def test_a_reversal_stripe_refuses_becomes_a_receivable(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        sim.fail_next("POST", "/v1/transfers/", "card_declined", times=2)  # the reversals, not new transfers
+        await refund(client, actors, payment["id"], 1_000_000)
+        await drain()
+        paid = await payment_of(client, actors, payment["id"])
+        share = paid["refunds"][0]["parts"][owner.org_id]
+        assert all(t["reversed"] == 0 for t in paid["transfers"])
+        async with app.state.sessions() as s:
+            statuses = (await s.execute(select(TransferReversal.status))).scalars().all()
+        assert sorted(statuses) == ["receivable", "receivable"]
+        period = paid["paid_at"][:7]
+        line = expect(
+            await client.get(f"/v1/orgs/{owner.org_id}/statement?period={period}", headers=owner.headers), 200
+        )["lines"][0]
+        assert line["receivable"] == share
+        await ledger_balances(app)
+
+
+class TestDisputes:
+    async def test_a_won_dispute_pays_again_under_new_keys_and_a_later_refund_takes_all_back(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        dispute = await sim.create_dispute(sim.objects("charge")[0]["id"], 1_000_000)
+        await drain()
+        await sim.close_dispute(dispute["id"], "won")
+        await drain()
+        restored = await payment_of(client, actors, payment["id"])
+        assert restored["disputed"] == 0 and restored["status"] == "paid"
+        keys = [t["idempotency_key"] for t in restored["transfers"]]
+        assert len(keys) == len(set(keys)) == 4 and len(sim.objects("transfer")) == 4
+        stripe_keys = {t["metadata"]["lode_transfer_key"] for t in sim.objects("transfer")}
+        assert stripe_keys == set(keys)
+        await refund(client, actors, payment["id"])
+        await drain()
+        gone = await payment_of(client, actors, payment["id"])
+        assert gone["status"] == "refunded"
+        paid_out: dict[str, int] = {}
+        for t in gone["transfers"]:
+            paid_out[t["org_id"]] = paid_out.get(t["org_id"], 0) + t["amount"] - t["reversed"]
+        assert paid_out == {owner.org_id: 0, partner.org_id: 0}
+        await ledger_balances(app)
+
+
+class TestPayoutRetries:
+    async def test_an_attempt_older_than_23_hours_adopts_the_transfer_stripe_has(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        first = {t["id"]: t["stripe_transfer_id"] for t in payment["transfers"]}
+        # As if the worker died after Stripe made the transfers, and came back a day later:
+        async with db.write_transaction(app.state.sessions) as s:
+            await s.execute(
+                update(Transfer).values(status="pending", first_attempt_at=db.utcnow() - timedelta(hours=24))
+            )
+            for transfer_id in first:
+                outbox.emit(s, "transfer.send", {"transfer_id": transfer_id}, dedupe_key=f"again:{transfer_id}")
+        created_before = len([r for r in sim.requests if r.method == "POST" and r.path == "/v1/transfers"])
+        await drain()
+        created_after = len([r for r in sim.requests if r.method == "POST" and r.path == "/v1/transfers"])
+        assert created_after == created_before  # looked up, not sent again
+        assert any(r.method == "GET" and r.path == "/v1/transfers" for r in sim.requests)
+        again = await payment_of(client, actors, payment["id"])
+        assert {t["id"]: t["stripe_transfer_id"] for t in again["transfers"]} == first
+
+
+class TestCheckoutLifecycle:
+    async def test_an_expired_session_is_replaced_and_its_payment_expires(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        path = f"/v1/licences/{licence['id']}/checkout"
+        first = expect(await client.post(path, json={}, headers=consumer["buyer"].headers), 200)
+        await sim.client().v1.checkout.sessions.expire_async(first["session_id"])  # Stripe says so
+        await sim.deliver_pending()
+        await drain()
+        second = expect(await client.post(path, json={}, headers=consumer["buyer"].headers), 200)
+        assert second["session_id"] != first["session_id"]
+        async with db.write_transaction(app.state.sessions) as s:  # and one whose time ran out, unannounced
+            await s.execute(
+                update(Checkout)
+                .where(Checkout.session_id == second["session_id"])
+                .values(expires_at=db.utcnow() - timedelta(seconds=1))
+            )
+        third = expect(await client.post(path, json={}, headers=consumer["buyer"].headers), 200)
+        assert third["session_id"] not in (first["session_id"], second["session_id"])
+        async with app.state.sessions() as s:
+            statuses = dict((await s.execute(select(Checkout.session_id, Checkout.status))).all())
+            first_payment = await repo.payment(s, first["payment_id"])
+        assert statuses == {
+            first["session_id"]: "expired",
+            second["session_id"]: "expired",
+            third["session_id"]: "open",
+        }
+        assert first_payment is not None and first_payment.status == "expired"
+        await sim.complete_checkout(third["session_id"])
+        await drain()
+        active = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert active["status"] == "active"
+
+    async def test_money_for_a_licence_that_ended_meanwhile_goes_back(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        session = await checkout(client, consumer, licence)
+        async with db.write_transaction(app.state.sessions) as s:  # unpaid for 30 days: the sweep cancelled it
+            await s.execute(update(Licence).where(Licence.id == licence["id"]).values(status="cancelled"))
+        await sim.complete_checkout(session["session_id"])
+        await drain()
+        payment = await payment_of(client, actors, session["payment_id"])
+        assert payment["status"] == "refunded" and payment["refunded"] == 3_333_333
+        assert "cancelled" in payment["refunds"][0]["reason"]
+        assert sim.objects("refund")[0]["amount"] == 3_333_333
+        await ledger_balances(app)
+
+
+class TestInvoicesAndSubscriptions:
+    async def test_an_unpaid_invoice_holds_the_licence_after_the_grace_period_until_paid(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        sent = expect(
+            await client.post(
+                f"/v1/licences/{licence['id']}/checkout", json={"method": "invoice"}, headers=consumer["buyer"].headers
+            ),
+            200,
+        )
+        invoice_id = sim.objects("invoice")[0]["id"]
+        await sim.fail_invoice(invoice_id)
+        await drain()  # the grace period passes instantly here
+        held = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert "non_payment" in [h["kind"] for h in held["holds"]]
+        await sim.pay_invoice(invoice_id)
+        await drain()
+        paid = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert paid["status"] == "active" and paid["holds"] == []
+        assert (await payment_of(client, actors, sent["payment_id"]))["status"] == "paid"
+
+    async def test_a_deleted_subscription_ends_the_licence(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
+        session = await checkout(client, consumer, licence)
+        await sim.complete_checkout(session["session_id"])
+        await drain()
+        async with app.state.sessions() as s:
+            subscription = (await s.execute(select(Subscription))).scalar_one()
+        await sim.client().v1.subscriptions.cancel_async(subscription.subscription_id)
+        await sim.deliver_pending()
+        await drain()
+        ended = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert ended["status"] == "revoked"
+
+    async def test_usage_too_old_to_meter_is_invoiced_with_its_tax(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        plans = [
+            {
+                "name": "Pay per use",
+                "kind": "metered",
+                "currency": "CNY",
+                "interval": "month",
+                "unit_prices": {"rows_returned": 20},
+                "units": {"rows_returned": 1000},
+                "included": {},
+                "tax_bps": 600,
+            }
+        ]
+        owner, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
+        session = await checkout(client, consumer, licence)
+        await sim.complete_checkout(session["session_id"])
+        await drain()
+        began = datetime.now(UTC).date() - timedelta(days=75)
+        async with db.write_transaction(app.state.sessions) as s:  # the term began 75 days ago
+            await s.execute(update(Licence).where(Licence.id == licence["id"]).values(starts_on=began))
+            await s.execute(update(Subscription).values(period_anchor=began))
+        late = datetime.combine(began + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+        events = [
+            {
+                "idempotency_key": "late-1",
+                "licence_id": licence["id"],
+                "dimension": "rows_returned",
+                "quantity": 2500,
+                "occurred_at": late.isoformat(),
+            }
+        ]
+        expect(await client.post("/v1/usage-events", json={"events": events}, headers=owner.headers), 200)
+        await drain()
+        await meters.report_due(outbox.JobContext(sessions=app.state.sessions, services=app.state.services))
+        await drain()
+        items = sim.objects("invoiceitem")
+        assert [i["amount"] for i in items] == [3 * (20 + 20 * 600 // 10_000)]  # 3 units, 6 % tax included
+        assert sim.objects("billing.meter_event") == []
+
+
+class TestReading:
+    async def test_payments_are_for_their_parties_only(self, client, delivery, actors, sim, hooks, drain) -> None:
+        owner, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        stranger = await delivery.consumer()
+        problem(await client.get(f"/v1/payments/{payment['id']}", headers=stranger["buyer"].headers), 404, "not_found")
+        assert expect(await client.get("/v1/payments", headers=stranger["buyer"].headers), 200)["items"] == []
+        mine = expect(await client.get("/v1/payments", headers=owner.headers), 200)["items"]
+        assert [p["id"] for p in mine] == [payment["id"]]
+        for period in ("9999-12", "1999-12", "2025-00"):
+            problem(
+                await client.get(f"/v1/orgs/{owner.org_id}/statement?period={period}", headers=owner.headers),
+                400,
+                "validation_error",
+            )
+
+
+class TestMeterReports:
+    async def test_a_worker_holding_a_stale_figure_reports_nothing(
+        self, client, delivery, actors, sim, drain, app
+    ) -> None:
+        _, _, _, licence, _ = await market(client, delivery, actors, sim, drain)
+        period = datetime.now(UTC).date()
+        async with db.write_transaction(app.state.sessions) as s:
+            assert await repo.advance_reported(s, licence["id"], "rows_returned", period, 0, 3)
+        async with db.write_transaction(app.state.sessions) as s:  # a second worker read 0 before the first wrote
+            assert not await repo.advance_reported(s, licence["id"], "rows_returned", period, 0, 3)
+            assert await repo.advance_reported(s, licence["id"], "rows_returned", period, 3, 5)
