@@ -2,7 +2,8 @@
 """Run Lode or its tests from a fresh clone with nothing but Python 3.11+.
 
     python3 dev.py serve   set up ./.venv, migrate, seed the demo marketplace, serve on :8000
-    python3 dev.py test    set up ./.venv and run the whole test suite (extra args go to pytest)
+    python3 dev.py test    set up ./.venv and run the whole test suite, one worker per core
+                           (extra args go to pytest; `-n 0` runs it in one process)
 
 The virtual environment is (re)installed only when pyproject.toml changed since the last install.
 """
@@ -53,7 +54,10 @@ def main(argv: list[str]) -> int:
             lode("db", "upgrade")
             lode("demo")
             os.execv(str(BIN / "lode"), [str(BIN / "lode"), "serve", *argv[1:]])
-        return subprocess.run([str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT).returncode
+        args = argv[1:]
+        if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
+            args = ["-n", "auto", *args]  # one pytest-xdist worker per core; `-n 0` runs in-process
+        return subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT).returncode
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
     except KeyboardInterrupt:

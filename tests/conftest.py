@@ -3,6 +3,9 @@
 Each database-facing test runs once per database through the ``database`` fixture's params. The
 schema is migrated once per session (a template file copied per test on SQLite; tables truncated
 between tests on PostgreSQL). Under ``CI=true`` a missing or unreachable PostgreSQL fails the run.
+
+With pytest-xdist (``python3 dev.py test`` runs one worker per core) each worker gets a database
+of its own beside LODE_TEST_PG_URL's, ``<name>_<worker>``, created afresh and dropped at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
@@ -25,6 +29,7 @@ from catalog.settings import Settings, load_settings
 from tests.support import Actors, Catalogue, lifespan
 
 PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PEPPER = "test-pepper-" + "x" * 40
 
@@ -62,12 +67,33 @@ def fx_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _worker_database(name: str, *, create: bool) -> None:
+    """Drop (and with ``create``, create afresh) this worker's own database beside PG_URL's."""
+    conn = await asyncpg.connect(_plain(PG_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session", name="pg_ready")
-def fx_pg_ready(tmp_path_factory: pytest.TempPathFactory) -> str:
+def fx_pg_ready(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not PG_URL:
         pytest.skip("PostgreSQL tests need LODE_TEST_PG_URL (they always run in CI)")
     tmp = tmp_path_factory.mktemp("pg")
-    settings = make_settings(tmp, PG_URL)
+    url, own = PG_URL, ""
+    if WORKER:
+        base, _, name = PG_URL.rpartition("/")
+        name, _, query = name.partition("?")
+        own = f"{name}_{WORKER}"
+        url = f"{base}/{own}" + (f"?{query}" if query else "")
+    settings = make_settings(tmp, url)
 
     async def reset_schema() -> None:
         engine = db.create_engine(settings)
@@ -79,6 +105,8 @@ def fx_pg_ready(tmp_path_factory: pytest.TempPathFactory) -> str:
             await engine.dispose()
 
     try:
+        if own:
+            asyncio.run(_worker_database(own, create=True))
         asyncio.run(reset_schema())
     except Exception as exc:
         message = f"PostgreSQL at LODE_TEST_PG_URL is unreachable: {exc}"
@@ -86,7 +114,9 @@ def fx_pg_ready(tmp_path_factory: pytest.TempPathFactory) -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     migrate(settings)
-    return settings.database_url
+    yield settings.database_url
+    if own:
+        asyncio.run(_worker_database(own, create=False))
 
 
 async def truncate_all(settings: Settings) -> None:
