@@ -17,6 +17,11 @@ PREFIXES = frozenset(
     "res bud dsp acc mtr jrn chk xrv".split()
 )
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Every pair of digits, indexed by the 10 bits it encodes: 13 lookups spell the 130 bits (two zero
+# bits, then 128) of a ULID. Usage ingest mints 1,000 ids a request, and a digit-at-a-time loop
+# showed in its profile.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = range(120, -1, -10)
 _PATTERN = re.compile(r"^([a-z]{3})_([0-9A-HJKMNP-TV-Z]{26})$")
 _lock = threading.Lock()
 _last_ms = 0
@@ -35,12 +40,12 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last_ms, _last_rand = ms, rand
-    value = (ms << 80) | rand
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return f"{prefix}_{encode((ms << 80) | rand)}"
+
+
+def encode(value: int) -> str:
+    """The 26 Crockford base32 digits of a 128-bit ``value``, most significant first."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def is_id(value: str, prefix: str | None = None) -> bool:

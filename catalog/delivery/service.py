@@ -89,11 +89,12 @@ async def _licence(session: AsyncSession, caller: Principal, licence_id: str) ->
 
 async def _usable(session: AsyncSession, caller: Principal, licence: Licence) -> Product:
     """check_usable, then the grade's own word on the mode comes later; refusals carry API.md's codes."""
+    # Loaded first and held: refusal_detail's own get is then answered by the identity map.
+    product = await products_repo.get(session, licence.product_id)
+    assert product is not None
     refusal = await LicenceService(session, caller).refusal_detail(licence, caller, utcnow())
     if refusal is not None:
         raise DomainError(refusal.detail, code=refusal.code, status=refusal.status, **refusal.extra)
-    product = await products_repo.get(session, licence.product_id)
-    assert product is not None
     return product
 
 

@@ -247,6 +247,18 @@ def _events_from_arrays() -> Any:
     )
 
 
+@functools.cache
+def _sqlite_events_insert(dialect_class: type) -> tuple[str, list[tuple[str, Any]]]:
+    """The compiled INSERT … ON CONFLICT DO NOTHING with positional parameters, and each column's
+    bind processor (None where the driver takes the value as it is)."""
+    dialect = dialect_class()
+    stmt = sqlite_insert(EVENTS).on_conflict_do_nothing(index_elements=[EVENTS.c.licence_id, EVENTS.c.idempotency_key])
+    compiled = stmt.compile(dialect=dialect, column_keys=[c.name for c in EVENTS.columns])
+    order = compiled.positiontup or []
+    by_name = {c.name: c for c in EVENTS.columns}
+    return compiled.string, [(name, by_name[name].type.bind_processor(dialect)) for name in order]
+
+
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """One bulk statement per batch; answers the (licence, key) pairs actually inserted (a key the
     licence used before is skipped: ON CONFLICT DO NOTHING)."""
@@ -257,8 +269,13 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> se
         return {(lic, key) for lic, key in (await session.execute(_events_from_arrays(), arrays)).all()}
     # SQLite: one prepared INSERT … ON CONFLICT DO NOTHING run for every row (executemany). Its
     # rowcount says whether every row went in; only when some did not are the fresh ids read back.
-    stmt = sqlite_insert(EVENTS).on_conflict_do_nothing(index_elements=[EVENTS.c.licence_id, EVENTS.c.idempotency_key])
-    result = await session.execute(stmt, rows)
+    # The rows go to the driver as tuples converted by the columns' own bind processors: the ORM's
+    # per-row parameter handling cost more than SQLite's insert at 1,000 rows a batch.
+    sql, processors = _sqlite_events_insert(type(session.bind.dialect))
+    params = [
+        tuple(row[name] if convert is None else convert(row[name]) for name, convert in processors) for row in rows
+    ]
+    result = await (await session.connection()).exec_driver_sql(sql, params)
     if result.rowcount == len(rows):
         return {(row["licence_id"], row["idempotency_key"]) for row in rows}
     mine = select(EVENTS.c.licence_id, EVENTS.c.idempotency_key).where(EVENTS.c.id.in_([row["id"] for row in rows]))

@@ -140,6 +140,7 @@ async def settle(
             reservation.analyst_id,
             "server",
             None,
+            now,
         )
         for dimension, quantity in used.items()
         if quantity > 0
@@ -230,12 +231,14 @@ def _event(
     analyst: str | None,
     source: str,
     reported_by: str | None,
+    created: datetime,
 ) -> dict[str, Any]:
+    """One usage_events row; ``at`` and ``created`` are aware UTC."""
     payload = {
         "licence_id": licence.id,
         "dimension": dimension,
         "quantity": quantity,
-        "occurred_at": at.astimezone(UTC).isoformat(),
+        "occurred_at": at.isoformat(),
         "analyst_id": analyst,
     }
     return {
@@ -252,7 +255,7 @@ def _event(
         "reported_by": reported_by,
         "payload_sha256": hashlib.sha256(canonical_json(payload)).hexdigest(),
         "over_cap": False,
-        "created_at": utcnow(),
+        "created_at": created,
     }
 
 
@@ -296,6 +299,7 @@ class MeteringService:
                 e.analyst_id,
                 "reported",
                 self.caller.org_id,
+                now,
             )
             for e in batch.events
         ]

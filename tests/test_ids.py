@@ -1,0 +1,43 @@
+"""Identifiers: prefixed ULIDs in Crockford base32, ordered by the time they were minted."""
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from catalog import ids
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def crockford(value: int) -> str:
+    """The 26-digit base32 form, one digit at a time: the reference the fast encoder must match."""
+    digits = []
+    for _ in range(26):
+        digits.append(ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(digits))
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_encode_is_crockford_base32(value: int) -> None:
+    assert ids.encode(value) == crockford(value)
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**80 - 1, 2**80, 2**128 - 1])
+def test_encode_edges(value: int) -> None:
+    assert ids.encode(value) == crockford(value)
+
+
+def test_ids_are_valid_strictly_ordered_and_carry_the_time() -> None:
+    minted = [ids.new_id("use") for _ in range(5_000)]  # many share a millisecond
+    assert all(ids.is_id(i, "use") for i in minted)
+    assert minted == sorted(minted) and len(set(minted)) == len(minted)
+    millis = int(minted[-1][4:14].translate(str.maketrans(ALPHABET, "0123456789abcdefghijklmnopqrstuv")), 32)
+    assert abs(millis - time.time_ns() // 1_000_000) < 60_000
+
+
+def test_unknown_prefix_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        ids.new_id("zzz")
