@@ -122,6 +122,23 @@ class Gateway:
             await self._call("checkout", lambda: self.client.v1.checkout.sessions.retrieve_async(session_id))
         )
 
+    async def close_checkout(self, session_id: str) -> str:
+        """Expire an open Checkout Session so it can no longer be paid; answers its final status.
+
+        "expired" when it is closed (now or before); "complete" when the customer paid it first,
+        whatever our own clock said — then the payment is on its way and must not be asked twice.
+        """
+        sessions = self.client.v1.checkout.sessions
+
+        async def expire_or_read() -> str:
+            try:
+                closed = await sessions.expire_async(session_id, {}, {"idempotency_key": f"expire:{session_id}"})
+                return str(closed.status)
+            except stripe.InvalidRequestError:  # not open any more: what became of it?
+                return str((await sessions.retrieve_async(session_id)).status)
+
+        return await self._call("checkout", expire_or_read)
+
     async def send_invoice(
         self, customer: str, currency: str, amount: int, description: str, metadata: dict[str, str], key: str
     ) -> dict[str, Any]:

@@ -123,7 +123,8 @@ class TransferReversal(IdMixin, CreatedMixin, Base):
     """Part of a sent transfer taken back for a refund or dispute: sent by the outbox, booked once.
 
     ``pending`` until Stripe has it; ``reversed`` when it did; ``receivable`` when Stripe refused
-    for good (the provider owes the amount instead)."""
+    for good (the provider owes the amount instead); ``offset`` when a won dispute settled that
+    debt against what the provider was owed again."""
 
     __tablename__ = "transfer_reversals"
 

@@ -40,8 +40,11 @@ async def record_paid(
     tax_bps: int,
     tax: int | None = None,
 ) -> bool:
-    """Book a payment as paid — once. False if it already was."""
-    if payment.status != "pending":
+    """Book a payment as paid — once. False if it already was.
+
+    A payment whose session we had given up on (expired, failed) is still booked when Stripe says
+    the money arrived: it is then refunded if nobody owes it (webhooks._refund_if_unwanted)."""
+    if payment.status not in ("pending", "expired", "failed"):
         return False
     rule = await products_repo.revenue_share(session, payment.revenue_share_id)
     assert rule is not None
@@ -128,7 +131,9 @@ async def book_fee(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
 
 async def add_transfer(session: AsyncSession, payment: Payment, org_id: str, amount: int, key: str) -> Transfer:
     """A payout instruction; sent by the outbox now, or kept outstanding until the provider can be paid."""
-    account = await repo.payout_account(session, org_id)
+    # Locked against account.updated: otherwise a transfer made "outstanding" while the account
+    # turns active in another transaction would wait for a release that already happened.
+    account = await repo.payout_account(session, org_id, lock=True)
     ready = account is not None and account.transfers_active
     transfer = Transfer(
         id=new_id("xfr"),
@@ -283,7 +288,35 @@ async def restore(session: AsyncSession, payment: Payment, dispute: Refund) -> N
     )
     payment.disputed -= dispute.amount
     payment.status = "paid" if payment.refunded + payment.disputed == 0 else "partially_refunded"
+    unrecovered = await _unrecovered(session, payment, dispute)
     for a in allocations:
         owed = back.get(a.org_id or "", 0) if a.party == "provider" else 0
-        if owed > 0:
-            await add_transfer(session, payment, a.org_id or "", owed, f"split:{payment.id}:{a.org_id}:{dispute.id}")
+        # What this dispute failed to take back from the provider is still with it: settle that
+        # debt against what it is owed again instead of paying it a second time.
+        offset = min(owed, unrecovered.get(a.org_id or "", 0))
+        if offset:
+            ledger.post(
+                session,
+                "receivable_offset",
+                [(ledger.RECEIVABLE, a.org_id, -offset), (ledger.PAYABLE, a.org_id, offset)],
+                currency=payment.currency,
+                payment_id=payment.id,
+                memo=f"dispute {dispute.id} won: the refused reversal is owed no more",
+            )
+        if owed - offset > 0:
+            key = f"split:{payment.id}:{a.org_id}:{dispute.id}"
+            await add_transfer(session, payment, a.org_id or "", owed - offset, key)
+
+
+async def _unrecovered(session: AsyncSession, payment: Payment, dispute: Refund) -> dict[str, int]:
+    """Per provider, the dispute's reversals Stripe refused (booked as receivables); marked offset."""
+    payouts = (await repo.transfers(session, [payment.id], lock=True))[payment.id]
+    by_transfer = {t.id: t.org_id for t in payouts}
+    found: dict[str, int] = {}
+    for rows in (await repo.reversals(session, list(by_transfer))).values():
+        for row in rows:
+            if row.refund_id == dispute.id and row.status == "receivable":
+                row.status = "offset"
+                org = by_transfer[row.transfer_id]
+                found[org] = found.get(org, 0) + row.amount
+    return found

@@ -42,12 +42,13 @@ async def customer_id(session: AsyncSession, org_id: str) -> str | None:
     return row.customer_id if row else None
 
 
-async def payout_account(session: AsyncSession, org_id: str) -> PayoutAccount | None:
-    return await session.get(PayoutAccount, org_id)
+async def payout_account(session: AsyncSession, org_id: str, *, lock: bool = False) -> PayoutAccount | None:
+    return await session.get(PayoutAccount, org_id, with_for_update=lock or None)
 
 
 async def payout_account_by_stripe_id(session: AsyncSession, account_id: str) -> PayoutAccount | None:
-    stmt = select(PayoutAccount).where(PayoutAccount.account_id == account_id)
+    """Locked: account.updated and a new transfer decide "outstanding or not" one after the other."""
+    stmt = select(PayoutAccount).where(PayoutAccount.account_id == account_id).with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -55,9 +56,11 @@ async def payout_account_by_stripe_id(session: AsyncSession, account_id: str) ->
 
 
 async def open_checkout(session: AsyncSession, licence_id: str) -> Checkout | None:
+    """The licence's newest session that may still be paid: open, or completed with a bank debit
+    still processing."""
     stmt = (
         select(Checkout)
-        .where(Checkout.licence_id == licence_id, Checkout.status == "open")
+        .where(Checkout.licence_id == licence_id, Checkout.status.in_(("open", "processing")))
         .order_by(Checkout.created_at.desc())
         .with_for_update()
     )
@@ -91,6 +94,17 @@ async def payment(session: AsyncSession, payment_id: str, *, lock: bool = False)
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def other_one_time_payment(session: AsyncSession, payment: Payment) -> bool:
+    """Whether another checkout or invoice payment for the same licence was booked as paid."""
+    stmt = select(Payment.id).where(
+        Payment.licence_id == payment.licence_id,
+        Payment.id != payment.id,
+        Payment.source != "subscription_invoice",
+        Payment.status.in_(("paid", "partially_refunded", "refunded")),
+    )
+    return (await session.execute(stmt.limit(1))).first() is not None
 
 
 async def payment_by_invoice(session: AsyncSession, invoice_id: str) -> Payment | None:

@@ -22,7 +22,7 @@ class CheckoutRead(Struct, kw_only=True):
     session_id: str | None
     url: str
     method: str
-    payment_id: str
+    payment_id: str | None  # None for a subscription: each of its invoices is a payment of its own
     amount: int
     currency: str
     status: str

@@ -36,6 +36,9 @@ from catalog.products import repository as products_repo
 from catalog.settings import Settings
 
 PRICED = ("one_time", "subscription", "metered")
+PROCESSING = (
+    "A payment for this licence is being processed; its outcome will activate the licence or free a new checkout."
+)
 
 
 class BillingService:
@@ -71,9 +74,14 @@ class BillingService:
             raise ValidationFailed.field("method", "invoices are sent for one-time plans; pay subscriptions by card")
         gateway = self._stripe()
         existing = await repo.open_checkout(self.session, licence.id)
+        if existing is not None and existing.status == "processing":
+            raise Conflict(PROCESSING, code="payment_processing")
         if existing is not None and (existing.expires_at is None or existing.expires_at > utcnow()):
             return await self._checkout_read(existing, gateway)
-        if existing is not None:  # expired before Stripe's event said so
+        if existing is not None:  # its time ran out before Stripe's event said so
+            # Closed at Stripe first: a session paid in its last moments must not be paid twice.
+            if existing.session_id and await gateway.close_checkout(existing.session_id) == "complete":
+                raise Conflict(PROCESSING, code="payment_processing")
             await webhooks.expire_checkout(self.session, existing)
         customer = await self._customer(gateway, licence.consumer_org_id)
         tax = money.tax_on(plan.amount, plan.tax_bps)
@@ -206,7 +214,7 @@ class BillingService:
             session_id=checkout.session_id,
             url=checkout.url,
             method=checkout.method,
-            payment_id=checkout.payment_id,
+            payment_id=payment.id if payment else None,
             amount=amount,
             currency=payment.currency if payment else (plan.currency if plan else ""),
             status=checkout.status,

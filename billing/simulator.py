@@ -170,9 +170,12 @@ class StripeSimulator:
         await self.webhook_sink(payload, headers)
 
     # -- what a paying customer, a bank or Stripe itself would do ------------------------
-    async def complete_checkout(self, session_id: str, *, async_payment: bool = False) -> dict[str, Any]:
+    async def complete_checkout(
+        self, session_id: str, *, async_payment: bool = False, clears: bool | None = True
+    ) -> dict[str, Any]:
         """The customer pays an open Checkout Session (with a bank debit if ``async_payment``:
-        completed first with payment_status "unpaid", then async_payment_succeeded)."""
+        completed first with payment_status "unpaid", then — ``clears`` True — settled, or — False —
+        failed; None leaves the debit processing for ``clear_async_payment``)."""
         s = self.state
         with self._lock:
             session = s.get("checkout.session", session_id)
@@ -202,8 +205,6 @@ class StripeSimulator:
                     customer, extra["lines"], metadata=metadata, pending=async_payment
                 )
                 session.update(customer=customer, subscription=sub["id"], invoice=invoice["id"])
-                payments = [p for p in s.objects("invoice_payment") if p["invoice"] == invoice["id"]]
-                intent = payments and s.get("payment_intent", payments[0]["payment"]["payment_intent"])
             paid = "paid" if session["amount_total"] else "no_payment_required"
             buyer = s.find(session["customer"] or "") or {}
             details = {
@@ -222,13 +223,31 @@ class StripeSimulator:
             )
             s.emit("checkout.session.completed", session)
         await self.deliver_pending()
-        if async_payment:
-            with self._lock:
+        if async_payment and clears is not None:
+            return await self.clear_async_payment(session_id, succeeded=clears)
+        return copy.deepcopy(session)
+
+    async def clear_async_payment(self, session_id: str, *, succeeded: bool = True) -> dict[str, Any]:
+        """The bank debit behind a completed, still unpaid Checkout Session succeeds or fails."""
+        s = self.state
+        with self._lock:
+            session = s.get("checkout.session", session_id)
+            if session["status"] != "complete" or session["payment_status"] != "unpaid":
+                raise SimulatedStripeError(400, f"Checkout Session {session_id} has no payment processing.")
+            intent = s.find(session["payment_intent"] or "")
+            if intent is None and session["invoice"]:
+                invoice_payments = [p for p in s.objects("invoice_payment") if p["invoice"] == session["invoice"]]
+                intent = invoice_payments and s.get("payment_intent", invoice_payments[0]["payment"]["payment_intent"])
+            if succeeded:
                 if intent:
                     s.settle(intent)  # pays the invoice too, which makes the subscription active
-                session["payment_status"] = paid
+                session["payment_status"] = "paid"
                 s.emit("checkout.session.async_payment_succeeded", session)
-            await self.deliver_pending()
+            else:
+                if intent:
+                    intent.update(status="requires_payment_method")
+                s.emit("checkout.session.async_payment_failed", session)
+        await self.deliver_pending()
         return copy.deepcopy(session)
 
     def _start_subscription(

@@ -47,19 +47,24 @@ async def handle(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
             return  # processed already
         event = row.payload
         handler = HANDLERS.get(event.get("type", ""))
+        obj = (event.get("data") or {}).get("object")
         outcome = "ignored"
-        if handler is not None:
-            outcome = await handler(session, ctx, event["data"]["object"], event) or "processed"
+        if handler is not None and not isinstance(obj, dict):
+            outcome = "malformed: no data.object"  # signed but unusable: retrying cannot help
+        elif handler is not None:
+            outcome = await handler(session, ctx, obj, event) or "processed"
         await repo.mark_processed(session, row.event_id, outcome)
 
 
 async def checkout_completed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
-    if obj.get("payment_status") not in ("paid", "no_payment_required"):
-        return "awaiting asynchronous payment"
     metadata = obj.get("metadata") or {}
     checkout = await repo.checkout_by_session(session, obj["id"])
     if checkout is None or checkout.licence_id != metadata.get("lode_licence_id"):
         return "not a Lode checkout"
+    if obj.get("payment_status") not in ("paid", "no_payment_required"):
+        if checkout.status == "open":  # a bank debit is clearing: no new session meanwhile
+            checkout.status = "processing"
+        return "awaiting asynchronous payment"
     checkout.status = "completed"
     if obj.get("mode") == "subscription":
         if await repo.subscription(session, checkout.licence_id) is None:
@@ -124,11 +129,17 @@ async def invoice_paid(session: AsyncSession, ctx: outbox.JobContext, obj: dict,
 
 
 async def _refund_if_unwanted(session: AsyncSession, payment: Payment, outcome: str) -> str:
-    """Money for a licence that ended meanwhile (cancelled unpaid, revoked) goes back in full."""
-    licence = await access_repo.licence(session, payment.licence_id)
-    if licence is None or licence.status in ("active", "suspended") or payment.status != "paid":
+    """Money nobody owes goes back in full: for a licence that ended meanwhile (cancelled unpaid,
+    revoked), or a second one-time payment for a licence another one already paid for."""
+    if payment.status != "paid":
         return outcome
-    reason = f"paid after the licence was {licence.status}"
+    licence = await access_repo.licence(session, payment.licence_id)
+    if licence is not None and licence.status not in ("active", "suspended"):
+        reason = f"paid after the licence was {licence.status}"
+    elif payment.source != "subscription_invoice" and await repo.other_one_time_payment(session, payment):
+        reason = "the licence was already paid for"
+    else:
+        return outcome
     await refunds.request(session, payment, None, reason, None, created_by=None)
     return f"{outcome}; refunded in full: {reason}"
 
@@ -242,11 +253,13 @@ async def account_updated(session: AsyncSession, ctx: outbox.JobContext, obj: di
     if account is None:
         return "not a Lode account"
     active = (obj.get("capabilities") or {}).get("transfers") == "active"
-    if active and not account.transfers_active:
-        account.transfers_active, account.activated_at = True, utcnow()
+    if active:
+        if not account.transfers_active:
+            account.transfers_active, account.activated_at = True, utcnow()
+        # On every "active" update, not only the first: whatever is still outstanding can go.
         released = await transfers.release_outstanding(session, account.org_id)
         return f"transfers active; {released} outstanding released"
-    account.transfers_active = active
+    account.transfers_active = False
     return "updated"
 
 
@@ -280,6 +293,16 @@ def _new_payment(licence: Any, *, source: str, invoice_id: str | None, currency:
     )
 
 
+async def checkout_payment_failed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+    """The bank debit behind a completed session failed: nothing was paid, the buyer may try again."""
+    checkout = await repo.checkout_by_session(session, obj["id"])
+    if checkout is None:
+        return "not a Lode checkout"
+    if checkout.status in ("open", "processing"):
+        await expire_checkout(session, checkout, status="failed")
+    return f"checkout {checkout.status}"
+
+
 async def checkout_expired(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
     checkout = await repo.checkout_by_session(session, obj["id"])
     if checkout is None:
@@ -289,18 +312,20 @@ async def checkout_expired(session: AsyncSession, ctx: outbox.JobContext, obj: d
     return f"checkout {checkout.status}"
 
 
-async def expire_checkout(session: AsyncSession, checkout: Checkout) -> None:
-    """An abandoned session: the next checkout makes a new one, and its payment never happened."""
-    checkout.status = "expired"
+async def expire_checkout(session: AsyncSession, checkout: Checkout, *, status: str = "expired") -> None:
+    """An abandoned (or failed) session: the next checkout makes a new one, and its payment stays
+    unpaid — unless Stripe later says it was paid after all, which record_paid still accepts."""
+    checkout.status = status
     payment = await repo.payment(session, checkout.payment_id, lock=True)
     if payment is not None and payment.status == "pending":
-        payment.status = "expired"
+        payment.status = status
 
 
 HANDLERS = {
     "checkout.session.completed": checkout_completed,
     "checkout.session.expired": checkout_expired,
     "checkout.session.async_payment_succeeded": checkout_completed,
+    "checkout.session.async_payment_failed": checkout_payment_failed,
     "invoice.paid": invoice_paid,
     "invoice.payment_failed": invoice_failed,
     "customer.subscription.deleted": subscription_deleted,

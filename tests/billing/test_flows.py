@@ -294,14 +294,22 @@ class TestSimulatedRefundsAndDisputes:
         )
 
     async def test_a_dispute_reverses_like_a_refund(self, client, delivery, actors, sim, hooks, drain) -> None:
-        owner, _partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
         payment = await pay(client, sim, drain, consumer, licence)
         charge = sim.objects("charge")[0]["id"]
         await sim.create_dispute(charge, 333_333)
         await drain()
         disputed = expect(await client.get(f"/v1/payments/{payment['id']}", headers=owner.headers), 200)
         assert disputed["disputed"] == 333_333 and disputed["refunds"][0]["kind"] == "dispute"
-        assert sum(disputed["refunds"][0]["parts"].values()) == 333_333
+        parts = disputed["refunds"][0]["parts"]
+        assert sum(parts.values()) == 333_333
+        # Each hospital's share of the dispute is pulled back from its transfer, once.
+        assert {t["org_id"]: t["reversed"] for t in disputed["transfers"]} == {
+            org: parts[org] for org in (owner.org_id, partner.org_id)
+        }
+        assert sum(r["amount"] for t in sim.objects("transfer") for r in t["reversals"]["data"]) == (
+            parts[owner.org_id] + parts[partner.org_id]
+        )
 
 
 class TestSimulatedMeters:

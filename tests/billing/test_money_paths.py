@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from billing import meters
 from billing import repository as repo
-from billing.models import Checkout, LedgerEntry, Subscription, Transfer, TransferReversal
+from billing.models import Checkout, LedgerEntry, Subscription, Transfer, TransferReversal, WebhookEvent
 from catalog import db, outbox
 from catalog.access.models import Licence
 from tests.billing.conftest import checkout, market, pay, record_payment_only
@@ -241,6 +241,15 @@ class TestInvoicesAndSubscriptions:
         )
         invoice_id = sim.objects("invoice")[0]["id"]
         await sim.fail_invoice(invoice_id)
+        for _ in range(5):  # what is due now: the failure is recorded, the hold waits for its day
+            await record_payment_only(app)
+        waiting = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert waiting["holds"] == []
+        async with app.state.sessions() as s:
+            grace = (
+                await s.execute(select(outbox.OutboxEvent).where(outbox.OutboxEvent.name == "billing.grace_elapsed"))
+            ).scalar_one()
+        assert timedelta(days=6, hours=23) < grace.available_at - db.utcnow() <= timedelta(days=7)
         await drain()  # the grace period passes instantly here
         held = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
         assert "non_payment" in [h["kind"] for h in held["holds"]]
@@ -336,3 +345,192 @@ class TestMeterReports:
         async with db.write_transaction(app.state.sessions) as s:  # a second worker read 0 before the first wrote
             assert not await repo.advance_reported(s, licence["id"], "rows_returned", period, 0, 3)
             assert await repo.advance_reported(s, licence["id"], "rows_returned", period, 3, 5)
+
+
+class TestPaidAtTheLastMoment:
+    """A session must never be replaced while Stripe may still take (or has taken) its money."""
+
+    async def test_a_session_paid_as_its_time_ran_out_is_not_replaced(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        first = await checkout(client, consumer, licence)
+        await sim.complete_checkout(first["session_id"])  # paid; the webhook is not processed yet
+        async with db.write_transaction(app.state.sessions) as s:  # and our clock says it ran out
+            await s.execute(update(Checkout).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        path = f"/v1/licences/{licence['id']}/checkout"
+        problem(await client.post(path, json={}, headers=consumer["buyer"].headers), 409, "payment_processing")
+        await drain()
+        paid = await payment_of(client, actors, first["payment_id"])
+        assert paid["status"] == "paid" and paid["refunds"] == []
+        assert len(sim.objects("checkout.session")) == 1 and len(sim.objects("charge")) == 1
+        active = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert active["status"] == "active"
+
+    async def test_an_unannounced_expiry_is_closed_at_stripe_before_a_new_session(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        first = await checkout(client, consumer, licence)
+        async with db.write_transaction(app.state.sessions) as s:
+            await s.execute(update(Checkout).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        second = await checkout(client, consumer, licence)
+        assert second["session_id"] != first["session_id"]
+        assert sim.state.get("checkout.session", first["session_id"])["status"] == "expired"
+        with pytest.raises(Exception, match="expired"):  # so the buyer can no longer pay the old one
+            await sim.complete_checkout(first["session_id"])
+
+    async def test_a_clearing_bank_debit_blocks_a_new_session_until_it_clears(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        first = await checkout(client, consumer, licence)
+        await sim.complete_checkout(first["session_id"], async_payment=True, clears=None)
+        await drain()
+        path = f"/v1/licences/{licence['id']}/checkout"
+        problem(await client.post(path, json={}, headers=consumer["buyer"].headers), 409, "payment_processing")
+        await sim.clear_async_payment(first["session_id"])
+        await drain()
+        assert (await payment_of(client, actors, first["payment_id"]))["status"] == "paid"
+        active = expect(await client.get(f"/v1/licences/{licence['id']}", headers=consumer["buyer"].headers), 200)
+        assert active["status"] == "active"
+
+    async def test_a_failed_bank_debit_frees_a_new_session(self, client, delivery, actors, sim, hooks, drain) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        first = await checkout(client, consumer, licence)
+        await sim.complete_checkout(first["session_id"], async_payment=True, clears=False)
+        await drain()
+        assert (await payment_of(client, actors, first["payment_id"]))["status"] == "failed"
+        second = await checkout(client, consumer, licence)
+        assert second["session_id"] != first["session_id"] and second["status"] == "open"
+
+    async def test_a_payment_we_gave_up_on_is_booked_and_a_second_one_refunded(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        """Defence in depth: if our record of a session was closed while Stripe kept it open (as an
+        older release did), its money is still booked, and a second payment for the licence goes back."""
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        first = await checkout(client, consumer, licence)
+        async with db.write_transaction(app.state.sessions) as s:  # closed here only, not at Stripe
+            row = await repo.checkout_by_session(s, first["session_id"])
+            from billing.webhooks import expire_checkout
+
+            await expire_checkout(s, row)
+        second = await checkout(client, consumer, licence)
+        await sim.complete_checkout(first["session_id"])
+        await sim.complete_checkout(second["session_id"])
+        await drain()
+        one = await payment_of(client, actors, first["payment_id"])
+        two = await payment_of(client, actors, second["payment_id"])
+        assert one["status"] == "paid" and one["refunds"] == []
+        assert two["status"] == "refunded" and "already paid" in two["refunds"][0]["reason"]
+        assert sum(r["amount"] for r in sim.objects("refund")) == two["amount"]
+        await ledger_balances(app)
+
+
+class TestWonDisputeAfterARefusedReversal:
+    async def test_the_providers_debt_is_offset_not_paid_again(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        sim.fail_next("POST", "/v1/transfers/", "card_declined", times=2)  # both reversals refused
+        dispute = await sim.create_dispute(sim.objects("charge")[0]["id"], 1_000_000)
+        await drain()
+        async with app.state.sessions() as s:
+            assert sorted((await s.execute(select(TransferReversal.status))).scalars()) == ["receivable"] * 2
+        await sim.close_dispute(dispute["id"], "won")
+        await drain()
+        restored = await payment_of(client, actors, payment["id"])
+        assert restored["status"] == "paid" and len(restored["transfers"]) == 2  # nothing paid twice
+        assert len(sim.objects("transfer")) == 2
+        received = {t["org_id"]: t["amount"] - t["reversed"] for t in restored["transfers"]}
+        assert received == {owner.org_id: SHARES["owner"], partner.org_id: SHARES["partner"]}
+        async with app.state.sessions() as s:
+            assert sorted((await s.execute(select(TransferReversal.status))).scalars()) == ["offset"] * 2
+        period = restored["paid_at"][:7]
+        for hospital in (owner, partner):
+            line = expect(
+                await client.get(f"/v1/orgs/{hospital.org_id}/statement?period={period}", headers=hospital.headers),
+                200,
+            )["lines"][0]
+            assert line["receivable"] == 0
+        await ledger_balances(app)
+
+
+class TestOddWebhooks:
+    async def test_every_active_account_update_releases_what_is_outstanding(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, _, consumer, licence, accounts = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        # The race's outcome: the account is active, yet a transfer was left outstanding.
+        async with db.write_transaction(app.state.sessions) as s:
+            await s.execute(update(Transfer).where(Transfer.org_id == owner.org_id).values(status="outstanding"))
+        await sim.activate_account(accounts[owner.org_id])  # already active: Stripe says so again
+        await drain()
+        again = await payment_of(client, actors, payment["id"])
+        assert {t["status"] for t in again["transfers"]} == {"sent"}
+
+    async def test_a_signed_event_without_an_object_is_set_aside_not_retried(
+        self, client, sim, hooks, drain, app
+    ) -> None:
+        event = b'{"id": "evt_hollow", "type": "checkout.session.completed", "data": {}}'
+        answer = await client.post("/v1/webhooks/stripe", content=event, headers={"Stripe-Signature": sim.sign(event)})
+        assert answer.status_code == 200
+        await drain()
+        async with app.state.sessions() as s:
+            row = (await s.execute(select(WebhookEvent))).scalar_one()
+            parked = (await s.execute(select(outbox.OutboxEvent).where(outbox.OutboxEvent.status != "delivered"))).all()
+        assert row.processed_at is not None and row.outcome.startswith("malformed")
+        assert parked == []
+
+    async def test_a_subscription_checkout_names_no_payment(self, client, delivery, actors, sim, hooks, drain) -> None:
+        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
+        opened = await checkout(client, consumer, licence)
+        assert opened["payment_id"] is None and opened["amount"] == 80_000
+
+
+class TestSubscriptionsFollowTheLicence:
+    async def test_a_suspended_licence_pauses_collection_reinstating_resumes_revoking_cancels(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        owner, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
+        session = await checkout(client, consumer, licence)
+        await sim.complete_checkout(session["session_id"])
+        await drain()
+        (stripe_sub,) = sim.objects("subscription")
+        path = f"/v1/licences/{licence['id']}"
+        expect(await client.post(f"{path}/suspend", json={"reason": "late report"}, headers=owner.headers), 200)
+        await drain()
+        assert sim.state.get("subscription", stripe_sub["id"])["pause_collection"]["behavior"] == "void"
+        expect(await client.post(f"{path}/reinstate", json={"reason": "filed"}, headers=owner.headers), 200)
+        await drain()
+        assert sim.state.get("subscription", stripe_sub["id"])["pause_collection"] is None
+        expect(await client.post(f"{path}/revoke", json={"reason": "misuse"}, headers=owner.headers), 200)
+        await drain()
+        assert sim.state.get("subscription", stripe_sub["id"])["status"] == "canceled"
+        async with app.state.sessions() as s:
+            assert (await s.execute(select(Subscription.status))).scalar_one() == "canceled"
+
+
+class TestRefundsMadeAtStripe:
+    async def test_a_refund_made_in_stripes_dashboard_is_booked_and_reversed_in_proportion(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        payment = await pay(client, sim, drain, consumer, licence)
+        charge = sim.objects("charge")[0]["id"]
+        await sim.client().v1.refunds.create_async({"charge": charge, "amount": 1_000_000})  # not through Lode
+        await sim.deliver_pending()
+        await drain()
+        booked = await payment_of(client, actors, payment["id"])
+        assert booked["refunded"] == 1_000_000 and booked["status"] == "partially_refunded"
+        (made,) = booked["refunds"]
+        assert made["status"] == "succeeded" and sum(made["parts"].values()) == 1_000_000
+        reversed_ = {t["org_id"]: t["reversed"] for t in booked["transfers"]}
+        assert reversed_ == {owner.org_id: made["parts"][owner.org_id], partner.org_id: made["parts"][partner.org_id]}
+        assert len(sim.objects("refund")) == 1  # booked, not refunded a second time
+        await ledger_balances(app)
