@@ -46,6 +46,7 @@ class TestServe:
         assert demo.returncode == 0, demo.stderr
         keys = json.loads(demo.stdout)["keys"]
         # The priced demo licence was paid through simulated Stripe and split to the last unit.
+        assert json.loads(demo.stdout)["stripe"].startswith("simulated")  # and says so
         (payment,) = json.loads(demo.stdout)["payments"]
         assert payment["paid"] and payment["status"] == "paid"
         assert sum(part["amount"] for part in payment["split"]) == payment["amount"]
