@@ -41,3 +41,23 @@ def test_ids_are_valid_strictly_ordered_and_carry_the_time() -> None:
 def test_unknown_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown id prefix"):
         ids.new_id("zzz")
+
+
+def test_a_batch_of_ids_is_ordered_and_follows_single_ids() -> None:
+    before = ids.new_id("use")
+    batch = ids.new_ids("use", 1_000)
+    after = ids.new_id("use")
+    assert [before, *batch, after] == sorted({before, *batch, after})  # distinct and ascending
+    assert len(batch) == 1_000 and all(ids.is_id(i, "use") for i in batch)
+
+
+def test_a_batch_that_would_wrap_the_random_part_moves_to_the_next_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now_ms = time.time_ns() // 1_000_000 + 10_000  # ahead of the clock, so "this millisecond" is ours
+    monkeypatch.setattr(ids, "_last_ms", now_ms)
+    monkeypatch.setattr(ids, "_last_rand", 2**80 - 3)
+    batch = ids.new_ids("use", 5)
+    assert batch == sorted(set(batch)) and len(batch) == 5
+    millis = {int(i[4:14].translate(str.maketrans(ALPHABET, "0123456789abcdefghijklmnopqrstuv")), 32) for i in batch}
+    assert millis == {now_ms + 1}

@@ -248,6 +248,13 @@ def _events_from_arrays() -> Any:
 
 
 @functools.cache
+def _pg_events_insert(dialect_class: type) -> tuple[str, list[str]]:
+    """The unnest INSERT compiled once with positional parameters, and the column of each."""
+    compiled = _events_from_arrays().compile(dialect=dialect_class())
+    return compiled.string, [name.removeprefix("_") for name in compiled.positiontup or []]
+
+
+@functools.cache
 def _sqlite_events_insert(dialect_class: type) -> tuple[str, list[tuple[str, Any]]]:
     """The compiled INSERT … ON CONFLICT DO NOTHING with positional parameters, and each column's
     bind processor (None where the driver takes the value as it is)."""
@@ -264,9 +271,14 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> se
     licence used before is skipped: ON CONFLICT DO NOTHING)."""
     if not rows:
         return set()
+    connection = await session.connection()
     if session.bind.dialect.name == "postgresql":
-        arrays = {f"_{c.name}": [row[c.name] for row in rows] for c in EVENTS.columns}
-        return {(lic, key) for lic, key in (await session.execute(_events_from_arrays(), arrays)).all()}
+        # The arrays go to asyncpg as they are (it encodes str, int, bool and aware datetimes
+        # natively; every timestamp here is aware UTC): SQLAlchemy's per-element bind processing
+        # of two timestamp arrays cost more than the insert itself.
+        sql, names = _pg_events_insert(type(session.bind.dialect))
+        arrays = tuple([row[name] for row in rows] for name in names)
+        return {(lic, key) for lic, key in (await connection.exec_driver_sql(sql, arrays)).all()}
     # SQLite: one prepared INSERT … ON CONFLICT DO NOTHING run for every row (executemany). Its
     # rowcount says whether every row went in; only when some did not are the fresh ids read back.
     # The rows go to the driver as tuples converted by the columns' own bind processors: the ORM's
@@ -275,7 +287,7 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> se
     params = [
         tuple(row[name] if convert is None else convert(row[name]) for name, convert in processors) for row in rows
     ]
-    result = await (await session.connection()).exec_driver_sql(sql, params)
+    result = await connection.exec_driver_sql(sql, params)
     if result.rowcount == len(rows):
         return {(row["licence_id"], row["idempotency_key"]) for row in rows}
     mine = select(EVENTS.c.licence_id, EVENTS.c.idempotency_key).where(EVENTS.c.id.in_([row["id"] for row in rows]))

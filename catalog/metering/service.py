@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections import OrderedDict, defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -28,7 +28,7 @@ from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, FieldError, NotFound, ValidationFailed
-from catalog.ids import new_id
+from catalog.ids import new_id, new_ids
 from catalog.metering import repository as repo
 from catalog.metering.models import Reservation
 from catalog.metering.schemas import (
@@ -132,7 +132,8 @@ async def settle(
     now = utcnow()
     rows = [
         _event(
-            licence,
+            _Owner.of(licence),
+            new_id("use"),
             f"res:{reservation.id}:{dimension}",
             dimension,
             quantity,
@@ -222,8 +223,21 @@ def canonical_json(payload: dict[str, Any]) -> bytes:
     return msgspec.json.encode(payload, order="sorted")
 
 
+class _Owner(NamedTuple):
+    """The licence columns every usage row repeats, read once per licence rather than per event."""
+
+    licence_id: str
+    consumer_org_id: str
+    product_id: str
+
+    @classmethod
+    def of(cls, licence: Licence) -> _Owner:
+        return cls(licence.id, licence.consumer_org_id, licence.product_id)
+
+
 def _event(
-    licence: Licence,
+    owner: _Owner,
+    id_: str,
     key: str,
     dimension: str,
     quantity: int,
@@ -235,18 +249,18 @@ def _event(
 ) -> dict[str, Any]:
     """One usage_events row; ``at`` and ``created`` are aware UTC."""
     payload = {
-        "licence_id": licence.id,
+        "licence_id": owner.licence_id,
         "dimension": dimension,
         "quantity": quantity,
         "occurred_at": at.isoformat(),
         "analyst_id": analyst,
     }
     return {
-        "id": new_id("use"),
-        "licence_id": licence.id,
+        "id": id_,
+        "licence_id": owner.licence_id,
         "idempotency_key": key,
-        "consumer_org_id": licence.consumer_org_id,
-        "product_id": licence.product_id,
+        "consumer_org_id": owner.consumer_org_id,
+        "product_id": owner.product_id,
         "analyst_id": analyst,
         "dimension": dimension,
         "quantity": quantity,
@@ -289,9 +303,12 @@ class MeteringService:
                 errors.append(FieldError(f"events.{i}.occurred_at", "outside the licence's term"))
         if errors:
             raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors[:20]), errors=errors)
+        owners = {lic.id: _Owner.of(lic) for lic in licences.values()}
+        event_ids = new_ids("use", len(batch.events))
         rows = [
             _event(
-                licences[e.licence_id],
+                owners[e.licence_id],
+                event_ids[i],
                 e.idempotency_key,
                 e.dimension,
                 e.quantity,
@@ -301,7 +318,7 @@ class MeteringService:
                 self.caller.org_id,
                 now,
             )
-            for e in batch.events
+            for i, e in enumerate(batch.events)
         ]
         first: dict[tuple[str, str], int] = {}
         conflicts: list[ConflictRow] = []
