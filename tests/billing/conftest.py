@@ -87,6 +87,7 @@ ONE_TIME = {
     "amount": 3_333_333,
     "term_months": 12,
 }
+MONTHLY = {"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}
 
 
 async def market(client, delivery, actors, sim, drain, *, plans=None, active_accounts=True):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from billing import meters, repository
 from billing.models import LedgerEntry, Payment, WebhookEvent
 from catalog.outbox import JobContext
-from tests.billing.conftest import ONE_TIME, checkout, market, pay, record_payment_only
+from tests.billing.conftest import MONTHLY, ONE_TIME, checkout, market, pay, record_payment_only
 from tests.support import expect, problem
 
 pytestmark = pytest.mark.asyncio
@@ -130,7 +130,7 @@ class TestSimulatedWebhooks:
         assert payment["status"] == "paid"
 
     async def test_events_out_of_order_are_processed_once_each(self, client, delivery, actors, sim, drain, app) -> None:
-        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        plans = [MONTHLY]
         _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
         held: list[tuple[bytes, dict]] = []
 

@@ -14,7 +14,7 @@ from billing import repository as repo
 from billing.models import Checkout, LedgerEntry, Subscription, Transfer, TransferReversal, WebhookEvent
 from catalog import db, outbox
 from catalog.access.models import Licence
-from tests.billing.conftest import checkout, market, pay, record_payment_only
+from tests.billing.conftest import MONTHLY, checkout, market, pay, record_payment_only
 from tests.support import expect, problem
 
 pytestmark = pytest.mark.asyncio
@@ -262,7 +262,7 @@ class TestInvoicesAndSubscriptions:
     async def test_a_deleted_subscription_ends_the_licence(
         self, client, delivery, actors, sim, hooks, drain, app
     ) -> None:
-        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        plans = [MONTHLY]
         _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
         session = await checkout(client, consumer, licence)
         await sim.complete_checkout(session["session_id"])
@@ -486,7 +486,7 @@ class TestOddWebhooks:
         assert parked == []
 
     async def test_a_subscription_checkout_names_no_payment(self, client, delivery, actors, sim, hooks, drain) -> None:
-        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        plans = [MONTHLY]
         _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
         opened = await checkout(client, consumer, licence)
         assert opened["payment_id"] is None and opened["amount"] == 80_000
@@ -496,7 +496,7 @@ class TestSubscriptionsFollowTheLicence:
     async def test_a_suspended_licence_pauses_collection_reinstating_resumes_revoking_cancels(
         self, client, delivery, actors, sim, hooks, drain, app
     ) -> None:
-        plans = [{"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80_000, "interval": "month"}]
+        plans = [MONTHLY]
         owner, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain, plans=plans)
         session = await checkout(client, consumer, licence)
         await sim.complete_checkout(session["session_id"])
