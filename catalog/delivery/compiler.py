@@ -3,8 +3,9 @@
 A QueryRequest never becomes SQL text. Identifiers come only from the dictionary (the user's name is
 used to *look up* a field, and the dictionary's own name is quoted into the SQL); every value, the
 LIMIT, the clamping bounds and the Parquet path are bound ``?`` parameters. A name the dictionary
-does not declare is a 400 before any SQL exists. This module and ``catalog/storage.py`` are the only
-places that write DuckDB SQL (STYLE rule 2); the grade's rule is consulted, never the grade's name.
+does not declare is a 400 before any SQL exists (``validation.py`` checks every query first). This
+module and ``catalog/storage.py`` are the only places that write DuckDB SQL (STYLE rule 2); the
+grade's rule is consulted, never the grade's name.
 
 Semantics a consumer should know:
 
@@ -20,30 +21,23 @@ Semantics a consumer should know:
 
 from __future__ import annotations
 
-import math
 from datetime import date
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import duckdb
 import msgspec
 
-from catalog.delivery.schemas import MAX_GROUPS, MAX_ROWS, Aggregate, Fn, Op, QueryRequest
-from catalog.errors import FieldError, Forbidden, ValidationFailed
+from catalog.delivery.schemas import MAX_GROUPS, Aggregate, QueryRequest
 from catalog.policy import GradeRule
 from catalog.products.dictionary import fields as fields_of
 from catalog.storage import RECORD_KEY, quote
 
 Mode = Literal["rows", "aggregate", "dp_aggregate"]
 DEFAULT_LIMIT = 100
-OPS = frozenset(get_args(Op))
-FNS = frozenset(get_args(Fn))
 NUMERIC = frozenset({"integer", "number"})
 ORDERABLE = frozenset({"integer", "number", "date", "string"})
 CELL_COLUMNS = ("_persons", "_rows", "_ckey")
-_NEEDS = {"sum": ("a number", NUMERIC), "avg": ("a number", NUMERIC), "min": ("an orderable field", ORDERABLE),
-          "max": ("an orderable field", ORDERABLE)}  # fmt: skip
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_INT64 = (-(2**63), 2**63 - 1)
 _RKEY = quote(RECORD_KEY)
 
 
@@ -88,160 +82,6 @@ def output_columns(query: QueryRequest, table: dict, rule: GradeRule | None) -> 
         return list(query.select)
     allowed = rule is not None and rule.sensitive_columns
     return [f["name"] for f in table["fields"] if allowed or not f.get("sensitive")]
-
-
-# --- validation -----------------------------------------------------------------------------------
-
-
-def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> None:
-    """400 naming every problem at once, then 403 ``sensitive_column``, then 403 ``grade_forbids_delivery``."""
-    fields = fields_of(table)
-    errors: list[FieldError] = []
-    used: list[tuple[str, str]] = []  # (path, field name) of every field the query touches
-
-    def known(path: str, name: Any) -> dict | None:
-        field = fields.get(name) if isinstance(name, str) else None
-        if field is None:
-            errors.append(FieldError(path, f"{name!r} is not a column of table {table['table']}"))
-        else:
-            used.append((path, name))
-        return field
-
-    if query.table != table["table"]:
-        errors.append(FieldError("table", f"{query.table!r} is not the table being queried"))
-    if (mode == "rows") != (mode_of(query) == "rows"):  # aggregate → dp_aggregate is the caller's call
-        errors.append(FieldError("body", f"this is a {mode_of(query)} query, not a {mode} query"))
-    cap = MAX_ROWS if mode == "rows" else MAX_GROUPS
-    if query.limit is not None and (type(query.limit) is not int or not 1 <= query.limit <= cap):
-        errors.append(FieldError("limit", f"must be a whole number from 1 to {cap}"))
-    for i, condition in enumerate(query.where):
-        field = known(f"where.{i}.field", condition.field)
-        if condition.op not in OPS:
-            errors.append(FieldError(f"where.{i}.op", f"must be one of {', '.join(sorted(OPS))}"))
-        elif field is not None:
-            errors += _value_errors(f"where.{i}", condition.op, condition.value, field)
-    if mode == "rows":
-        for i, name in enumerate(query.select or []):
-            if known(f"select.{i}", name) is not None and name in query.select[:i]:
-                errors.append(FieldError(f"select.{i}", f"{name} is selected twice"))
-        if query.epsilon is not None:
-            errors.append(FieldError("epsilon", "applies to aggregate queries only"))
-    else:
-        _validate_aggregates(query, known, errors, mode, rule)
-    outputs = output_columns(query, table, rule)
-    for i, order in enumerate(query.order_by):
-        if order.direction not in ("asc", "desc"):
-            errors.append(FieldError(f"order_by.{i}.direction", "must be asc or desc"))
-        if order.field not in outputs:
-            errors.append(FieldError(f"order_by.{i}.field", f"{order.field!r} is not a column of the answer"))
-    if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-
-    if not rule.sensitive_columns:
-        leaked = [FieldError(p, f"{n} is sensitive") for p, n in used if fields[n].get("sensitive")]
-        if mode == "rows" and query.select is None and not output_columns(query, table, rule):
-            leaked.append(FieldError("select", "every column of this table is sensitive"))
-        if leaked:
-            where = ", ".join(e.field for e in leaked)
-            raise Forbidden(
-                f"Grade {rule.grade} does not deliver sensitive columns ({where}).",
-                code="sensitive_column",
-                errors=leaked,
-            )
-    refused = [
-        FieldError(f"aggregates.{i}.fn", f"{a.fn} is not delivered at {rule.grade}")
-        for i, a in enumerate(query.aggregates)
-        if a.fn not in rule.aggregates
-    ]
-    if refused:
-        allowed = ", ".join(sorted(rule.aggregates))
-        raise Forbidden(
-            f"Grade {rule.grade} delivers only these aggregates: {allowed}.",
-            code="grade_forbids_delivery",
-            errors=refused,
-        )
-
-
-def _validate_aggregates(query: QueryRequest, known: Any, errors: list[FieldError], mode: str, rule: GradeRule) -> None:
-    if query.select is not None:
-        errors.append(FieldError("select", "applies to rows queries; name group_by fields and aggregates instead"))
-    if not query.aggregates:
-        errors.append(FieldError("aggregates", "name at least one aggregate"))
-    for i, name in enumerate(query.group_by):
-        field = known(f"group_by.{i}", name)
-        if field is None:
-            continue
-        if name in query.group_by[:i]:
-            errors.append(FieldError(f"group_by.{i}", f"{name} is grouped by twice"))
-    names = [output_name(a) for a in query.aggregates]
-    for i, aggregate in enumerate(query.aggregates):
-        at = f"aggregates.{i}"
-        if aggregate.fn not in FNS:
-            errors.append(FieldError(f"{at}.fn", f"must be one of {', '.join(sorted(FNS))}"))
-            continue
-        if aggregate.field is None:
-            if aggregate.fn != "count":
-                errors.append(FieldError(f"{at}.field", f"{aggregate.fn} needs a field"))
-            continue
-        field = known(f"{at}.field", aggregate.field)
-        if field is None:
-            continue
-        needs = _NEEDS.get(aggregate.fn)
-        if needs is not None and field["type"] not in needs[1]:
-            errors.append(
-                FieldError(f"{at}.field", f"{aggregate.fn} needs {needs[0]}; {field['name']} is {field['type']}")
-            )
-        elif mode == "dp_aggregate" and aggregate.field in query.group_by:
-            # dp_rows_sql would return the field twice, once clamped; dp.check owns the other DP rules.
-            errors.append(FieldError(f"{at}.field", f"{aggregate.field} is also a group_by field"))
-    hidden = set(hidden_columns(query, rule))
-    errors += [FieldError(f"aggregates.{i}", f"the output column {n} appears twice")
-               for i, n in enumerate(names) if n in names[:i] or n in query.group_by]  # fmt: skip
-    errors += [FieldError(f"group_by.{i}", f"{n} clashes with a column the answer needs")
-               for i, n in enumerate(query.group_by) if n in hidden]  # fmt: skip
-
-
-def _value_errors(at: str, op: str, value: Any, field: dict) -> list[FieldError]:
-    path = f"{at}.value"
-    if op in ("is_null", "not_null"):
-        return [] if value is None else [FieldError(path, f"{op} takes no value")]
-    if op in ("in", "not_in", "between"):
-        if not isinstance(value, list) or not value:
-            return [FieldError(path, f"{op} needs a non-empty list")]
-        if op == "between" and len(value) != 2:
-            return [FieldError(path, "between needs a list of two values: [low, high]")]
-        values = value
-    elif value is None or isinstance(value, list):
-        return [FieldError(path, f"{op} needs a single value")]
-    else:
-        values = [value]
-    if op not in ("=", "!=", "in", "not_in") and field["type"] == "boolean":
-        return [FieldError(f"{at}.op", f"{op} does not apply to the boolean field {field['name']}")]
-    problems = [_value_problem(v, field["type"]) for v in values]
-    return [FieldError(path, p) for p in problems if p is not None][:1]
-
-
-def _value_problem(value: Any, kind: str) -> str | None:
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind in NUMERIC:
-        if not is_number or (isinstance(value, float) and not math.isfinite(value)):
-            return f"{value!r} is not a number, as the {kind} field needs"
-        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
-            return f"{value} is out of range"
-        return None
-    if kind == "date":
-        return None if _iso_date(value) else f"{value!r} is not an ISO date (YYYY-MM-DD)"
-    if kind == "boolean":
-        return None if isinstance(value, bool) else f"{value!r} is not true or false"
-    return None if isinstance(value, str) else f"{value!r} is not a string"
-
-
-def _iso_date(value: Any) -> bool:
-    try:
-        date.fromisoformat(value)
-    except (TypeError, ValueError):
-        return False
-    return isinstance(value, str)
 
 
 # --- compiling ------------------------------------------------------------------------------------

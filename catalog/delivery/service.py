@@ -24,7 +24,7 @@ from catalog.access.licences import LicenceService
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import read_transaction, utcnow, write_transaction
-from catalog.delivery import compiler, disclosure, dp
+from catalog.delivery import compiler, disclosure, dp, validation
 from catalog.delivery import repository as repo
 from catalog.delivery.schemas import (
     MAX_GROUPS,
@@ -229,7 +229,7 @@ class DeliveryService:
             table = dictionary.table(release.dictionary, q.table)
             if table is None:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
-            compiler.validate(q, table, rule, mode)
+            validation.validate(q, table, rule, mode)
             epsilon = dp.check(q, table, rule) if mode == "dp_aggregate" else 0
             rows = most_rows(q, table, mode)
             reservation = await metering.reserve(

@@ -18,7 +18,7 @@ import duckdb
 import msgspec
 import pytest
 
-from catalog.delivery import compiler
+from catalog.delivery import compiler, validation
 from catalog.delivery.schemas import MAX_GROUPS, Aggregate, Condition, OrderBy, QueryRequest
 from catalog.errors import Forbidden, ValidationFailed
 from catalog.policy import rule
@@ -121,13 +121,13 @@ def where(field: str, op: str, value: Any = None) -> list[Condition]:
 
 def refused(q: QueryRequest, grade_rule: Any = L1) -> ValidationFailed:
     with pytest.raises(ValidationFailed) as caught:
-        compiler.validate(q, TABLE, grade_rule, compiler.mode_of(q))
+        validation.validate(q, TABLE, grade_rule, compiler.mode_of(q))
     return caught.value
 
 
 def refused_as(q: QueryRequest, mode: str) -> ValidationFailed:
     with pytest.raises(ValidationFailed) as caught:
-        compiler.validate(q, TABLE, L1, mode)
+        validation.validate(q, TABLE, L1, mode)
     return caught.value
 
 
@@ -168,7 +168,7 @@ class TestInjection:
     def test_a_hostile_value_is_bound_and_matches_nothing(self, conn: duckdb.DuckDBPyConnection, path: str) -> None:
         hostile = "x' OR '1'='1"
         q = query(select=["age"], where=where("district", "=", hostile))
-        compiler.validate(q, TABLE, L1, "rows")
+        validation.validate(q, TABLE, L1, "rows")
         compiled = compiler.rows_sql(q, TABLE, path)
         assert hostile not in compiled.sql and "'" not in compiled.sql
         assert hostile in compiled.params
@@ -206,7 +206,7 @@ class TestInjection:
         target.parent.mkdir(parents=True)
         write_parquet(target, table, [{"pid": "p", odd: 7, "_lode_rkey": 1}])
         q = QueryRequest(table="odd", select=[odd], where=[Condition(field=odd, op="=", value=7)])
-        compiler.validate(q, table, L1, "rows")
+        validation.validate(q, table, L1, "rows")
         with storage.open_connection(storage.release_dir("rel_01")) as conn:
             assert compiler.run(conn, compiler.rows_sql(q, table, str(target))) == [{odd: 7}]
 
@@ -247,7 +247,7 @@ class TestValidate:
         assert paths(refused(query(select=["age"], where=where("smoker", "<", True)))) == ["where.0.op"]
 
     def test_a_value_outside_the_categories_is_allowed(self) -> None:
-        compiler.validate(query(select=["age"], where=where("district", "=", "Atlantis")), TABLE, L1, "rows")
+        validation.validate(query(select=["age"], where=where("district", "=", "Atlantis")), TABLE, L1, "rows")
 
     def test_limit_is_checked_by_the_schema_and_again_by_validate(self) -> None:
         for limit in (0, -1, 10_001):
@@ -275,8 +275,8 @@ class TestValidate:
         q = query(
             group_by=["sex"], aggregates=[Aggregate(fn="sum", field="cost")], order_by=[OrderBy(field="sum_cost")]
         )
-        compiler.validate(q, TABLE, L4, "aggregate")
-        compiler.validate(query(order_by=[OrderBy(field="cost")]), TABLE, L3, "rows")  # the default select
+        validation.validate(q, TABLE, L4, "aggregate")
+        validation.validate(query(order_by=[OrderBy(field="cost")]), TABLE, L3, "rows")  # the default select
 
     def test_shape_problems_are_refused(self) -> None:
         assert paths(refused(query(group_by=["sex", "sex"], aggregates=[Aggregate(fn="count")]))) == ["group_by.1"]
@@ -292,11 +292,11 @@ class TestValidate:
         assert paths(refused(query(group_by=["sex"], aggregates=aggregates, epsilon=0.1), rule("L5"))) == [
             "aggregates.0.field"
         ]
-        compiler.validate(query(group_by=["sex"], aggregates=aggregates), TABLE, L1, "aggregate")
+        validation.validate(query(group_by=["sex"], aggregates=aggregates), TABLE, L1, "aggregate")
 
     def test_the_caller_may_answer_an_aggregate_query_with_dp_but_not_as_rows(self) -> None:
         q = query(group_by=["sex"], aggregates=[Aggregate(fn="avg", field="hba1c")])
-        compiler.validate(q, TABLE, rule("L5"), "dp_aggregate")
+        validation.validate(q, TABLE, rule("L5"), "dp_aggregate")
         assert paths(refused_as(q, "rows")) == ["body"]
         assert paths(refused_as(query(select=["age"]), "aggregate"))[0] == "body"
 
@@ -313,13 +313,13 @@ class TestGradeRule:
     )
     def test_sensitive_columns_are_refused_at_l3_and_allowed_at_l1(self, q: QueryRequest, where_: str) -> None:
         with pytest.raises(Forbidden) as caught:
-            compiler.validate(q, TABLE, L3, compiler.mode_of(q))
+            validation.validate(q, TABLE, L3, compiler.mode_of(q))
         assert caught.value.code == "sensitive_column" and paths(caught.value) == [where_]
-        compiler.validate(q, TABLE, L1, compiler.mode_of(q))
+        validation.validate(q, TABLE, L1, compiler.mode_of(q))
 
     def test_the_default_select_holds_what_the_grade_allows(self, conn: duckdb.DuckDBPyConnection, path: str) -> None:
         q = query()
-        compiler.validate(q, TABLE, L3, "rows")
+        validation.validate(q, TABLE, L3, "rows")
         at_l3 = compiler.rows_sql(q, TABLE, path, L3)
         assert "person_id" not in at_l3.columns and at_l3.columns[0] == "age"
         assert compiler.rows_sql(q, TABLE, path).columns == at_l3.columns  # no rule: the safe default
@@ -330,9 +330,9 @@ class TestGradeRule:
     def test_an_aggregate_outside_the_grade_is_refused(self) -> None:
         q = query(aggregates=[Aggregate(fn="count"), Aggregate(fn="max", field="age")])
         with pytest.raises(Forbidden) as caught:
-            compiler.validate(q, TABLE, L4, "aggregate")
+            validation.validate(q, TABLE, L4, "aggregate")
         assert caught.value.code == "grade_forbids_delivery" and paths(caught.value) == ["aggregates.1.fn"]
-        compiler.validate(q, TABLE, L1, "aggregate")
+        validation.validate(q, TABLE, L1, "aggregate")
 
 
 def matching(predicate: Any) -> int:
@@ -370,7 +370,7 @@ class TestOperators:
         self, conn: duckdb.DuckDBPyConnection, path: str, field: str, op: str, value: Any, predicate: Any
     ) -> None:
         q = query(select=["person_id", field], where=where(field, op, value), limit=10_000)
-        compiler.validate(q, TABLE, L1, "rows")
+        validation.validate(q, TABLE, L1, "rows")
         rows = compiler.run(conn, compiler.rows_sql(q, TABLE, path, L1))
         assert len(rows) == matching(predicate) > 0
 
@@ -476,7 +476,7 @@ class TestDpRowsSql:
             aggregates=[Aggregate(fn="sum", field="age"), Aggregate(fn="avg", field="hba1c"), Aggregate(fn="count")],
             epsilon=0.5,
         )
-        compiler.validate(q, TABLE, rule("L5"), "dp_aggregate")
+        validation.validate(q, TABLE, rule("L5"), "dp_aggregate")
         compiled = compiler.dp_rows_sql(q, TABLE, path)
         assert compiled.columns == ["sex", "_person", "age", "hba1c"]
         rows = compiler.run(conn, compiled)

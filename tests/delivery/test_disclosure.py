@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog.delivery import compiler, disclosure
+from catalog.delivery import compiler, disclosure, validation
 from catalog.delivery.schemas import Aggregate, Condition, OrderBy, QueryRequest
 from catalog.errors import Unprocessable
 from catalog.policy import rule
@@ -38,7 +38,7 @@ def fx_visits(tmp_path: Path) -> Iterator[Table]:
 def answer(table: Table, q: QueryRequest, grade_rule: Any) -> disclosure.Protected:
     """What the service does for an aggregate query: validate, control the query set, compute, protect."""
     conn, path = table
-    compiler.validate(q, TABLE, grade_rule, compiler.mode_of(q))
+    validation.validate(q, TABLE, grade_rule, compiler.mode_of(q))
     (population,) = compiler.run(conn, compiler.population_sql(q, TABLE, path))
     disclosure.check_query_set(population["persons_matching"], population["persons_total"], bool(q.where), grade_rule)
     cells = compiler.run(conn, compiler.aggregate_sql(q, TABLE, path, grade_rule))
