@@ -10,10 +10,9 @@ revoked``. A licence is suspended exactly while it carries a hold, and each hold
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, outbox, policy
@@ -45,13 +44,6 @@ LIVE = ("active", "suspended")
 OPEN = ("pending_acceptance", "pending_payment", "active", "suspended")
 OPERATOR_ROLES = ("compliance", "security")
 PROVIDER_ROLES = ("reviewer", "publisher")
-
-
-class Refusal(msgspec.Struct, frozen=True):
-    code: str
-    status: int
-    detail: str
-    extra: dict[str, Any] = {}
 
 
 def add_months(start: date, months: int) -> date:
@@ -318,45 +310,6 @@ class LicenceService:
         )
         await lift_hold(self.session, self.caller, licence, "ethics_expired", "ethics", "ethics approval renewed")
         return await self.read(licence)
-
-    async def refusal(self, licence: Licence, analyst: Principal, at: datetime) -> str | None:
-        found = await self.refusal_detail(licence, analyst, at)
-        return found.code if found else None
-
-    async def refusal_detail(self, licence: Licence, analyst: Principal, at: datetime) -> Refusal | None:
-        """Why this analyst may not use this licence now (API.md's delivery table), or None."""
-        product = await products_repo.get(self.session, licence.product_id)
-        assert product is not None
-        rule = policy.rule(product.grade)
-        today = at.date()
-        member = await repo.membership(self.session, licence.consumer_org_id, analyst.user_id)
-        roles = member.roles if member else []
-        named = rule.named_analysts or bool(licence.analysts)  # names on a licence bind at every grade
-        if (
-            analyst.org_id != licence.consumer_org_id
-            or not ("analyst" in roles or "admin" in roles)
-            or (named and analyst.user_id not in licence.analysts)
-        ):
-            return Refusal("not_named_analyst", 403, "You are not a named analyst of this licence.")
-        if licence.status == "revoked":
-            return Refusal("licence_revoked", 403, "The licence was revoked.")
-        if licence.status == "expired" or today > licence.ends_on:
-            return Refusal("licence_expired", 403, f"The licence ended on {licence.ends_on}.")
-        if rule.ethics_required and (licence.ethics_expires_on is None or licence.ethics_expires_on < today):
-            return Refusal("ethics_approval_expired", 403, "The ethics approval behind this licence has expired.")
-        holds = (await repo.holds(self.session, [licence.id]))[licence.id]
-        if licence.status != "active" or holds:
-            return Refusal(
-                "licence_not_active",
-                403,
-                f"The licence is {licence.status}.",
-                {"licence_status": licence.status, "holds": [h.kind for h in holds]},
-            )
-        if today < licence.starts_on:
-            return Refusal("licence_not_started", 403, f"The licence starts on {licence.starts_on}.")
-        if product.status in ("suspended", "retired"):
-            return Refusal("product_suspended", 403, f"The product is {product.status}.")
-        return None
 
 
 async def register(session: AsyncSession, page: PageRequest) -> RegisterRead:

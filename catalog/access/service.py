@@ -10,7 +10,7 @@ deciding the last open tracks at once still leave exactly one licence.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog import policy
 from catalog.access import eligibility, review
 from catalog.access import repository as repo
-from catalog.access.licences import LicenceService
-from catalog.access.models import Application, Licence
+from catalog.access.models import Application
 from catalog.access.schemas import (
     ApplicationCreate,
     ApplicationList,
@@ -321,8 +320,3 @@ def _is_analyst(roles: list[str]) -> bool:
 
 def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value) if value is not None else None
-
-
-async def check_usable(session: AsyncSession, licence: Licence, analyst: Principal, at: datetime) -> str | None:
-    """The delivery refusal code for this analyst using this licence now, or None (see licences.py)."""
-    return await LicenceService(session, analyst).refusal(licence, analyst, at)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import audit, policy
 from catalog.access import repository as access_repo
-from catalog.access.licences import LicenceService
+from catalog.access import usable
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import read_transaction, utcnow, write_transaction
@@ -89,10 +89,10 @@ async def _licence(session: AsyncSession, caller: Principal, licence_id: str) ->
 
 async def _usable(session: AsyncSession, caller: Principal, licence: Licence) -> Product:
     """check_usable, then the grade's own word on the mode comes later; refusals carry API.md's codes."""
-    # Loaded first and held: refusal_detail's own get is then answered by the identity map.
+    # Loaded first and held: usable.refusal's own get is then answered by the identity map.
     product = await products_repo.get(session, licence.product_id)
     assert product is not None
-    refusal = await LicenceService(session, caller).refusal_detail(licence, caller, utcnow())
+    refusal = await usable.refusal(session, licence, caller, utcnow())
     if refusal is not None:
         raise DomainError(refusal.detail, code=refusal.code, status=refusal.status, **refusal.extra)
     return product

@@ -24,7 +24,6 @@ _NEEDS = {"sum": ("a number", NUMERIC), "avg": ("a number", NUMERIC), "min": ("a
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-
 def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> None:
     """400 naming every problem at once, then 403 ``sensitive_column``, then 403 ``grade_forbids_delivery``."""
     fields = fields_of(table)

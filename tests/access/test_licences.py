@@ -11,7 +11,7 @@ from sqlalchemy import update
 from catalog import db
 from catalog.access import licences as licence_service
 from catalog.access.models import Licence
-from catalog.access.service import check_usable
+from catalog.access.usable import check_usable
 from catalog.auth import Principal
 from catalog.outbox import JobContext
 from tests.support import expect, problem

@@ -1,0 +1,69 @@
+"""May this analyst use this licence now? API.md's delivery table, decided in one place.
+
+Delivery asks before every query and download, so revocation, expiry, a new hold, lapsed ethics
+or a removed analyst cut access on the very next request. The grade's part (named analysts, ethics)
+comes from ``policy.rule``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import policy
+from catalog.access import repository as repo
+from catalog.access.models import Licence
+from catalog.auth import Principal
+from catalog.products import repository as products_repo
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    code: str
+    status: int
+    detail: str
+    extra: dict[str, Any] = {}
+
+
+async def refusal(session: AsyncSession, licence: Licence, analyst: Principal, at: datetime) -> Refusal | None:
+    """Why this analyst may not use this licence now (API.md's delivery table), or None."""
+    product = await products_repo.get(session, licence.product_id)
+    assert product is not None
+    rule = policy.rule(product.grade)
+    today = at.date()
+    member = await repo.membership(session, licence.consumer_org_id, analyst.user_id)
+    roles = member.roles if member else []
+    named = rule.named_analysts or bool(licence.analysts)  # names on a licence bind at every grade
+    if (
+        analyst.org_id != licence.consumer_org_id
+        or not ("analyst" in roles or "admin" in roles)
+        or (named and analyst.user_id not in licence.analysts)
+    ):
+        return Refusal("not_named_analyst", 403, "You are not a named analyst of this licence.")
+    if licence.status == "revoked":
+        return Refusal("licence_revoked", 403, "The licence was revoked.")
+    if licence.status == "expired" or today > licence.ends_on:
+        return Refusal("licence_expired", 403, f"The licence ended on {licence.ends_on}.")
+    if rule.ethics_required and (licence.ethics_expires_on is None or licence.ethics_expires_on < today):
+        return Refusal("ethics_approval_expired", 403, "The ethics approval behind this licence has expired.")
+    holds = (await repo.holds(session, [licence.id]))[licence.id]
+    if licence.status != "active" or holds:
+        return Refusal(
+            "licence_not_active",
+            403,
+            f"The licence is {licence.status}.",
+            {"licence_status": licence.status, "holds": [h.kind for h in holds]},
+        )
+    if today < licence.starts_on:
+        return Refusal("licence_not_started", 403, f"The licence starts on {licence.starts_on}.")
+    if product.status in ("suspended", "retired"):
+        return Refusal("product_suspended", 403, f"The product is {product.status}.")
+    return None
+
+
+async def check_usable(session: AsyncSession, licence: Licence, analyst: Principal, at: datetime) -> str | None:
+    """The refusal's code, or None when the analyst may use the licence."""
+    found = await refusal(session, licence, analyst, at)
+    return found.code if found else None
