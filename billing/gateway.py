@@ -117,11 +117,6 @@ class Gateway:
         )  # type: ignore[arg-type]
         return self._plain(session)
 
-    async def retrieve_checkout(self, session_id: str) -> dict[str, Any]:
-        return self._plain(
-            await self._call("checkout", lambda: self.client.v1.checkout.sessions.retrieve_async(session_id))
-        )
-
     async def close_checkout(self, session_id: str) -> str:
         """Expire an open Checkout Session so it can no longer be paid; answers its final status.
 

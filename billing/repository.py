@@ -72,11 +72,6 @@ async def checkout_by_session(session: AsyncSession, session_id: str) -> Checkou
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def checkout_for_payment(session: AsyncSession, payment_id: str) -> Checkout | None:
-    stmt = select(Checkout).where(Checkout.payment_id == payment_id)
-    return (await session.execute(stmt)).scalars().first()
-
-
 async def subscription(session: AsyncSession, licence_id: str) -> Subscription | None:
     return await session.get(Subscription, licence_id)
 

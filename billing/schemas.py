@@ -55,6 +55,8 @@ class TransferRead(Struct, kw_only=True):
     idempotency_key: str
     stripe_transfer_id: str | None
     sent_at: datetime | None
+    attempts: int = 0
+    last_error: str | None = None  # why the latest attempt failed; it is retried with the same key
 
 
 class RefundRead(Struct, kw_only=True):

@@ -317,6 +317,8 @@ class BillingService:
                         idempotency_key=t.key,
                         stripe_transfer_id=t.stripe_transfer_id,
                         sent_at=t.sent_at,
+                        attempts=t.attempts,
+                        last_error=t.last_error,
                     )
                     for t in transfers[p.id]
                 ],

@@ -14,14 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import ledger
 from billing import repository as repo
 from billing.schemas import StatementLine, StatementRead
-from catalog.auth import Principal
-from catalog.errors import Forbidden, NotFound, ValidationFailed
+from catalog.auth import Principal, ensure_sees_org
+from catalog.errors import NotFound, ValidationFailed
 from catalog.orgs import repository as orgs_repo
 
 
 async def read(session: AsyncSession, caller: Principal, org_id: str, period: str) -> StatementRead:
-    if caller.org_id != org_id and not caller.is_operator:
-        raise Forbidden("Only the organisation itself and the operator read its statement.")
+    ensure_sees_org(caller, org_id)
     org = await orgs_repo.get_org(session, org_id)
     if org is None:
         raise NotFound(f"No organisation {org_id}.")

@@ -65,20 +65,28 @@ async def send(ctx: outbox.JobContext, payload: dict) -> None:
             ),
             None,
         )
-    stripe_id = existing or await gateway.transfer(
-        key=key,
-        payment_id=payment_id,
-        org_id=org_id,
-        amount=amount,
-        currency=currency,
-        destination=destination,
-        source_transaction=charge,
-    )
+    try:
+        stripe_id = existing or await gateway.transfer(
+            key=key,
+            payment_id=payment_id,
+            org_id=org_id,
+            amount=amount,
+            currency=currency,
+            destination=destination,
+            source_transaction=charge,
+        )
+    except DomainError as exc:  # kept on the transfer for the operator; the outbox retries with the same key
+        async with write_transaction(ctx.sessions) as session:
+            failed = await repo.transfer(session, transfer_id)
+            if failed is not None and failed.status != "sent":
+                failed.last_error = f"{exc.code}: {exc.detail}"[:1000]
+        raise
     async with write_transaction(ctx.sessions) as session:
         transfer = await repo.transfer(session, transfer_id)
         if transfer is None or transfer.status == "sent":
             return
         transfer.status, transfer.stripe_transfer_id, transfer.sent_at = "sent", stripe_id, utcnow()
+        transfer.last_error = None
         ledger.post(
             session,
             "transfer",
@@ -166,11 +174,7 @@ async def release_outstanding(session, org_id: str) -> int:  # type: ignore[no-u
     released = 0
     for transfer in await repo.outstanding_transfers(session, org_id):
         transfer.status = "pending"
-        outbox.emit(
-            session,
-            TRANSFER_EVENT,
-            {"transfer_id": transfer.id},
-            dedupe_key=f"transfer:{transfer.id}:{transfer.attempts}:{utcnow().timestamp()}",
-        )
+        # No dedupe key: the transfer row (locked, status checked by send) is what makes this once.
+        outbox.emit(session, TRANSFER_EVENT, {"transfer_id": transfer.id})
         released += 1
     return released

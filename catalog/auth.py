@@ -191,14 +191,6 @@ def ensure_member_with(principal: Principal | None, org_id: str, *roles: str) ->
     return principal
 
 
-def ensure_operator_with(principal: Principal | None, *roles: str) -> Principal:
-    if principal is None:
-        raise NotAuthenticated("A valid API key is required.")
-    if not principal.is_operator_with(*roles):
-        raise Forbidden(f"This needs the operator's {' or '.join(roles)} role.")
-    return principal
-
-
 def ensure_sees_org(principal: Principal, org_id: str) -> None:
     if principal.org_id != org_id and not principal.is_operator:
         raise Forbidden("You may only see your own organisation.")

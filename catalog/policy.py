@@ -190,10 +190,6 @@ def install(policy: Policy) -> None:
     _active = policy
 
 
-def current() -> Policy:
-    return _active
-
-
 def rule(grade: str) -> GradeRule:
     return _active.rule(grade)
 

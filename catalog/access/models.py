@@ -10,20 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db import Base, CreatedMixin, IdMixin, utcnow
 
-APPLICATION_STATUSES = ("draft", "submitted", "under_review", "approved", "rejected", "returned", "withdrawn")
-TRACK_STATUSES = ("pending", "approved", "approved_with_conditions", "rejected", "returned", "cancelled")
-LICENCE_STATUSES = (
-    "pending_acceptance",
-    "declined",
-    "pending_payment",
-    "active",
-    "suspended",
-    "expired",
-    "revoked",
-    "cancelled",
-)
-HOLD_KINDS = ("operator", "provider", "non_payment", "ethics_expired", "org_blocked")
-
 
 class Application(IdMixin, CreatedMixin, Base):
     __tablename__ = "applications"
@@ -32,6 +18,7 @@ class Application(IdMixin, CreatedMixin, Base):
     consumer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"))
+    # draft | submitted | under_review | approved | rejected | returned | withdrawn
     status: Mapped[str] = mapped_column(String(16), default="draft")
     purpose: Mapped[dict[str, Any]]
     project: Mapped[dict[str, Any]]
@@ -54,6 +41,7 @@ class ReviewTrack(IdMixin, CreatedMixin, Base):
 
     application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), index=True)
     track: Mapped[str] = mapped_column(String(16))
+    # pending | approved | approved_with_conditions | rejected | returned | cancelled
     status: Mapped[str] = mapped_column(String(32), default="pending")
     decision: Mapped[str | None] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
@@ -88,6 +76,7 @@ class Licence(IdMixin, CreatedMixin, Base):
     caps: Mapped[dict[str, Any]]
     cap_period: Mapped[str] = mapped_column(String(16))
     modes: Mapped[list[str]]
+    # pending_acceptance | declined | pending_payment | active | suspended | expired | revoked | cancelled
     status: Mapped[str] = mapped_column(String(24), default="pending_acceptance")
     ethics_expires_on: Mapped[date | None]
     payment_due_by: Mapped[datetime | None]
@@ -117,6 +106,7 @@ class LicenceHold(Base):
     __tablename__ = "licence_holds"
 
     licence_id: Mapped[str] = mapped_column(ForeignKey("licences.id"), primary_key=True)
+    # operator | provider | non_payment | ethics_expired | org_blocked
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     source: Mapped[str] = mapped_column(String(40), primary_key=True)
     reason: Mapped[str | None] = mapped_column(Text)

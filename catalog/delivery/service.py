@@ -10,6 +10,7 @@ the actual usage, audits the request (who, what, how much — never the data) an
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import AsyncIterator
@@ -355,7 +356,8 @@ class DeliveryService:
                 fh.seek(start)
                 left = end - start + 1
                 while left > 0:
-                    chunk = fh.read(min(CHUNK, left))
+                    # Off the event loop: a cold disk read must not stall every other request.
+                    chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
                     if not chunk:
                         break
                     left -= len(chunk)

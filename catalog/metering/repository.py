@@ -131,13 +131,6 @@ async def add_each(session: AsyncSession, licence_id: str, period: date, amounts
     )
 
 
-async def counters(session: AsyncSession, licence_id: str, period: date) -> dict[str, int]:
-    stmt = select(UsageCounter.dimension, UsageCounter.used).where(
-        UsageCounter.licence_id == licence_id, UsageCounter.period_start == period
-    )
-    return {d: int(u) for d, u in (await session.execute(stmt)).all()}
-
-
 # --- ε budgets --------------------------------------------------------------------------------------
 
 

@@ -10,9 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db import Base, CreatedMixin, IdMixin, utcnow
 
-PRODUCT_STATUSES = ("draft", "in_review", "listed", "suspended", "retired")
-RELEASE_STATUSES = ("draft", "publishing", "published", "withdrawn")
-
 
 class Product(IdMixin, CreatedMixin, Base):
     __tablename__ = "products"
@@ -20,7 +17,7 @@ class Product(IdMixin, CreatedMixin, Base):
 
     slug: Mapped[str] = mapped_column(String(120), unique=True)
     owner_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | in_review | listed | suspended | retired
     grade: Mapped[str] = mapped_column(String(2))
     title: Mapped[str] = mapped_column(String(300))
     summary: Mapped[str] = mapped_column(String(1000))
@@ -69,7 +66,7 @@ class Release(IdMixin, CreatedMixin, Base):
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
     version: Mapped[str] = mapped_column(String(40))
     notes: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | publishing | published | withdrawn
     dictionary: Mapped[list[Any]]
     tables: Mapped[dict[str, Any] | None]  # at publish: {table: {rows, persons, bytes, sha256, key}}
     published_at: Mapped[datetime | None]

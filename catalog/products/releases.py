@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import audit, outbox
-from catalog.auth import Principal
+from catalog.auth import Principal, ensure_member_with
 from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
@@ -27,7 +27,7 @@ from catalog.products import repository as repo
 from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
-from catalog.products.service import OPERATOR_STATUS_ROLES, ProductService
+from catalog.products.service import OPERATOR_STATUS_ROLES, OWNER_ROLES, ProductService
 from catalog.storage import Storage, TableSpec
 
 STORAGE_DELETE = "storage.delete"
@@ -108,7 +108,7 @@ class ReleaseService:
         assert caller is not None
         product = await self.products.visible(product_id)
         if not caller.is_operator_with(*OPERATOR_STATUS_ROLES):
-            await self.products.owned(product_id)
+            ensure_member_with(caller, product.owner_org_id, *OWNER_ROLES)
         release = await self._release(product, version, lock=True)
         if release.status != "published":
             raise Conflict(

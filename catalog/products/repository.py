@@ -29,12 +29,6 @@ async def get_many(session: AsyncSession, ids: Sequence[str]) -> dict[str, Produ
     return {p.id: p for p in rows}
 
 
-async def lock_for_update(session: AsyncSession, product_id: str) -> Product | None:
-    """Read the product for a state change; PostgreSQL locks the row (SQLite's writer lock already does)."""
-    stmt = select(Product).where(Product.id == product_id).with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def current_terms_of(session: AsyncSession, product_ids: Sequence[str]) -> dict[str, Terms]:
     """The newest terms of each product, in one query."""
     if not product_ids:
@@ -154,10 +148,6 @@ async def file(session: AsyncSession, release_id: str, name: str) -> ReleaseFile
 async def current_terms(session: AsyncSession, product_id: str) -> Terms | None:
     stmt = select(Terms).where(Terms.product_id == product_id).order_by(Terms.version.desc()).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def terms_by_id(session: AsyncSession, terms_id: str) -> Terms | None:
-    return await session.get(Terms, terms_id)
 
 
 async def terms_at(session: AsyncSession, product_id: str, version: int) -> Terms | None:

@@ -79,9 +79,9 @@ class ProductService:
             raise NotFound(f"No product {key}.")
         return product
 
-    async def owned(self, product_id: str, *roles: str) -> Product:
+    async def owned(self, product_id: str) -> Product:
         product = await self.visible(product_id)
-        ensure_member_with(self.caller, product.owner_org_id, *(roles or OWNER_ROLES))
+        ensure_member_with(self.caller, product.owner_org_id, *OWNER_ROLES)
         return product
 
     # --- create and edit --------------------------------------------------------------------

@@ -534,3 +534,21 @@ class TestRefundsMadeAtStripe:
         assert reversed_ == {owner.org_id: made["parts"][owner.org_id], partner.org_id: made["parts"][partner.org_id]}
         assert len(sim.objects("refund")) == 1  # booked, not refunded a second time
         await ledger_balances(app)
+
+
+class TestFailedPayoutAttempts:
+    async def test_a_failed_attempt_shows_its_error_until_the_retry_sends_it(
+        self, client, delivery, actors, sim, hooks, drain, app
+    ) -> None:
+        _, _, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+        session = await checkout(client, consumer, licence)
+        await sim.complete_checkout(session["session_id"])
+        await record_payment_only(app)  # the payment is recorded, its transfers queued
+        sim.fail_next("POST", "/v1/transfers", "server_error", times=2)
+        await record_payment_only(app)  # each transfer's first attempt, both refused
+        failing = await payment_of(client, actors, session["payment_id"])
+        assert [(t["status"], t["attempts"]) for t in failing["transfers"]] == [("pending", 1), ("pending", 1)]
+        assert all(t["last_error"].startswith("payment_provider_unavailable") for t in failing["transfers"])
+        await drain()
+        sent = await payment_of(client, actors, session["payment_id"])
+        assert [(t["status"], t["last_error"]) for t in sent["transfers"]] == [("sent", None), ("sent", None)]

@@ -159,6 +159,8 @@ class TestPublish:
         base = f"/v1/products/{product['id']}/releases/2025.1"
         expect(await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
         expect(await client.post(f"{base}/publish", headers=owner.headers), 200)
+        reviewer = await actors.member(owner.org_id, ["reviewer"])  # of the owner, but not a publisher
+        problem(await client.post(f"{base}/withdraw", json={"reason": "x"}, headers=reviewer.headers), 403, "forbidden")
         curator = await catalogue.curator()
         withdrawn = expect(
             await client.post(f"{base}/withdraw", json={"reason": "consent revoked"}, headers=curator.headers), 200
