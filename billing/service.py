@@ -249,12 +249,7 @@ class BillingService:
     # --- payments and refunds ---------------------------------------------------------------
 
     async def _party_licence(self, licence_id: str, *, lock: bool = False) -> Licence:
-        licence = await access_repo.licence(self.session, licence_id, lock=lock)
-        if licence is None or not (
-            self.caller.is_operator or self.caller.org_id in await access_repo.party_org_ids(self.session, licence.id)
-        ):
-            raise NotFound(f"No licence {licence_id}.")
-        return licence
+        return await access_repo.party_licence(self.session, self.caller, licence_id, lock=lock)
 
     async def list_payments(self, page: PageRequest, licence_id: str | None) -> PaymentList:
         scope = None if self.caller.is_operator else access_repo.licence_scope_ids(self.caller)

@@ -30,7 +30,7 @@ from catalog.access.schemas import (
 )
 from catalog.auth import Principal, ensure_member_with, ensure_org_admin
 from catalog.db import utcnow
-from catalog.errors import Conflict, Forbidden, NotFound
+from catalog.errors import Conflict, Forbidden
 from catalog.ids import new_id
 from catalog.outbox import JobContext
 from catalog.pagination import PageRequest
@@ -176,12 +176,7 @@ class LicenceService:
         self.caller = caller
 
     async def _party_licence(self, licence_id: str, *, lock: bool = False) -> Licence:
-        licence = await repo.licence(self.session, licence_id, lock=lock)
-        if licence is None or not (
-            self.caller.is_operator or self.caller.org_id in await repo.party_org_ids(self.session, licence.id)
-        ):
-            raise NotFound(f"No licence {licence_id}.")
-        return licence
+        return await repo.party_licence(self.session, self.caller, licence_id, lock=lock)
 
     async def get(self, licence_id: str) -> LicenceRead:
         return await self.read(await self._party_licence(licence_id))

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.access.models import Application, BlocklistEntry, Licence, LicenceHold, LicenceParty, ReviewTrack
 from catalog.auth import Principal
+from catalog.errors import NotFound
 from catalog.orgs.models import Membership, Organisation
 from catalog.pagination import Page, PageRequest, paginate
 from catalog.products.models import Product
@@ -119,6 +120,14 @@ async def licences_of_party(session: AsyncSession, org_id: str, ids: Sequence[st
 async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
     stmt = select(LicenceParty.org_id).where(LicenceParty.licence_id == licence_id)
     return sorted(set((await session.execute(stmt)).scalars()))
+
+
+async def party_licence(session: AsyncSession, caller: Principal, licence_id: str, *, lock: bool = False) -> Licence:
+    """The licence, when the caller is one of its parties or the operator; else 404, as if absent."""
+    found = await licence(session, licence_id, lock=lock)
+    if found is None or not (caller.is_operator or caller.org_id in await party_org_ids(session, licence_id)):
+        raise NotFound(f"No licence {licence_id}.")
+    return found
 
 
 async def list_licences(

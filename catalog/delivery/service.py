@@ -79,15 +79,6 @@ class Gate(msgspec.Struct, kw_only=True):
     rows: int = 0  # the most rows the answer may hold (what was reserved)
 
 
-async def _licence(session: AsyncSession, caller: Principal, licence_id: str) -> Licence:
-    licence = await access_repo.licence(session, licence_id)
-    if licence is None or not (
-        caller.is_operator or caller.org_id in await access_repo.party_org_ids(session, licence_id)
-    ):
-        raise NotFound(f"No licence {licence_id}.")
-    return licence
-
-
 async def _usable(session: AsyncSession, caller: Principal, licence: Licence) -> Product:
     """check_usable, then the grade's own word on the mode comes later; refusals carry API.md's codes."""
     # Loaded first and held: usable.refusal's own get is then answered by the identity map.
@@ -219,7 +210,7 @@ class DeliveryService:
 
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
-            licence = await _licence(session, self.caller, licence_id)
+            licence = await access_repo.party_licence(session, self.caller, licence_id)
             product = await _usable(session, self.caller, licence)
             release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
             rule = policy.rule(product.grade)
@@ -284,7 +275,7 @@ class DeliveryService:
 
     async def files(self, licence_id: str) -> FileList:
         async with read_transaction(self.sessions) as session:
-            licence = await _licence(session, self.caller, licence_id)
+            licence = await access_repo.party_licence(session, self.caller, licence_id)
             product = await _usable(session, self.caller, licence)
             _allow_mode(product, licence, "download")
             releases = [
@@ -313,7 +304,7 @@ class DeliveryService:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
         response says about the file, and its bytes — metered and audited as they are sent."""
         async with write_transaction(self.sessions) as session:
-            licence = await _licence(session, self.caller, licence_id)
+            licence = await access_repo.party_licence(session, self.caller, licence_id)
             product = await _usable(session, self.caller, licence)
             _allow_mode(product, licence, "download")
             release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
@@ -386,7 +377,7 @@ class DeliveryService:
 
     async def budget(self, licence_id: str) -> BudgetRead:
         async with read_transaction(self.sessions) as session:
-            licence = await _licence(session, self.caller, licence_id)
+            licence = await access_repo.party_licence(session, self.caller, licence_id)
             product = await products_repo.get(session, licence.product_id)
             assert product is not None
             rule = policy.rule(product.grade)

@@ -23,7 +23,7 @@ from catalog.access.licences import add_months
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import utcnow, write_transaction
-from catalog.errors import Conflict, FieldError, NotFound, ValidationFailed
+from catalog.errors import Conflict, FieldError, ValidationFailed
 from catalog.ids import new_id, new_ids
 from catalog.metering import events
 from catalog.metering import repository as repo
@@ -332,12 +332,7 @@ class MeteringService:
         if since >= until:
             raise ValidationFailed.field("since", "must be before until")
         if licence_id is not None:
-            licence = await access_repo.licence(self.session, licence_id)
-            if licence is None or not (
-                self.caller.is_operator
-                or self.caller.org_id in await access_repo.party_org_ids(self.session, licence_id)
-            ):
-                raise NotFound(f"No licence {licence_id}.")
+            await access_repo.party_licence(self.session, self.caller, licence_id)
         scope = access_repo.licence_scope_ids(self.caller)
         buckets = await repo.usage_buckets(self.session, scope, since, until, licence_id)
         sums: dict[tuple[str, str, str | None, str], int] = defaultdict(int)
