@@ -95,8 +95,7 @@ async def queue_reports(session: AsyncSession, licence: Licence, subscription: S
                     "timestamp": int(timestamp.timestamp()),
                     "invoice_item": backdated,
                     # Tax included, as in the subscription's metered price: invoice.paid takes it out.
-                    "unit_amount": int(plan.unit_prices[dimension])
-                    + money.tax_on(int(plan.unit_prices[dimension]), plan.tax_bps),
+                    "unit_amount": money.with_tax(int(plan.unit_prices[dimension]), plan.tax_bps),
                     "currency": plan.currency,
                 },
                 dedupe_key=identifier,

@@ -106,6 +106,11 @@ def tax_on(net: int, tax_bps: int) -> int:
     return (net * tax_bps + BPS // 2) // BPS
 
 
+def with_tax(net: int, tax_bps: int) -> int:
+    """The tax-inclusive price of a tax-exclusive ``net``: what Stripe is asked to charge."""
+    return net + tax_on(net, tax_bps)
+
+
 def split_gross(gross: int, tax_bps: int) -> tuple[int, int]:
     """Split a tax-inclusive ``gross`` into ``(net, tax)``; net is rounded half up, tax is the rest."""
     _int("gross", gross, 0)

@@ -154,13 +154,19 @@ async def add_transfer(session: AsyncSession, payment: Payment, org_id: str, amo
     return transfer
 
 
-def parts_and_reversed(payment: Payment, allocations: list[Allocation]) -> tuple[dict[str, int], dict[str, int]]:
+def part_key(allocation: Allocation) -> str:
+    """The name money.reverse knows the part by: the party, or a provider's org id."""
+    key = allocation.org_id if allocation.party == "provider" else allocation.party
+    assert key is not None
+    return key
+
+
+def parts_and_reversed(allocations: list[Allocation]) -> tuple[dict[str, int], dict[str, int]]:
     """The payment's parts keyed as money.reverse expects, and what each has given back so far."""
     parts: dict[str, int] = {}
     done: dict[str, int] = {}
     for a in allocations:
-        key = a.org_id if a.party == "provider" else a.party
-        assert key is not None
+        key = part_key(a)
         parts[key] = parts.get(key, 0) + a.amount
         done[key] = done.get(key, 0) + a.reversed
     return parts, done
@@ -172,10 +178,10 @@ async def reverse(session: AsyncSession, payment: Payment, refund: Refund, actor
     outbox sends once it is sent. Answers each part's share. Stripe is never called here: the caller's
     transaction may still fail, and nothing must have left Lode when it does."""
     allocations = (await repo.allocations(session, [payment.id]))[payment.id]
-    parts, done = parts_and_reversed(payment, allocations)
+    parts, done = parts_and_reversed(allocations)
     shares = money.reverse(refund.amount, parts, done)
     for a in allocations:
-        a.reversed += shares.get(a.org_id if a.party == "provider" else a.party, 0)  # type: ignore[arg-type]
+        a.reversed += shares.get(part_key(a), 0)
     operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
     legs = ledger.reversal_legs(refund.amount, shares, operator_org)
     legs[0] = (ledger.BALANCE, payment.consumer_org_id, -refund.amount)
@@ -272,12 +278,12 @@ async def restore(session: AsyncSession, payment: Payment, dispute: Refund) -> N
     the same proportional history); that differs from undoing the dispute's own shares by at most
     one unit a part. Providers are paid their part again by new transfers."""
     allocations = (await repo.allocations(session, [payment.id]))[payment.id]
-    parts, done = parts_and_reversed(payment, allocations)
+    parts, done = parts_and_reversed(allocations)
     still = payment.refunded + payment.disputed - dispute.amount
     target = money.reverse(still, parts, {}) if still > 0 else dict.fromkeys(parts, 0)
     back = {key: done[key] - target[key] for key in parts}
     for a in allocations:
-        a.reversed = target[a.org_id if a.party == "provider" else a.party]  # type: ignore[index]
+        a.reversed = target[part_key(a)]
     operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
     legs = [
         (account, org, -amount) for account, org, amount in ledger.reversal_legs(dispute.amount, back, operator_org)

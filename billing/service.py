@@ -169,7 +169,7 @@ class BillingService:
                     "quantity": 1,
                     "price_data": {
                         "currency": currency,
-                        "unit_amount": plan.amount + money.tax_on(plan.amount, plan.tax_bps),
+                        "unit_amount": money.with_tax(plan.amount, plan.tax_bps),
                         "recurring": {"interval": plan.interval or "month"},
                         "product_data": {"name": name},
                     },
@@ -188,7 +188,7 @@ class BillingService:
             plan.id,
             dimension,
             plan.currency.lower(),
-            unit_price + money.tax_on(unit_price, plan.tax_bps),
+            money.with_tax(unit_price, plan.tax_bps),
             plan.interval or "month",
             meter.meter_id,
             f"{name} ({dimension})",
@@ -209,7 +209,7 @@ class BillingService:
         payment = await repo.payment(self.session, checkout.payment_id)
         licence = await access_repo.licence(self.session, checkout.licence_id)
         plan = await products_repo.plan(self.session, licence.plan_id) if licence else None
-        amount = payment.amount if payment else (plan.amount + money.tax_on(plan.amount, plan.tax_bps) if plan else 0)
+        amount = payment.amount if payment else (money.with_tax(plan.amount, plan.tax_bps) if plan else 0)
         return CheckoutRead(
             session_id=checkout.session_id,
             url=checkout.url,
