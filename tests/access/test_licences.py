@@ -387,8 +387,13 @@ class TestSweep:
         consumer = await circulation.consumer()
         lic = (await circulation.licensed(owner, consumer, "L1"))["licence"]["id"]
         await set_licence(app, lic, ends_on=db.utcnow().date() - timedelta(days=1))
+        unpaid = (await circulation.licensed(owner, await circulation.consumer(), "L1"))["licence"]["id"]
+        # As a licence still awaiting payment whose 30 days ran out yesterday:
+        await set_licence(app, unpaid, status="pending_payment", payment_due_by=db.utcnow() - timedelta(days=1))
         await licence_service.sweep(JobContext(sessions=app.state.sessions, services={}))
         assert expect(await client.get(f"/v1/licences/{lic}", headers=owner.headers), 200)["status"] == "expired"
+        cancelled = expect(await client.get(f"/v1/licences/{unpaid}", headers=owner.headers), 200)
+        assert cancelled["status"] == "cancelled" and cancelled["end_reason"] == "unpaid after 30 days"
 
 
 class TestRegister:

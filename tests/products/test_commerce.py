@@ -210,6 +210,21 @@ class TestRevenueShare:
         expect(await client.get(url, headers=owner.headers), 200)
         problem(await client.get(url, headers=stranger.headers), 404, "not_found")  # a draft: not even visible
 
+    async def test_once_listed_only_the_parties_read_the_rule(self, client, owner, actors, catalogue) -> None:
+        listed = await catalogue.listed(owner)
+        partner = await actors.org("provider")
+        stranger = await actors.org("consumer")
+        url = f"/v1/products/{listed['id']}/revenue-share"
+        body = {
+            "operator_bps": 1500,
+            "fund_bps": 500,
+            "providers": [{"org_id": owner.org_id, "weight": 70}, {"org_id": partner.org_id, "weight": 30}],
+        }
+        expect(await client.put(url, json=body, headers=owner.headers), 201)
+        seen = expect(await client.get(url, headers=partner.headers), 200)
+        assert {p["org_id"] for p in seen["providers"]} == {owner.org_id, partner.org_id}
+        problem(await client.get(url, headers=stranger.headers), 403, "forbidden")  # listed, but not a party
+
     @pytest.mark.parametrize(
         ("change", "field"),
         [
