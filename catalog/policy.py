@@ -207,6 +207,18 @@ def is_stricter(new: str, old: str) -> bool:
     return rank(new) > rank(old)
 
 
+def org_standing_refusal(grade: str, org_status: str, in_jurisdiction: bool) -> str | None:
+    """Why an organisation of this standing may not license this grade (``licensable_by``), or None:
+    ``org_not_verified``, or ``cross_border`` when the grade admits only organisations inside the
+    product's jurisdiction."""
+    needs = _active.rule(grade).licensable_by
+    if org_status == "rejected" or (needs != "registered" and org_status != "verified"):
+        return "org_not_verified"
+    if needs == "verified_in_jurisdiction" and not in_jurisdiction:
+        return "cross_border"
+    return None
+
+
 def licensable_modes(grade: str, plan_modes: list[str] | None, terms_remove: set[str]) -> list[str]:
     """grade ∩ plan ∩ terms, in the canonical order."""
     allowed = set(_active.rule(grade).modes)

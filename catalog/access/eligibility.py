@@ -74,8 +74,11 @@ def evaluate(r: Request) -> list[Blocker]:
     codes = {c["code"] for c in r.use_conditions}
     home = country_of(r.product_jurisdiction)
 
-    if r.org.status == "rejected" or (rule.licensable_by != "registered" and r.org.status != "verified"):
+    standing = policy.org_standing_refusal(r.grade, r.org.status, country_of(r.org.jurisdiction) == home)
+    if standing == "org_not_verified":
         add(Blocker("org_not_verified", "Your organisation must be verified by the operator first."))
+    elif standing == "cross_border":
+        add(Blocker("cross_border", f"A {r.grade} product is licensed only to organisations in {home}."))
     if r.blocked_by:
         add(Blocker("org_blocked", "Your organisation is on a block-list for this product."))
 
@@ -102,7 +105,7 @@ def evaluate(r: Request) -> list[Blocker]:
     gs = condition(r.use_conditions, "GS")
     if gs is not None and country_of(r.territory) not in {country_of(g) for g in gs.get("regions", [])}:
         add(Blocker("gs_territory", f"Processing must stay within {', '.join(gs['regions'])}.", "territory"))
-    if not rule.cross_border or "no_cross_border" in r.local_conditions:
+    if (not rule.cross_border or "no_cross_border" in r.local_conditions) and standing != "cross_border":
         if country_of(r.org.jurisdiction) != home or country_of(r.territory) != home:
             add(Blocker("cross_border", f"This data may not be used or processed outside {home}.", "territory"))
     if "genetic_resources" in r.local_conditions and country_of(r.org.jurisdiction) != home:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
+from catalog import policy
 from tests.support import expect, problem
 
 pytestmark = pytest.mark.asyncio
@@ -180,3 +182,23 @@ async def test_bad_eligibility_parameters_are_400(client, circulation) -> None:
             "validation_error",
         )
         assert err["errors"][0]["field"] == field
+
+
+async def test_a_policy_that_licenses_a_grade_only_in_the_jurisdiction_is_enforced(client, circulation) -> None:
+    """L2 tightened to ``verified_in_jurisdiction`` (L2 itself allows cross-border use)."""
+    strict = msgspec.structs.replace(policy.rule("L2"), licensable_by="verified_in_jurisdiction")
+    policy.install(policy.Policy(rules={**policy.DEFAULT_POLICY.rules, "L2": strict}))
+    try:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L2", terms=GRU)
+        for jurisdiction, expected in (("DE", ["cross_border"]), ("CN", [])):
+            consumer = await circulation.consumer(jurisdiction=jurisdiction)
+            answer = expect(
+                await client.get(
+                    f"/v1/products/{product['id']}/eligibility?territory=CN", headers=consumer["buyer"].headers
+                ),
+                200,
+            )
+            assert [b["code"] for b in answer["blockers"]] == expected, jurisdiction
+    finally:
+        policy.install(policy.DEFAULT_POLICY)
