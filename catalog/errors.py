@@ -92,6 +92,11 @@ class ValidationFailed(DomainError):
     def field(cls, field: str, message: str) -> ValidationFailed:
         return cls(f"{field}: {message}", errors=[FieldError(field, message)])
 
+    @classmethod
+    def of(cls, errors: list[FieldError], *, shown: int | None = None) -> ValidationFailed:
+        """Every problem in ``errors``; the detail names the first ``shown`` (all by default)."""
+        return cls("; ".join(f"{e.field}: {e.message}" for e in errors[:shown]), errors=errors)
+
 
 class MalformedJson(DomainError):
     code = "malformed_json"
@@ -226,8 +231,7 @@ def _validation(exc: ValidationException) -> DomainError:
                 errors.append(FieldError(str(item.get("key") or "body"), str(item.get("message") or "invalid")))
     if not errors:
         errors.append(FieldError("body", str(exc.detail)))
-    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return ValidationFailed(detail, errors=errors)
+    return ValidationFailed.of(errors)
 
 
 def _from_msgspec(text: str) -> FieldError:

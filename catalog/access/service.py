@@ -183,7 +183,7 @@ class ApplicationService:
         if ethics and ethics["approved_on"] > ethics["expires_on"]:
             errors.append(FieldError("ethics_approval.expires_on", "expires before it was approved"))
         if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     async def submit(self, app_id: str) -> ApplicationRead:
         app = await self._own(app_id, lock=True)

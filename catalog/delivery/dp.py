@@ -69,17 +69,16 @@ from typing import Any
 import msgspec
 import opendp.prelude as dp
 
-from catalog.delivery.schemas import QueryRequest
+from catalog.delivery.compiler import NUMERIC
+from catalog.delivery.schemas import MAX_GROUPS, QueryRequest
 from catalog.errors import FieldError, Forbidden, Unprocessable, ValidationFailed
 from catalog.policy import MICRO, GradeRule
 
 dp.enable_features("contrib")
 
 DP_FUNCTIONS = frozenset({"count", "sum", "avg"})
-NUMERIC = ("integer", "number")
 UNITS = 2**30  # fixed-point resolution of a sum: a value of magnitude max(|min|, |max|) is 2^30 units
 DECIMALS = 4
-MAX_GROUPS = 10_000
 
 
 class DpAnswer(msgspec.Struct, kw_only=True):
@@ -152,7 +151,7 @@ def check(query: QueryRequest, table: dict, rule: GradeRule) -> int:
     if epsilon_micro < 2 * len(query.aggregates):
         errors.append(FieldError("epsilon", "too small to split across the aggregates"))
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     return epsilon_micro
 
 

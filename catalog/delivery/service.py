@@ -44,7 +44,6 @@ from catalog.products import repository as products_repo
 from catalog.products.models import Product, Release, ReleaseFile
 from catalog.storage import Storage
 
-DEFAULT_ROWS = 100
 CHUNK = 256 * 1024
 
 
@@ -124,7 +123,7 @@ def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
     at most every combination (each may also be null); otherwise ``limit``, default 100, as in rows mode.
     """
     if mode == "rows":
-        return q.limit or DEFAULT_ROWS
+        return q.limit or compiler.DEFAULT_LIMIT
     fields = {f["name"]: f for f in table["fields"]}
     categories = [fields[g].get("categories") for g in q.group_by]
     if mode == "dp_aggregate":
@@ -132,7 +131,7 @@ def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
     if all(categories):
         combinations = math.prod(len(c) + 1 for c in categories)
         return min(q.limit or combinations, combinations, MAX_GROUPS)
-    return q.limit or DEFAULT_ROWS
+    return q.limit or compiler.DEFAULT_LIMIT
 
 
 class DeliveryService:

@@ -66,7 +66,7 @@ def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> No
         if order.field not in outputs:
             errors.append(FieldError(f"order_by.{i}.field", f"{order.field!r} is not a column of the answer"))
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
 
     if not rule.sensitive_columns:
         leaked = [FieldError(p, f"{n} is sensitive") for p, n in used if fields[n].get("sensitive")]

@@ -226,7 +226,7 @@ class MeteringService:
             elif not licence.starts_on <= at.astimezone(UTC).date() <= licence.ends_on:
                 errors.append(FieldError(f"events.{i}.occurred_at", "outside the licence's term"))
         if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors[:20]), errors=errors)
+            raise ValidationFailed.of(errors, shown=20)
         owners = {lic.id: events.Owner.of(lic) for lic in licences.values()}
         event_ids = new_ids("use", len(batch.events))
         rows = [

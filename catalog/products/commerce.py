@@ -176,7 +176,7 @@ class CommerceService:
                 if org not in found or found[org].kind != "consumer"
             ]
         if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     # --- revenue shares ---------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ class CommerceService:
             elif org_id not in found or found[org_id].kind != "provider":
                 errors.append(FieldError(f"providers.{i}.org_id", "not a provider organisation"))
         if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
         rule = RevenueShareRule(
             id=new_id("rsr"),
             product_id=product.id,

@@ -49,7 +49,7 @@ def validate(tables: list[DictionaryTable], field: str = "dictionary") -> list[d
         if table.person_key not in names:
             errors.append(FieldError(f"{where}.person_key", f"{table.person_key!r} is not a field of {table.table}"))
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     return [msgspec.to_builtins(t) for t in tables]
 
 

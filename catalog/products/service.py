@@ -209,7 +209,7 @@ class ProductService:
                 if s.org_id and (s.org_id not in found or found[s.org_id].kind != "provider")
             ]
         if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
 
     # --- lifecycle --------------------------------------------------------------------------
 

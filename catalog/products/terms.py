@@ -79,7 +79,7 @@ def normalise(data: TermsPut) -> dict[str, Any]:
     if conditions and not PERMISSIONS & set(conditions):
         errors.append(FieldError("use_conditions", f"name what the data may be used for: one of {sorted(PERMISSIONS)}"))
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     return {
         "use_conditions": [{"code": code, "params": _sorted_params(conditions[code])} for code in sorted(conditions)],
         "local_conditions": sorted(set(data.local_conditions)),
