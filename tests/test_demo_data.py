@@ -17,16 +17,8 @@ from catalog.demo import data
 from catalog.demo.catalog import ALL_ORGS, OPERATOR, ORGS, PRODUCTS, RELEASE_VERSION, DemoProduct, org, product
 from catalog.demo.dictionaries import DISTRICTS
 from catalog.orgs.schemas import MemberCreate, OrgCreate
-from catalog.products.schemas import (
-    DataType,
-    Grade,
-    PlanCreate,
-    PlanKind,
-    ProductCreate,
-    ReleaseCreate,
-    RevenueSharePut,
-    TermsPut,
-)
+from catalog.products.offer_schemas import PlanCreate, RevenueSharePut, TermsPut
+from catalog.products.schemas import DataType, Grade, PlanKind, ProductCreate, ReleaseCreate
 
 SEED = "lode-demo"
 FAKE_IDS = {o.slug: "org_" + hashlib.sha256(o.slug.encode()).hexdigest()[:26].upper() for o in ALL_ORGS}

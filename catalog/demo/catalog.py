@@ -27,14 +27,8 @@ import msgspec
 from catalog.demo import products_controlled, products_open
 from catalog.demo.dictionaries import DICTIONARIES
 from catalog.orgs.schemas import MemberCreate, OrgCreate
-from catalog.products.schemas import (
-    Grade,
-    PlanCreate,
-    ProductCreate,
-    ReleaseCreate,
-    RevenueSharePut,
-    TermsPut,
-)
+from catalog.products.offer_schemas import PlanCreate, RevenueSharePut, TermsPut
+from catalog.products.schemas import Grade, ProductCreate, ReleaseCreate
 
 DEMO_DOMAIN = "demo.lode"
 RELEASE_VERSION = "2025.1"

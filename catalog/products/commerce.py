@@ -22,18 +22,17 @@ from catalog.ids import new_id
 from catalog.products import repository as repo
 from catalog.products import search, terms
 from catalog.products.models import Plan, Product, RevenueShareRule, Terms
-from catalog.products.reads import plan_read, revenue_share_read, terms_read
-from catalog.products.schemas import (
+from catalog.products.offer_schemas import (
     PLAN_MUTABLE_WHEN_LOCKED,
     PlanCreate,
     PlanList,
-    PlanRead,
     PlanUpdate,
     RevenueSharePut,
     RevenueShareRead,
     TermsPut,
-    TermsRead,
 )
+from catalog.products.reads import plan_read, revenue_share_read, terms_read
+from catalog.products.schemas import PlanRead, TermsRead
 from catalog.products.service import ProductService
 
 

@@ -7,13 +7,8 @@ from typing import Any
 import msgspec
 
 from catalog.products.models import Plan, Product, Release, ReleaseFile, RevenueShareRule, Terms
-from catalog.products.schemas import (
-    PlanRead,
-    ReleaseFileRead,
-    ReleaseRead,
-    RevenueShareRead,
-    TermsRead,
-)
+from catalog.products.offer_schemas import RevenueShareRead
+from catalog.products.schemas import PlanRead, ReleaseFileRead, ReleaseRead, TermsRead
 
 
 def summary_fields(product: Product, plans: list[Plan]) -> dict[str, Any]:

@@ -16,14 +16,12 @@ from catalog.errors import FieldError, ValidationFailed, problem_responses
 from catalog.pagination import MAX_LIMIT
 from catalog.products import dcat, search
 from catalog.products.commerce import CommerceService
+from catalog.products.offer_schemas import PlanCreate, PlanList, PlanUpdate, RevenueSharePut, RevenueShareRead, TermsPut
 from catalog.products.schemas import (
     DataType,
     Grade,
-    PlanCreate,
     PlanKind,
-    PlanList,
     PlanRead,
-    PlanUpdate,
     ProductCreate,
     ProductList,
     ProductRead,
@@ -31,11 +29,8 @@ from catalog.products.schemas import (
     ProductReview,
     ProductStatus,
     ProductUpdate,
-    RevenueSharePut,
-    RevenueShareRead,
     Standard,
     StatusChange,
-    TermsPut,
     TermsRead,
 )
 from catalog.products.service import ProductService

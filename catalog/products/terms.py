@@ -17,7 +17,7 @@ import msgspec
 import rfc8785
 
 from catalog.errors import FieldError, ValidationFailed
-from catalog.products.schemas import TermsPut, UseCondition
+from catalog.products.offer_schemas import TermsPut, UseCondition
 
 DUO = {
     "NRES": ("DUO:0000004", "no restriction"),
