@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from catalog import sqlite_driver
 from catalog.settings import Settings
 
 NAMING_CONVENTION = {
@@ -73,6 +74,7 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         # rolls back on return), so the database file may still be copied or removed between uses.
         kwargs.setdefault("pool_size", 5)
         kwargs.setdefault("max_overflow", 10)
+        kwargs.setdefault("module", sqlite_driver.dbapi)  # one thread hop per statement, not four
         engine = create_async_engine(settings.database_url, **kwargs)
         _configure_sqlite(engine)
         return engine

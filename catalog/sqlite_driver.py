@@ -1,0 +1,214 @@
+"""SQLite for SQLAlchemy's asyncio engine, one thread hop per statement.
+
+SQLAlchemy's ``aiosqlite`` adapter costs four hops to aiosqlite's thread and back for every
+statement — open a cursor, execute, fetch, close — about 0.4 ms here for a statement SQLite itself
+answers in 10 µs. A metered query runs twenty-odd statements, so on the embedded default the hops
+cost more than the query. This adapter keeps aiosqlite's shape (each connection owns one thread, so
+a statement that waits on SQLite's write lock or reads many rows never blocks the event loop) but
+makes each statement one call on that thread: execute, read every row, close, and come back with
+the rows, ``description``, ``rowcount`` and ``lastrowid``. Commit and rollback are one call each.
+
+The SQLAlchemy side reuses the aiosqlite dialect (type handling, DDL, reflection, error mapping);
+``create_engine`` passes this module's ``dbapi`` as the dialect's ``module``, so the URL stays
+``sqlite+aiosqlite://`` and only the connection underneath changes. Results are always buffered: Lode
+never asks for a server-side cursor. The adapter classes follow ``sqlalchemy.connectors.asyncio``,
+which SQLAlchemy's own asyncio dialects share; pyproject pins SQLAlchemy below 2.2 for that reason,
+and ``tests/test_db.py`` checks the behaviour it relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
+from sqlalchemy.util.concurrency import await_
+
+
+class Connection:
+    """A ``sqlite3`` connection that lives on one thread of its own; ``call`` runs work there."""
+
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._conn: sqlite3.Connection | None = conn
+
+    @classmethod
+    async def open(cls, database: str, **kwargs: Any) -> Connection:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lode-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, partial(sqlite3.connect, database, **kwargs))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, conn)
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        return self._conn
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        conn = self._live()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn, *args)
+
+    async def commit(self) -> None:
+        await self.call(sqlite3.Connection.commit)
+
+    async def rollback(self) -> None:
+        await self.call(sqlite3.Connection.rollback)
+
+    async def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            await self.call(sqlite3.Connection.close)
+        finally:
+            self._conn = None
+            self._executor.shutdown(wait=False)
+
+    def stop(self) -> None:
+        """Close without waiting (garbage collection, or a connection SQLAlchemy has given up on)."""
+        if self._conn is not None:
+            self._executor.submit(self._conn.close)
+            self._conn = None
+            self._executor.shutdown(wait=False)
+
+
+def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, list[Any], int, Any]:
+    """On the connection's thread: the whole statement, its rows read and its cursor closed."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        # rowcount after the fetch: for INSERT … RETURNING sqlite3 counts rows as they are read.
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class Cursor:
+    """The DBAPI cursor SQLAlchemy drives: one hop per execute, rows buffered on this side."""
+
+    server_side = False
+    arraysize = 1
+
+    def __init__(self, adapted: AdaptedConnection) -> None:
+        self._adapted = adapted
+        self._rows: deque[Any] = deque()
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: Any = None
+
+    def _call(self, operation: str, parameters: Any, many: bool) -> None:
+        try:
+            result = await_(self._adapted._connection.call(_run, operation, parameters, many))
+        except Exception as error:
+            self._adapted._handle_exception(error)
+        self.description, rows, self.rowcount, self.lastrowid = result
+        self._rows = deque(rows)
+
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        self._call(operation, parameters, False)
+
+    def executemany(self, operation: str, seq_of_parameters: Any) -> None:
+        self._call(operation, seq_of_parameters, True)
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> list[Any]:
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    def __iter__(self) -> Any:
+        while self._rows:
+            yield self._rows.popleft()
+
+    def setinputsizes(self, *sizes: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    async def _async_soft_close(self) -> None:
+        """Nothing is open on the driver's side once execute has returned."""
+
+
+class AdaptedConnection(AsyncAdapt_dbapi_connection):
+    """The DBAPI connection SQLAlchemy pools; ``_connection`` is the threaded ``Connection``."""
+
+    __slots__ = ()
+    _connection: Connection  # type: ignore[assignment]
+
+    def cursor(self, server_side: bool = False) -> Cursor:  # type: ignore[override]
+        return Cursor(self)
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._connection._live().isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        def set_level(conn: sqlite3.Connection) -> None:
+            conn.isolation_level = value
+
+        try:
+            await_(self._connection.call(set_level))
+        except Exception as error:
+            self._handle_exception(error)
+
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await_(self._connection.call(lambda conn: conn.create_function(*args, **kwargs)))
+        except Exception as error:
+            self._handle_exception(error)
+
+    def rollback(self) -> None:
+        if self._connection._conn is not None:
+            super().rollback()
+
+    def commit(self) -> None:
+        if self._connection._conn is not None:
+            super().commit()
+
+    def close(self) -> None:
+        try:
+            await_(self._connection.close())
+        except Exception as error:
+            self._handle_exception(error)
+
+    def terminate(self) -> None:
+        self._connection.stop()
+
+
+class DBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The aiosqlite dialect's module object (exceptions, version, paramstyle), connecting here instead."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+        self.has_stop = True
+
+    def connect(self, *args: Any, **kwargs: Any) -> AdaptedConnection:  # type: ignore[override]
+        kwargs.pop("async_creator_fn", None)
+        return AdaptedConnection(self, await_(Connection.open(*args, **kwargs)))
+
+
+dbapi = DBAPI()

@@ -1,0 +1,150 @@
+"""The embedded default's SQLite connection (catalog/sqlite_driver.py): one thread hop a statement,
+and otherwise the behaviour SQLAlchemy's aiosqlite adapter gave — results, row counts, errors,
+locking and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog import db, sqlite_driver
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(name="engine")
+async def fx_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}"))
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)"))
+    yield engine
+    await engine.dispose()
+
+
+def _driver_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("lode-sqlite"))
+
+
+async def test_the_engine_runs_on_the_one_hop_connection(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.driver_connection, sqlite_driver.Connection)
+
+
+async def test_each_statement_is_one_call_on_the_connection_thread(engine: AsyncEngine, monkeypatch) -> None:
+    calls: list[str] = []
+    original = sqlite_driver.Connection.call
+
+    async def counted(self, fn, *args):
+        calls.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
+    async with engine.connect() as conn:
+        calls.clear()
+        rows = (await conn.execute(text("SELECT 1 UNION ALL SELECT 2"))).all()
+    assert rows == [(1,), (2,)]
+    # db.py's BEGIN and the SELECT are one call each (aiosqlite's adapter made four of each);
+    # giving the connection back to the pool rolls back, one more.
+    assert calls == ["_run", "_run", "rollback"]
+
+
+async def test_rows_rowcount_and_returning(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        many = await conn.exec_driver_sql("INSERT INTO t (name) VALUES (?)", [("a",), ("b",), ("c",)])
+        assert many.rowcount == 3
+        returned = await conn.execute(text("INSERT INTO t (name) VALUES ('d'), ('e') RETURNING name"))
+        assert sorted(returned.scalars()) == ["d", "e"]
+        updated = await conn.execute(text("UPDATE t SET name = name || '!' WHERE name IN ('a', 'b')"))
+        assert updated.rowcount == 2
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 5
+        result = await conn.execute(text("SELECT name FROM t ORDER BY id"))
+        assert result.fetchone() == ("a!",)
+        assert result.fetchmany(2) == [("b!",), ("c",)]
+        assert result.fetchall() == [("d",), ("e",)]
+
+
+async def test_a_constraint_error_is_sqlalchemys_and_the_connection_recovers(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('dup')"))
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (name) VALUES ('dup')"))
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+
+
+async def test_a_writer_waiting_for_the_lock_does_not_block_the_event_loop(engine: AsyncEngine) -> None:
+    """BEGIN IMMEDIATE waits on the connection's own thread while other coroutines run on."""
+    first_holds = asyncio.Event()
+    release = asyncio.Event()
+    ticks = 0
+
+    async def first() -> None:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(lode_write=True)
+            async with conn.begin():
+                await conn.execute(text("INSERT INTO t (name) VALUES ('first')"))
+                first_holds.set()
+                await release.wait()
+
+    async def second() -> list[str]:
+        await first_holds.wait()
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(lode_write=True)
+            async with conn.begin():  # waits for first's commit, on its own thread
+                await conn.execute(text("INSERT INTO t (name) VALUES ('second')"))
+            return list((await conn.execute(text("SELECT name FROM t ORDER BY id"))).scalars())
+
+    async def ticker() -> None:
+        nonlocal ticks
+        await first_holds.wait()
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        release.set()
+
+    _, names, _ = await asyncio.gather(first(), second(), ticker())
+    assert ticks == 10  # the loop kept running while the second writer waited
+    assert names == ["first", "second"]
+
+
+async def test_dispose_closes_every_connection_thread(tmp_path: Path) -> None:
+    before = _driver_threads()
+    engine = db.create_engine(make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'threads.db'}"))
+    async with engine.connect() as a, engine.connect() as b:
+        await a.execute(text("SELECT 1"))
+        await b.execute(text("SELECT 1"))
+        assert _driver_threads() == before + 2
+    await engine.dispose()
+    for _ in range(100):
+        if _driver_threads() == before:
+            break
+        await asyncio.sleep(0.01)
+    assert _driver_threads() == before
+
+
+async def test_a_closed_connection_refuses_work(tmp_path: Path) -> None:
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "closed.db"))
+    await conn.close()
+    await conn.close()  # twice is harmless
+    with pytest.raises(Exception, match="closed"):
+        await conn.call(lambda c: c.execute("SELECT 1"))
+
+
+async def test_a_missing_directory_is_an_operational_error(tmp_path: Path) -> None:
+    engine = db.create_engine(make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'nowhere' / 'x.db'}"))
+    try:
+        with pytest.raises(OperationalError):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
