@@ -18,7 +18,8 @@ carry the same keys: they are stored in the file, never recomputed, and never sh
 DuckDB runs sandboxed and off the event loop (STYLE rule 16): an in-memory database per piece of
 work, in a worker thread, with ``threads=1``, the configured ``memory_limit``, external access off
 except for one allowed directory, autoloading of extensions off, and the configuration locked so
-SQL cannot loosen any of it. A timer calls ``interrupt()`` at the time limit.
+SQL cannot loosen any of it. The event loop calls ``interrupt()`` at the time limit, or as soon as
+the request that waits for the work is cancelled.
 
 Ingest and publish open a fresh database for each file. Queries (``run_limited``) borrow one: starting
 a DuckDB database costs ≈20 ms, several times a typical query, so a database that finished a query
@@ -93,6 +94,37 @@ def quote(identifier: str) -> str:
 
 class _TimedOut(Exception):
     pass
+
+
+class _Watch:
+    """The time limit of one piece of work: ``stop`` (from the event loop) interrupts its connection.
+
+    The lock keeps ``stop`` from interrupting a connection that is being closed; a ``stop`` that
+    comes before the work has its connection makes ``attach`` refuse to start it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._done = False
+        self.fired = False
+
+    def attach(self, conn: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            if self.fired:
+                raise _TimedOut
+            self._conn = conn
+
+    def stop(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.fired = True
+                if self._conn is not None:
+                    self._conn.interrupt()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
 
 
 class Storage:
@@ -194,42 +226,41 @@ class Storage:
         for _, database in idle:
             database.close()
 
-    def _call_limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False) -> T:
+    def _call_limited(self, fn: Work[T], allowed_dir: Path, watch: _Watch, *, borrow: bool = False) -> T:
         allowed = Path(allowed_dir).resolve()
         database = self._borrow(allowed) if borrow else self.open_connection(allowed)
         conn = database.cursor() if borrow else database
-        lock = threading.Lock()
-        state = {"done": False, "fired": False}
         clean = False
-
-        def stop() -> None:
-            # The lock keeps the timer from interrupting a connection that is being closed.
-            with lock:
-                if not state["done"]:
-                    state["fired"] = True
-                    conn.interrupt()
-
-        timer = threading.Timer(timeout_s, stop)
-        timer.daemon = True
-        timer.start()
         try:
+            watch.attach(conn)
             result = fn(conn)
             clean = True
             return result
         except duckdb.Error as exc:
-            if state["fired"]:
+            if watch.fired:
                 raise _TimedOut from exc
             raise
         finally:
-            timer.cancel()
-            with lock:
-                state["done"] = True
+            watch.finish()
             conn.close()
             if borrow:
-                if clean and not state["fired"]:
+                if clean and not watch.fired:
                     self._give_back(allowed, database)
                 else:
                     database.close()
+
+    async def _limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False) -> T:
+        """``fn`` on a worker thread, interrupted by the event loop at the time limit — or at once if
+        the request is cancelled, since nobody is left to read the answer."""
+        watch = _Watch()
+        handle = asyncio.get_running_loop().call_later(timeout_s, watch.stop)
+        try:
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow)
+        except asyncio.CancelledError:
+            watch.stop()
+            raise
+        finally:
+            handle.cancel()
 
     async def run_limited(self, fn: Work[T], *, allowed_dir: Path | None = None, timeout_s: float | None = None) -> T:
         """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.
@@ -242,7 +273,7 @@ class Storage:
         """
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return await asyncio.to_thread(self._call_limited, fn, allowed_dir or self.root, limit, borrow=True)
+            return await self._limited(fn, allowed_dir or self.root, limit, borrow=True)
         except _TimedOut:
             raise Unprocessable(
                 f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
@@ -262,7 +293,7 @@ class Storage:
     async def _work(self, fn: Work[T], allowed_dir: Path, failure: str) -> T:
         """File work under the longer limit; a file DuckDB cannot handle is the uploader's problem to fix."""
         try:
-            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, self.work_timeout_s)
+            return await self._limited(fn, allowed_dir, self.work_timeout_s)
         except _TimedOut:
             detail = f"{failure}: it took longer than {self.work_timeout_s:g} s."
             raise Unprocessable(detail, code="unreadable_file") from None

@@ -3,9 +3,11 @@ DuckDB stays inside its sandbox and its time limit."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -409,6 +411,30 @@ class TestRunLimited:
 
         assert caught.value.code == "query_timeout"
         assert time.monotonic() - started < 10
+
+    async def test_a_cancelled_request_stops_its_query_at_once(self, storage: Storage) -> None:
+        """A client that goes away leaves nobody to read the answer: the query is interrupted then,
+        not at its 5 s limit, and its thread is free again."""
+        query = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range + b.range = 7"
+        running, ended = threading.Event(), threading.Event()
+
+        def work(conn):
+            running.set()
+            try:
+                return conn.execute(query).fetchall()
+            finally:
+                ended.set()
+
+        task = asyncio.create_task(storage.run_limited(work))
+        assert await asyncio.to_thread(running.wait, 5)
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(ended.wait, 4)
+        assert time.monotonic() - started < 2
+        assert await storage.run_limited(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
 
     async def test_a_query_past_the_memory_limit_is_a_422(self, tmp_path) -> None:
         small = Storage(tmp_path / "store", memory_limit="8MB")
