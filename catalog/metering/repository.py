@@ -62,18 +62,26 @@ async def reserve_counters(
     if not within:
         return set()
     now = utcnow()
+    limits = {f"cap_{d}": caps[d] for d in within}
     rows = [
-        {"licence_id": licence_id, "dimension": d, "period_start": period, "used": n, "updated_at": now}
+        {"licence_id": licence_id, "dimension": d, "period_start": period, "used": n, "updated_at": now, **limits}
         for d, n in within.items()
     ]
-    stmt = _insert(session)(COUNTERS)
-    cap = case({d: literal(caps[d], BigInteger) for d in within}, value=stmt.excluded.dimension)
-    stmt = stmt.on_conflict_do_update(
+    stmt = _reserve_statement(session.bind.dialect.name, tuple(within))
+    return set((await session.execute(stmt, rows)).scalars())
+
+
+@functools.cache
+def _reserve_statement(dialect_name: str, dimensions: tuple[str, ...]) -> Any:
+    """Built once per dialect and set of dimensions, the caps as parameters: building this statement
+    cost more than running it."""
+    stmt = (pg_insert if dialect_name == "postgresql" else sqlite_insert)(COUNTERS)
+    cap = case({d: bindparam(f"cap_{d}", type_=BigInteger) for d in dimensions}, value=stmt.excluded.dimension)
+    return stmt.on_conflict_do_update(
         index_elements=[COUNTERS.c.licence_id, COUNTERS.c.dimension, COUNTERS.c.period_start],
         set_={"used": COUNTERS.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
         where=COUNTERS.c.used + stmt.excluded.used <= cap,
     ).returning(COUNTERS.c.dimension)
-    return set((await session.execute(stmt, rows)).scalars())
 
 
 async def add_counters(session: AsyncSession, amounts: dict[CounterKey, int]) -> dict[CounterKey, int]:
@@ -176,11 +184,14 @@ async def budget(session: AsyncSession, org_id: str, product_id: str) -> Epsilon
 
 # --- reservations -----------------------------------------------------------------------------------
 
+_INSERT_RESERVATION = insert(Reservation.__table__)
+
 
 async def insert_reservation(session: AsyncSession, reservation: Reservation) -> None:
-    """One plain INSERT: the reservation is never changed through the ORM, so it skips the flush."""
+    """One plain INSERT: the reservation is never changed through the ORM, so it skips the flush. The
+    values go as parameters of one shared statement (``.values()`` would build a new one each time)."""
     columns = Reservation.__table__.columns
-    await session.execute(insert(Reservation).values({c.key: getattr(reservation, c.key) for c in columns}))
+    await session.execute(_INSERT_RESERVATION, {c.key: getattr(reservation, c.key) for c in columns})
 
 
 async def close_reservation(
