@@ -6,7 +6,8 @@ answers in 10 µs. A metered query runs twenty-odd statements, so on the embedde
 cost more than the query. This adapter keeps aiosqlite's shape (each connection owns one thread, so
 a statement that waits on SQLite's write lock or reads many rows never blocks the event loop) but
 makes each statement one call on that thread: execute, read every row, close, and come back with
-the rows, ``description``, ``rowcount`` and ``lastrowid``. Commit and rollback are one call each.
+the rows, ``description``, ``rowcount`` and ``lastrowid``. Commit and rollback are one call each,
+and none when no transaction is open.
 
 The SQLAlchemy side reuses the aiosqlite dialect (type handling, DDL, reflection, error mapping);
 ``create_engine`` passes this module's ``dbapi`` as the dialect's ``module``, so the URL stays
@@ -40,6 +41,8 @@ class Connection:
 
     @classmethod
     async def open(cls, database: str, **kwargs: Any) -> Connection:
+        # The connection lives on its thread, but its in_transaction flag is read from the loop.
+        kwargs["check_same_thread"] = False
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lode-sqlite")
         loop = asyncio.get_running_loop()
         try:
@@ -58,11 +61,15 @@ class Connection:
         conn = self._live()
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn, *args)
 
+    # Outside a transaction both are no-ops in SQLite, so they skip the hop: the pool rolls back
+    # every connection given back to it, and most come back committed.
     async def commit(self) -> None:
-        await self.call(sqlite3.Connection.commit)
+        if self._live().in_transaction:
+            await self.call(sqlite3.Connection.commit)
 
     async def rollback(self) -> None:
-        await self.call(sqlite3.Connection.rollback)
+        if self._live().in_transaction:
+            await self.call(sqlite3.Connection.rollback)
 
     async def close(self) -> None:
         if self._conn is None:

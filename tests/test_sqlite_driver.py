@@ -56,6 +56,12 @@ async def test_each_statement_is_one_call_on_the_connection_thread(engine: Async
     # giving the connection back to the pool rolls back, one more.
     assert calls == ["_run", "_run", "rollback"]
 
+    calls.clear()
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('x')"))
+    # BEGIN, INSERT, COMMIT; the pool's rollback on return finds no transaction and costs no call.
+    assert calls == ["_run", "_run", "commit"]
+
 
 async def test_rows_rowcount_and_returning(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
