@@ -48,6 +48,18 @@ def new_ids(prefix: str, n: int) -> list[str]:
             ms, rand = ms + 1, int.from_bytes(os.urandom(9), "big")
         _last_ms, _last_rand = ms, rand + n - 1
     base = (ms << 80) | rand
+    if n < 1024:
+        # Only the last two digits (20 bits) change from one id to the next, unless adding carries
+        # into the digits above them: spell those once for each value they take.
+        ids = []
+        heads: dict[int, str] = {}
+        for value in range(base, base + n):
+            high = value >> 20
+            head = heads.get(high)
+            if head is None:
+                head = heads[high] = f"{prefix}_{encode(value)[:-4]}"
+            ids.append(head + _PAIRS[(value >> 10) & 1023] + _PAIRS[value & 1023])
+        return ids
     return [f"{prefix}_{encode(base + i)}" for i in range(n)]
 
 

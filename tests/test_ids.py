@@ -61,3 +61,31 @@ def test_a_batch_that_would_wrap_the_random_part_moves_to_the_next_millisecond(
     assert batch == sorted(set(batch)) and len(batch) == 5
     millis = {int(i[4:14].translate(str.maketrans(ALPHABET, "0123456789abcdefghijklmnopqrstuv")), 32) for i in batch}
     assert millis == {now_ms + 1}
+
+
+@given(st.integers(min_value=0, max_value=2**80 - 1_100), st.integers(min_value=1, max_value=1_100))
+def test_a_batch_spells_every_id_as_encode_does_across_carries(rand: int, n: int) -> None:
+    """The batch path spells the digits above the last two once per value they take: each id must
+    still be exactly ``encode`` of its value, also where adding carries past the last two digits."""
+    ms = 1_800_000_000_000
+    before = (ids._last_ms, ids._last_rand)
+    try:
+        ids._last_ms, ids._last_rand = ms + 10**9, rand - 1  # "this millisecond" is ahead of the clock
+        batch = ids.new_ids("use", n)
+    finally:
+        ids._last_ms, ids._last_rand = before
+    base = ((ms + 10**9) << 80) | rand
+    assert batch == [f"use_{crockford(base + i)}" for i in range(n)]
+
+
+def test_a_batch_across_the_twenty_bit_boundary() -> None:
+    before = (ids._last_ms, ids._last_rand)
+    ms = time.time_ns() // 1_000_000 + 10**9
+    try:
+        ids._last_ms, ids._last_rand = ms, (1 << 20) - 6  # the sixth id carries into the digits above
+        batch = ids.new_ids("use", 10)
+    finally:
+        ids._last_ms, ids._last_rand = before
+    base = (ms << 80) | ((1 << 20) - 5)
+    assert batch == [f"use_{crockford(base + i)}" for i in range(10)]
+    assert batch[4][:-4] != batch[5][:-4]

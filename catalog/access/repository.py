@@ -106,14 +106,16 @@ def licence_scope_ids(caller: Principal) -> Select:
     return parties_of(caller.org_id)
 
 
-async def licences_by_ids(session: AsyncSession, ids: Sequence[str]) -> list[Licence]:
+async def licences_by_ids(
+    session: AsyncSession, ids: Sequence[str], *, party: str | None = None, roles: Sequence[str] | None = None
+) -> list[Licence]:
+    """The licences among ``ids``; with ``party``, only those where that organisation is a party
+    (in one of ``roles``, if given)."""
     if not ids:
         return []
-    return list((await session.execute(select(Licence).where(Licence.id.in_(ids)))).scalars())
-
-
-async def licences_of_party(session: AsyncSession, org_id: str, ids: Sequence[str], roles: Sequence[str]) -> list[str]:
-    stmt = parties_of(org_id, roles).where(LicenceParty.licence_id.in_(ids))
+    stmt = select(Licence).where(Licence.id.in_(ids))
+    if party is not None:
+        stmt = stmt.where(Licence.id.in_(parties_of(party, roles)))
     return list((await session.execute(stmt)).scalars())
 
 

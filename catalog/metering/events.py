@@ -9,7 +9,6 @@ import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import msgspec
 import rfc8785
 
 from catalog.access.models import Licence
@@ -19,22 +18,34 @@ _VERBATIM = re.compile(r"[ !#-\[\]-~]*")
 _SAFE_INT = 2**53  # RFC 8785 writes integers as ECMAScript numbers, exact below this
 
 
-def canonical_json(payload: dict[str, Any]) -> bytes:
-    """The RFC 8785 (JCS) form of a flat payload, as ``rfc8785.dumps`` writes it.
+def payload_digest(licence_id: str, dimension: str, quantity: int, at: datetime, analyst: str | None) -> str:
+    """SHA-256 of the event's payload in RFC 8785 (JCS) form, as ``rfc8785.dumps`` writes it.
 
-    For ASCII keys and values that are verbatim strings, safe integers or null — every usage
-    payload — msgspec's sorted-key output is that form byte for byte, at a fraction of the cost
-    (it matters at 1,000 events a batch); anything else is left to ``rfc8785``.
+    When every string is verbatim and the quantity a safe integer — every usage event in practice —
+    that form is the five keys in code-unit order with nothing to escape, written here directly at
+    a fraction of the cost (it matters at 1,000 events a batch); anything else goes to ``rfc8785``.
     """
-    strings = []
-    for value in payload.values():
-        if type(value) is str:
-            strings.append(value)
-        elif not (value is None or (type(value) is int and -_SAFE_INT < value < _SAFE_INT)):
-            return rfc8785.dumps(payload)
-    if _VERBATIM.fullmatch("".join(payload) + "".join(strings)) is None:  # every key and string, at once
-        return rfc8785.dumps(payload)
-    return msgspec.json.encode(payload, order="sorted")
+    occurred = at.isoformat()
+    if (
+        type(quantity) is int
+        and -_SAFE_INT < quantity < _SAFE_INT
+        and _VERBATIM.fullmatch(licence_id + dimension + occurred + (analyst or ""))
+    ):
+        by = "null" if analyst is None else f'"{analyst}"'
+        text = (
+            f'{{"analyst_id":{by},"dimension":"{dimension}","licence_id":"{licence_id}",'
+            f'"occurred_at":"{occurred}","quantity":{quantity}}}'
+        ).encode()
+    else:
+        payload = {
+            "licence_id": licence_id,
+            "dimension": dimension,
+            "quantity": quantity,
+            "occurred_at": occurred,
+            "analyst_id": analyst,
+        }
+        text = rfc8785.dumps(payload)
+    return hashlib.sha256(text).hexdigest()
 
 
 class Owner(NamedTuple):
@@ -62,13 +73,6 @@ def usage_row(
     created: datetime,
 ) -> dict[str, Any]:
     """One usage_events row; ``at`` and ``created`` are aware UTC."""
-    payload = {
-        "licence_id": owner.licence_id,
-        "dimension": dimension,
-        "quantity": quantity,
-        "occurred_at": at.isoformat(),
-        "analyst_id": analyst,
-    }
     return {
         "id": id_,
         "licence_id": owner.licence_id,
@@ -81,7 +85,7 @@ def usage_row(
         "occurred_at": at,
         "source": source,
         "reported_by": reported_by,
-        "payload_sha256": hashlib.sha256(canonical_json(payload)).hexdigest(),
+        "payload_sha256": payload_digest(owner.licence_id, dimension, quantity, at, analyst),
         "over_cap": False,
         "created_at": created,
     }

@@ -203,57 +203,59 @@ class MeteringService:
         self.caller = caller
 
     async def ingest(self, batch: UsageBatch) -> IngestResult:
-        """Usage a provider delivered outside Lode: validated whole, inserted in one statement."""
+        """Usage a provider delivered outside Lode: validated whole, inserted in one statement.
+
+        Up to 1,000 events a request, so each event costs one pass of plain Python: its time
+        checked and put in UTC once, its row built once, and the later steps skipped when, as
+        usual, every row went in.
+        """
         ids = sorted({e.licence_id for e in batch.events})
-        licences = {lic.id: lic for lic in await access_repo.licences_by_ids(self.session, ids)}
-        allowed = (
-            set(ids)
-            if self.caller.is_operator
-            else set(await access_repo.licences_of_party(self.session, self.caller.org_id, ids, ("owner", "provider")))
-        )
+        # Only licences of the caller's products (the operator: any); the rest are refused below.
+        party = None if self.caller.is_operator else self.caller.org_id
+        licences = {
+            lic.id: lic
+            for lic in await access_repo.licences_by_ids(self.session, ids, party=party, roles=("owner", "provider"))
+        }
         now = utcnow()
+        latest = now + FUTURE_TOLERANCE
+        terms = {lid: (lic.starts_on, lic.ends_on) for lid, lic in licences.items()}
         errors: list[FieldError] = []
+        moments: list[datetime] = []  # each event's time in UTC
         for i, e in enumerate(batch.events):
-            licence = licences.get(e.licence_id)
-            if licence is None or e.licence_id not in allowed:
-                errors.append(FieldError(f"events.{i}.licence_id", "not a licence of your products"))
-                continue
+            term = terms.get(e.licence_id)
             at = e.occurred_at
-            if at.tzinfo is None:
+            if term is None:
+                errors.append(FieldError(f"events.{i}.licence_id", "not a licence of your products"))
+            elif at.tzinfo is None:
                 errors.append(FieldError(f"events.{i}.occurred_at", "needs a time zone (RFC 3339)"))
-            elif at > now + FUTURE_TOLERANCE:
+            elif at > latest:
                 errors.append(FieldError(f"events.{i}.occurred_at", "more than 5 minutes in the future"))
-            elif not licence.starts_on <= at.astimezone(UTC).date() <= licence.ends_on:
-                errors.append(FieldError(f"events.{i}.occurred_at", "outside the licence's term"))
+            else:
+                at = at.astimezone(UTC)
+                if not term[0] <= at.date() <= term[1]:
+                    errors.append(FieldError(f"events.{i}.occurred_at", "outside the licence's term"))
+                moments.append(at)
         if errors:
             raise ValidationFailed.of(errors, shown=20)
-        owners = {lic.id: events.Owner.of(lic) for lic in licences.values()}
-        event_ids = new_ids("use", len(batch.events))
+        owners = {lid: events.Owner.of(lic) for lid, lic in licences.items()}
+        reporter = self.caller.org_id
         rows = [
             events.usage_row(
-                owners[e.licence_id],
-                event_ids[i],
-                e.idempotency_key,
-                e.dimension,
-                e.quantity,
-                e.occurred_at.astimezone(UTC),
-                e.analyst_id,
-                "reported",
-                self.caller.org_id,
-                now,
+                owners[e.licence_id], id_, e.idempotency_key, e.dimension, e.quantity, at, e.analyst_id,
+                "reported", reporter, now,
             )
-            for i, e in enumerate(batch.events)
-        ]
+            for e, id_, at in zip(batch.events, new_ids("use", len(batch.events)), moments, strict=True)
+        ]  # fmt: skip
         first: dict[tuple[str, str], int] = {}
         conflicts: list[ConflictRow] = []
         duplicates = 0
         unique_rows = []
         for i, row in enumerate(rows):  # the same key twice in one batch: the first one counts
             pair = (row["licence_id"], row["idempotency_key"])
-            if pair not in first:
-                first[pair] = i
+            seen = first.setdefault(pair, i)
+            if seen == i:
                 unique_rows.append(row)
-            elif rows[first[pair]]["payload_sha256"] == row["payload_sha256"]:
+            elif rows[seen]["payload_sha256"] == row["payload_sha256"]:
                 duplicates += 1
             else:
                 conflicts.append(
@@ -264,23 +266,25 @@ class MeteringService:
                     )
                 )
         inserted = await repo.insert_events(self.session, unique_rows)
-        rest = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) not in inserted]
-        existing = await repo.existing_events(self.session, [(r["licence_id"], r["idempotency_key"]) for r in rest])
-        for row in rest:
-            pair = (row["licence_id"], row["idempotency_key"])
-            if existing.get(pair) == row["payload_sha256"]:
-                duplicates += 1
-            else:
-                conflicts.append(
-                    ConflictRow(
-                        index=first[pair],
-                        idempotency_key=row["idempotency_key"],
-                        reason="the key was used before with a different event",
+        if len(inserted) == len(unique_rows):
+            fresh = unique_rows
+        else:
+            fresh = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) in inserted]
+            rest = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) not in inserted]
+            existing = await repo.existing_events(self.session, [(r["licence_id"], r["idempotency_key"]) for r in rest])
+            for row in rest:
+                pair = (row["licence_id"], row["idempotency_key"])
+                if existing.get(pair) == row["payload_sha256"]:
+                    duplicates += 1
+                else:
+                    conflicts.append(
+                        ConflictRow(
+                            index=first[pair],
+                            idempotency_key=row["idempotency_key"],
+                            reason="the key was used before with a different event",
+                        )
                     )
-                )
-        over = await self._count_towards_caps(
-            [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) in inserted], licences
-        )
+        over = await self._count_towards_caps(fresh, licences)
         if inserted:
             outbox.emit(
                 self.session,
@@ -296,22 +300,25 @@ class MeteringService:
 
     async def _count_towards_caps(self, rows: list[dict[str, Any]], licences: dict[str, Licence]) -> list[OverCap]:
         """Reported usage counts toward caps and is accepted past them, flagged over_cap."""
+        caps_of = {lid: lic.caps for lid, lic in licences.items()}
+        by_day: dict[tuple[str, str, date], int] = defaultdict(int)
+        for row in rows:
+            licence_id, dimension = row["licence_id"], row["dimension"]
+            if dimension in caps_of[licence_id]:
+                by_day[(licence_id, dimension, row["occurred_at"].date())] += row["quantity"]
         totals: dict[tuple[str, str, date], int] = defaultdict(int)
         periods: dict[tuple[str, date], date] = {}
-        for row in rows:
-            licence = licences[row["licence_id"]]
-            if row["dimension"] in licence.caps:
-                day = row["occurred_at"].date()
-                period = periods.get((licence.id, day))
-                if period is None:
-                    period = periods[(licence.id, day)] = await cap_period_start(self.session, licence, day)
-                totals[(licence.id, row["dimension"], period)] += row["quantity"]
+        for (licence_id, dimension, day), quantity in by_day.items():
+            period = periods.get((licence_id, day))
+            if period is None:
+                period = periods[(licence_id, day)] = await cap_period_start(self.session, licences[licence_id], day)
+            totals[(licence_id, dimension, period)] += quantity
         totals = dict(sorted(totals.items()))
         used_now = await repo.add_counters(self.session, totals)
         over = []
         for licence_id, dimension, period in totals:
             used = used_now[(licence_id, dimension, period)]
-            cap = int(licences[licence_id].caps[dimension])
+            cap = int(caps_of[licence_id][dimension])
             if used > cap:
                 over.append(OverCap(licence_id=licence_id, dimension=dimension, used=used, cap=cap))
                 keys = [
