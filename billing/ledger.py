@@ -72,11 +72,12 @@ def post(
 
 
 def charge_legs(
-    gross: int, parts: Mapping[str, int], operator_org: str | None, providers: Mapping[str, int]
+    gross: int, parts: Mapping[str, int], operator_org: str | None, providers: Mapping[str, int], *, payer: str
 ) -> list[tuple[str, str | None, int]]:
-    """Money in: the balance grows by the gross; each part is owed to its party."""
+    """Money in: the balance grows by the gross, from the paying organisation; each part is owed to
+    its party."""
     legs: list[tuple[str, str | None, int]] = [
-        (BALANCE, None, gross),
+        (BALANCE, payer, gross),
         (TAX, None, -parts.get("tax", 0)),
         (OPERATOR, operator_org, -parts.get("operator", 0)),
         (FUND, None, -parts.get("fund", 0)),
@@ -86,10 +87,11 @@ def charge_legs(
 
 
 def reversal_legs(
-    amount: int, reversed_parts: Mapping[str, int], operator_org: str | None
+    amount: int, reversed_parts: Mapping[str, int], operator_org: str | None, *, payer: str
 ) -> list[tuple[str, str | None, int]]:
-    """Money out for a refund or dispute: each part gives back its share."""
-    legs: list[tuple[str, str | None, int]] = [(BALANCE, None, -amount)]
+    """Money out for a refund or dispute, back to the paying organisation: each part gives back its
+    share."""
+    legs: list[tuple[str, str | None, int]] = [(BALANCE, payer, -amount)]
     for part, value in reversed_parts.items():
         if part == "tax":
             legs.append((TAX, None, value))

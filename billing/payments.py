@@ -69,8 +69,7 @@ async def record_paid(
         ]
     )
     parts = money.parts_of(split, tax)
-    legs = ledger.charge_legs(gross, parts, operator_org, split.providers)
-    legs[0] = (ledger.BALANCE, payment.consumer_org_id, gross)  # whose money came in
+    legs = ledger.charge_legs(gross, parts, operator_org, split.providers, payer=payment.consumer_org_id)
     ledger.post(
         session, "charge", legs, currency=payment.currency, payment_id=payment.id, memo=f"licence {payment.licence_id}"
     )
@@ -183,8 +182,7 @@ async def reverse(session: AsyncSession, payment: Payment, refund: Refund, actor
     for a in allocations:
         a.reversed += shares.get(part_key(a), 0)
     operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
-    legs = ledger.reversal_legs(refund.amount, shares, operator_org)
-    legs[0] = (ledger.BALANCE, payment.consumer_org_id, -refund.amount)
+    legs = ledger.reversal_legs(refund.amount, shares, operator_org, payer=payment.consumer_org_id)
     ledger.post(
         session,
         refund.kind,
@@ -285,10 +283,8 @@ async def restore(session: AsyncSession, payment: Payment, dispute: Refund) -> N
     for a in allocations:
         a.reversed = target[part_key(a)]
     operator_org = next((a.org_id for a in allocations if a.party == "operator"), None)
-    legs = [
-        (account, org, -amount) for account, org, amount in ledger.reversal_legs(dispute.amount, back, operator_org)
-    ]
-    legs[0] = (ledger.BALANCE, payment.consumer_org_id, dispute.amount)
+    reversal = ledger.reversal_legs(dispute.amount, back, operator_org, payer=payment.consumer_org_id)
+    legs = [(account, org, -amount) for account, org, amount in reversal]  # the reversal, undone
     ledger.post(
         session, "dispute_won", legs, currency=payment.currency, payment_id=payment.id, memo=f"dispute {dispute.id} won"
     )

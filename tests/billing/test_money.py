@@ -416,13 +416,13 @@ class TestLedgerLegs:
         split = allocate(net, *rule, weights)
         parts = parts_of(split, tax=tax_on(net, tax_bps))
         gross = sum(parts.values())
-        journals = [ledger.charge_legs(gross, parts, "org_operator", split.providers)]
+        journals = [ledger.charge_legs(gross, parts, "org_operator", split.providers, payer="org_consumer")]
         done = {key: 0 for key in parts}
         refunded = 0
         while refunded < gross and data.draw(st.booleans(), label="refund again"):
             amount = data.draw(st.integers(min_value=1, max_value=gross - refunded), label="refund")
             shares = reverse(amount, parts, done)
-            journals.append(ledger.reversal_legs(amount, shares, "org_operator"))
+            journals.append(ledger.reversal_legs(amount, shares, "org_operator", payer="org_consumer"))
             done = {key: done[key] + shares[key] for key in parts}
             refunded += amount
 
@@ -433,8 +433,8 @@ class TestLedgerLegs:
                 balances[account, org] = balances.get((account, org), 0) + amount
             # Credits are negative: no party is ever owed less than nothing, and the balance
             # at Stripe never goes below zero.
-            assert balances[ledger.BALANCE, None] >= 0
+            assert balances[ledger.BALANCE, "org_consumer"] >= 0
             assert all(value <= 0 for (account, _), value in balances.items() if account != ledger.BALANCE)
-        assert balances[ledger.BALANCE, None] == gross - refunded
+        assert balances[ledger.BALANCE, "org_consumer"] == gross - refunded
         if refunded == gross:
             assert not any(balances.values())
