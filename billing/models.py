@@ -117,6 +117,9 @@ class Transfer(IdMixin, CreatedMixin, Base):
     first_attempt_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What Stripe pays it out of (source_transaction): the payment's charge for its split; none for a
+    # re-payment after a won dispute, whose charge's funds went back with the dispute.
+    source_charge_id: Mapped[str | None] = mapped_column(String(80))
 
 
 class TransferReversal(IdMixin, CreatedMixin, Base):

@@ -75,7 +75,7 @@ async def record_paid(
     )
     for org, amount in split.providers.items():
         if amount > 0:
-            await add_transfer(session, payment, org, amount, f"split:{payment.id}:{org}")
+            await add_transfer(session, payment, org, amount, f"split:{payment.id}:{org}", source_charge_id=charge_id)
     if charge_id is not None:
         outbox.emit(session, FEE_EVENT, {"payment_id": payment.id}, dedupe_key=f"fee:{payment.id}")
     await session.flush()
@@ -128,8 +128,11 @@ async def book_fee(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
         )
 
 
-async def add_transfer(session: AsyncSession, payment: Payment, org_id: str, amount: int, key: str) -> Transfer:
-    """A payout instruction; sent by the outbox now, or kept outstanding until the provider can be paid."""
+async def add_transfer(
+    session: AsyncSession, payment: Payment, org_id: str, amount: int, key: str, *, source_charge_id: str | None
+) -> Transfer:
+    """A payout instruction, paid out of ``source_charge_id`` (or the balance); sent by the outbox now,
+    or kept outstanding until the provider can be paid."""
     # Locked against account.updated: otherwise a transfer made "outstanding" while the account
     # turns active in another transaction would wait for a release that already happened.
     account = await repo.payout_account(session, org_id, lock=True)
@@ -144,6 +147,7 @@ async def add_transfer(session: AsyncSession, payment: Payment, org_id: str, amo
         fx_rate="1",
         amount=amount,
         status="pending" if ready else "outstanding",
+        source_charge_id=source_charge_id,
         created_at=utcnow(),
     )
     session.add(transfer)
@@ -307,7 +311,8 @@ async def restore(session: AsyncSession, payment: Payment, dispute: Refund) -> N
             )
         if owed - offset > 0:
             key = f"split:{payment.id}:{a.org_id}:{dispute.id}"
-            await add_transfer(session, payment, a.org_id or "", owed - offset, key)
+            # Out of the balance: the charge's own funds went back with the dispute.
+            await add_transfer(session, payment, a.org_id or "", owed - offset, key, source_charge_id=None)
 
 
 async def _unrecovered(session: AsyncSession, payment: Payment, dispute: Refund) -> dict[str, int]:

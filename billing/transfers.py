@@ -48,9 +48,7 @@ async def send(ctx: outbox.JobContext, payload: dict) -> None:
             transfer.currency,
             account.account_id,
             payment.id,
-            # The split of a charge is paid out of that charge; a re-payment (a won dispute) out of
-            # the balance, since the charge's own funds were taken back with the dispute.
-            payment.charge_id if transfer.key == f"split:{payment.id}:{transfer.org_id}" else None,
+            transfer.source_charge_id,
             transfer.org_id,
             stale,
         )

@@ -144,6 +144,14 @@ class TestDisputes:
         assert len(keys) == len(set(keys)) == 4 and len(sim.objects("transfer")) == 4
         stripe_keys = {t["metadata"]["lode_transfer_key"] for t in sim.objects("transfer")}
         assert stripe_keys == set(keys)
+        # The splits were paid out of the charge; the re-payments out of the balance, as the
+        # charge's own funds went back with the dispute.
+        charge = sim.objects("charge")[0]["id"]
+        sources = {t["metadata"]["lode_transfer_key"]: t.get("source_transaction") for t in sim.objects("transfer")}
+        assert sources == {key: charge if key.count(":") == 2 else None for key in keys}
+        async with app.state.sessions() as s:
+            stored = dict((await s.execute(select(Transfer.key, Transfer.source_charge_id))).all())
+        assert stored == sources
         await refund(client, actors, payment["id"])
         await drain()
         gone = await payment_of(client, actors, payment["id"])
