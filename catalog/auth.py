@@ -25,7 +25,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from catalog.db import read_transaction, utcnow, write_transaction
+from catalog.db import single_read, utcnow, write_transaction
 from catalog.errors import Forbidden, NotAuthenticated
 from catalog.orgs import repository as orgs_repo
 
@@ -103,7 +103,7 @@ async def _authenticate(scope: Scope) -> Principal | None:
         raise NotAuthenticated("Use 'Authorization: Bearer <api key>'.")
     state = scope["litestar_app"].state
     expected = hash_secret(state.settings.key_pepper, secret)
-    async with read_transaction(state.sessions) as session:
+    async with single_read(state.sessions) as session:
         candidates = await orgs_repo.keys_by_prefix(session, lookup_prefix(secret))
     match = next((c for c in candidates if hmac.compare_digest(c.key.secret_hash, expected)), None)
     if match is None or match.key.revoked_at is not None or match.membership is None:

@@ -98,7 +98,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("lode_write") else "DEFERRED"
+        options = conn.get_execution_options()
+        if options.get("lode_single_read"):
+            return  # single_read: the one statement is its own transaction
+        mode = "IMMEDIATE" if options.get("lode_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -134,6 +137,22 @@ async def read_transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncI
     # Closing (not rolling back) ends the transaction without expiring what was loaded, so the
     # caller can still read those objects afterwards.
     async with sessions() as session:
+        try:
+            yield session
+        finally:
+            await session.close()
+
+
+@asynccontextmanager
+async def single_read(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for one SELECT that needs no transaction around it (the key lookup every request
+    makes): the statement reads a consistent snapshot of its own, and BEGIN and ROLLBACK would add
+    two round trips to it. On SQLite no BEGIN is sent; on PostgreSQL it runs in autocommit."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        else:
+            await session.connection(execution_options={"lode_single_read": True})
         try:
             yield session
         finally:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import event, func, select
 
-from catalog import audit
+from catalog import audit, db
 from catalog.orgs.models import Organisation
 from tests.support import Actors, expect
 
@@ -77,3 +77,25 @@ class TestConcurrentWrites:
 async def _all(app):
     async with app.state.sessions() as s:
         return (await s.execute(select(audit.AuditEvent))).scalars().all()
+
+
+class TestSingleRead:
+    async def test_the_key_lookup_reads_outside_any_transaction(self, app, actors: Actors) -> None:
+        """single_read (auth's key lookup, every request) sends no BEGIN and no ROLLBACK: the one
+        SELECT is its own transaction, on both databases."""
+        async with db.single_read(app.state.sessions) as session:
+            count = (await session.execute(select(func.count()).select_from(Organisation))).scalar_one()
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            if app.state.engine.dialect.name == "postgresql":
+                assert not raw.is_in_transaction()
+            else:
+                assert not raw._live().in_transaction
+        assert count >= 1
+        # A write transaction afterwards still takes its lock: BEGIN IMMEDIATE on SQLite.
+        async with db.write_transaction(app.state.sessions) as session:
+            await session.execute(select(1))
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            if app.state.engine.dialect.name == "postgresql":
+                assert raw.is_in_transaction()
+            else:
+                assert raw._live().in_transaction

@@ -63,6 +63,21 @@ async def test_each_statement_is_one_call_on_the_connection_thread(engine: Async
     assert calls == ["_run", "_run", "commit"]
 
 
+async def test_a_single_read_is_one_call(engine: AsyncEngine, monkeypatch) -> None:
+    calls: list[str] = []
+    original = sqlite_driver.Connection.call
+
+    async def counted(self, fn, *args):
+        calls.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
+    sessions = db.create_sessionmaker(engine)
+    async with db.single_read(sessions) as session:
+        assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+    assert calls == ["_run"]  # no BEGIN before it, no ROLLBACK after
+
+
 async def test_rows_rowcount_and_returning(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         many = await conn.exec_driver_sql("INSERT INTO t (name) VALUES (?)", [("a",), ("b",), ("c",)])

@@ -125,9 +125,14 @@ async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
 
 
 async def party_licence(session: AsyncSession, caller: Principal, licence_id: str, *, lock: bool = False) -> Licence:
-    """The licence, when the caller is one of its parties or the operator; else 404, as if absent."""
-    found = await licence(session, licence_id, lock=lock)
-    if found is None or not (caller.is_operator or caller.org_id in await party_org_ids(session, licence_id)):
+    """The licence, when the caller is one of its parties or the operator; else 404, as if absent.
+
+    One statement: every delivery request starts here."""
+    stmt = _licence_scope(select(Licence).where(Licence.id == licence_id), caller)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    if found is None:
         raise NotFound(f"No licence {licence_id}.")
     return found
 
