@@ -82,10 +82,14 @@ class Connection:
 
     def stop(self) -> None:
         """Close without waiting (garbage collection, or a connection SQLAlchemy has given up on)."""
-        if self._conn is not None:
-            self._executor.submit(self._conn.close)
-            self._conn = None
-            self._executor.shutdown(wait=False)
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            self._executor.submit(conn.close)  # after any statement still running on the thread
+        except RuntimeError:  # the interpreter is shutting down and takes no new work
+            pass
+        self._executor.shutdown(wait=False)
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, list[Any], int, Any]:
@@ -138,7 +142,7 @@ class Cursor:
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         rows = self._rows
-        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+        return [rows.popleft() for _ in range(min(self.arraysize if size is None else size, len(rows)))]
 
     def fetchall(self) -> list[Any]:
         rows = list(self._rows)
@@ -166,6 +170,8 @@ class AdaptedConnection(AsyncAdapt_dbapi_connection):
     _connection: Connection  # type: ignore[assignment]
 
     def cursor(self, server_side: bool = False) -> Cursor:  # type: ignore[override]
+        # A server-side cursor (stream(), yield_per) gets the same buffered cursor: the answer is
+        # the same, but the whole result is in memory. Lode streams no query results from SQLite.
         return Cursor(self)
 
     @property
@@ -214,7 +220,8 @@ class DBAPI(AsyncAdapt_aiosqlite_dbapi):
         self.has_stop = True
 
     def connect(self, *args: Any, **kwargs: Any) -> AdaptedConnection:  # type: ignore[override]
-        kwargs.pop("async_creator_fn", None)
+        if kwargs.pop("async_creator_fn", None) is not None:
+            raise NotImplementedError("async_creator makes aiosqlite connections; this adapter opens its own")
         return AdaptedConnection(self, await_(Connection.open(*args, **kwargs)))
 
 

@@ -97,23 +97,35 @@ class _TimedOut(Exception):
 
 
 class _Watch:
-    """The time limit of one piece of work: ``stop`` (from the event loop) interrupts its connection.
+    """The time limit of one piece of work, kept by the event loop.
 
-    The lock keeps ``stop`` from interrupting a connection that is being closed; a ``stop`` that
-    comes before the work has its connection makes ``attach`` refuse to start it.
+    The clock starts when a worker thread has the work's connection (``attach``), not when the work
+    was queued: a query waiting for a free thread behind long uploads has not yet used its time.
+    ``stop`` (the limit, or the request cancelled) interrupts the connection; the lock keeps it from
+    interrupting one that is being closed, and a ``stop`` before ``attach`` refuses to start the work.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self._loop = loop
+        self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._done = False
         self.fired = False
 
     def attach(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """On the worker thread, once the work has its connection: start the clock."""
         with self._lock:
             if self.fired:
                 raise _TimedOut
             self._conn = conn
+        # Runs on the loop before the work's own result can (both are queued from this thread).
+        self._loop.call_soon_threadsafe(self._arm)
+
+    def _arm(self) -> None:
+        if not self._done:
+            self._timer = self._loop.call_later(self._timeout_s, self.stop)
 
     def stop(self) -> None:
         with self._lock:
@@ -123,8 +135,15 @@ class _Watch:
                     self._conn.interrupt()
 
     def finish(self) -> None:
+        """On the worker thread, before the connection closes: no interrupt from here on."""
         with self._lock:
             self._done = True
+
+    def disarm(self) -> None:
+        """On the loop, once the work is over (or abandoned)."""
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class Storage:
@@ -252,15 +271,14 @@ class Storage:
     async def _limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False) -> T:
         """``fn`` on a worker thread, interrupted by the event loop at the time limit — or at once if
         the request is cancelled, since nobody is left to read the answer."""
-        watch = _Watch()
-        handle = asyncio.get_running_loop().call_later(timeout_s, watch.stop)
+        watch = _Watch(asyncio.get_running_loop(), timeout_s)
         try:
             return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow)
         except asyncio.CancelledError:
             watch.stop()
             raise
         finally:
-            handle.cancel()
+            watch.disarm()
 
     async def run_limited(self, fn: Work[T], *, allowed_dir: Path | None = None, timeout_s: float | None = None) -> T:
         """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.

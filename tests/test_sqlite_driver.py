@@ -89,6 +89,7 @@ async def test_rows_rowcount_and_returning(engine: AsyncEngine) -> None:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 5
         result = await conn.execute(text("SELECT name FROM t ORDER BY id"))
         assert result.fetchone() == ("a!",)
+        assert result.cursor.fetchmany(0) == []
         assert result.fetchmany(2) == [("b!",), ("c",)]
         assert result.fetchall() == [("d",), ("e",)]
 
@@ -169,3 +170,12 @@ async def test_a_missing_directory_is_an_operational_error(tmp_path: Path) -> No
                 await conn.execute(text("SELECT 1"))
     finally:
         await engine.dispose()
+
+
+async def test_stop_closes_on_the_thread_and_is_idempotent(tmp_path: Path) -> None:
+    """What SQLAlchemy's terminate and garbage collection call: no waiting, closed once."""
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "stop.db"))
+    conn.stop()
+    conn.stop()
+    with pytest.raises(Exception, match="closed"):
+        await conn.call(lambda c: c.execute("SELECT 1"))

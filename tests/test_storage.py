@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -435,6 +436,16 @@ class TestRunLimited:
         assert await asyncio.to_thread(ended.wait, 4)
         assert time.monotonic() - started < 2
         assert await storage.run_limited(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+
+    async def test_the_time_limit_starts_when_a_thread_takes_the_query(self, storage: Storage) -> None:
+        """A query queued behind busy worker threads has not used its time yet."""
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        busy = [asyncio.create_task(asyncio.to_thread(time.sleep, 0.8)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        answer = await storage.run_limited(lambda conn: conn.execute("SELECT 42").fetchone(), timeout_s=0.3)
+        assert answer == (42,)
+        await asyncio.gather(*busy)
 
     async def test_a_query_past_the_memory_limit_is_a_422(self, tmp_path) -> None:
         small = Storage(tmp_path / "store", memory_limit="8MB")
