@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 import rfc8785
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, event, insert, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, bindparam, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from catalog.db import Base, utcnow
@@ -130,14 +130,27 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Core statements, built once: the append runs in every write transaction's commit, and the ORM's
+# bulk-insert machinery and entity loading cost more than the statements themselves.
+_EVENTS = AuditEvent.__table__
+_EVENT_ORGS = AuditEventOrg.__table__
+_HEAD = AuditHead.__table__
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1, _HEAD.c.seq == bindparam("was"))
+    .values(seq=bindparam("now"), hash=bindparam("head_hash"))
+)
+
+
 @event.listens_for(Session, "before_commit")
 def _append_buffered(session: Session) -> None:
     buffered = session.info.pop(_BUFFER_KEY, None)
     if not buffered:
         return
     session.flush()
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-    seq, prev_hash = head.seq, head.hash
+    head_seq, prev_hash = session.execute(_READ_HEAD).one()
+    seq = head_seq
     rows, org_rows = [], []
     for item in buffered:
         seq += 1
@@ -156,18 +169,12 @@ def _append_buffered(session: Session) -> None:
         )
         org_rows.extend({"seq": seq, "org_id": org_id} for org_id in item["org_ids"])
         prev_hash = digest
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(_EVENTS), rows)
     if org_rows:
-        session.execute(insert(AuditEventOrg), org_rows)
-    moved = session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1, AuditHead.seq == head.seq)
-        .values(seq=seq, hash=prev_hash)
-        .execution_options(synchronize_session=False)
-    )
+        session.execute(insert(_EVENT_ORGS), org_rows)
+    moved = session.execute(_MOVE_HEAD, {"was": head_seq, "now": seq, "head_hash": prev_hash})
     if moved.rowcount != 1:  # pragma: no cover - the row lock makes this unreachable
         raise RuntimeError("audit head moved during append")
-    session.expire(head)
 
 
 @event.listens_for(Session, "after_rollback")
