@@ -125,9 +125,7 @@ async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
 
 
 async def party_licence(session: AsyncSession, caller: Principal, licence_id: str, *, lock: bool = False) -> Licence:
-    """The licence, when the caller is one of its parties or the operator; else 404, as if absent.
-
-    One statement: every delivery request starts here."""
+    """The licence, when the caller is one of its parties or the operator; else 404, as if absent."""
     stmt = _licence_scope(select(Licence).where(Licence.id == licence_id), caller)
     if lock:
         stmt = stmt.with_for_update()
@@ -135,6 +133,18 @@ async def party_licence(session: AsyncSession, caller: Principal, licence_id: st
     if found is None:
         raise NotFound(f"No licence {licence_id}.")
     return found
+
+
+async def party_licence_and_product(
+    session: AsyncSession, caller: Principal, licence_id: str
+) -> tuple[Licence, Product]:
+    """``party_licence`` and the licence's product, in the one statement every delivery request
+    starts with (the product then answers later gets of it from the session)."""
+    stmt = select(Licence, Product).join(Product, Product.id == Licence.product_id).where(Licence.id == licence_id)
+    found = (await session.execute(_licence_scope(stmt, caller))).one_or_none()
+    if found is None:
+        raise NotFound(f"No licence {licence_id}.")
+    return found[0], found[1]
 
 
 async def list_licences(

@@ -78,15 +78,15 @@ class Gate(msgspec.Struct, kw_only=True):
     rows: int = 0  # the most rows the answer may hold (what was reserved)
 
 
-async def _usable(session: AsyncSession, caller: Principal, licence: Licence) -> Product:
-    """check_usable, then the grade's own word on the mode comes later; refusals carry API.md's codes."""
-    # Loaded first and held: usable.refusal's own get is then answered by the identity map.
-    product = await products_repo.get(session, licence.product_id)
-    assert product is not None
+async def _usable(session: AsyncSession, caller: Principal, licence_id: str) -> tuple[Licence, Product]:
+    """The caller's licence and its product, once check_usable passes (the grade's own word on the
+    mode comes later); refusals carry API.md's codes."""
+    # One statement for both; usable.refusal's own get of the product is answered by the session.
+    licence, product = await access_repo.party_licence_and_product(session, caller, licence_id)
     refusal = await usable.refusal(session, licence, caller, utcnow())
     if refusal is not None:
         raise DomainError(refusal.detail, code=refusal.code, status=refusal.status, **refusal.extra)
-    return product
+    return licence, product
 
 
 def _allow_mode(product: Product, licence: Licence, mode: str) -> None:
@@ -209,8 +209,7 @@ class DeliveryService:
 
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
-            licence = await access_repo.party_licence(session, self.caller, licence_id)
-            product = await _usable(session, self.caller, licence)
+            licence, product = await _usable(session, self.caller, licence_id)
             release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
             rule = policy.rule(product.grade)
             mode = compiler.mode_of(q)
@@ -274,8 +273,7 @@ class DeliveryService:
 
     async def files(self, licence_id: str) -> FileList:
         async with read_transaction(self.sessions) as session:
-            licence = await access_repo.party_licence(session, self.caller, licence_id)
-            product = await _usable(session, self.caller, licence)
+            licence, product = await _usable(session, self.caller, licence_id)
             _allow_mode(product, licence, "download")
             releases = [
                 r for r in await repo.covered_releases(session, product.id, licence.ends_on) if r.status == "published"
@@ -303,8 +301,7 @@ class DeliveryService:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
         response says about the file, and its bytes — metered and audited as they are sent."""
         async with write_transaction(self.sessions) as session:
-            licence = await access_repo.party_licence(session, self.caller, licence_id)
-            product = await _usable(session, self.caller, licence)
+            licence, product = await _usable(session, self.caller, licence_id)
             _allow_mode(product, licence, "download")
             release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
             found = next((f for f in await repo.files_of(session, [release.id]) if f.name == name), None)
