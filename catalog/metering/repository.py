@@ -184,14 +184,30 @@ async def budget(session: AsyncSession, org_id: str, product_id: str) -> Epsilon
 
 # --- reservations -----------------------------------------------------------------------------------
 
-_INSERT_RESERVATION = insert(Reservation.__table__)
+_RESERVATIONS = Reservation.__table__
+_INSERT_RESERVATION = insert(_RESERVATIONS)  # with its values as parameters, not .values()
 
 
 async def insert_reservation(session: AsyncSession, reservation: Reservation) -> None:
     """One plain INSERT: the reservation is never changed through the ORM, so it skips the flush. The
     values go as parameters of one shared statement (``.values()`` would build a new one each time)."""
-    columns = Reservation.__table__.columns
+    columns = _RESERVATIONS.columns
     await session.execute(_INSERT_RESERVATION, {c.key: getattr(reservation, c.key) for c in columns})
+
+
+_CLOSE_RESERVATION = (
+    update(_RESERVATIONS)
+    .where(_RESERVATIONS.c.id == bindparam("reservation_id"), _RESERVATIONS.c.status == bindparam("was"))
+    .values(status=bindparam("closed_as"), settled_at=bindparam("closed_at"))
+    .returning(
+        _RESERVATIONS.c.id,
+        _RESERVATIONS.c.licence_id,
+        _RESERVATIONS.c.analyst_id,
+        _RESERVATIONS.c.amounts,
+        _RESERVATIONS.c.period_start,
+        _RESERVATIONS.c.epsilon_micro,
+    )
+)
 
 
 async def close_reservation(
@@ -201,22 +217,10 @@ async def close_reservation(
 
     One conditional statement that also answers what the reservation held (``licence_id``,
     ``analyst_id``, ``amounts``, ``period_start``, ``epsilon_micro``), or None if it was not open.
+    A Core statement built once: it closes every delivery request.
     """
-    result = await session.execute(
-        update(Reservation)
-        .where(Reservation.id == reservation_id, Reservation.status == was)
-        .values(status=status, settled_at=utcnow())
-        .returning(
-            Reservation.id,
-            Reservation.licence_id,
-            Reservation.analyst_id,
-            Reservation.amounts,
-            Reservation.period_start,
-            Reservation.epsilon_micro,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return result.one_or_none()
+    params = {"reservation_id": reservation_id, "was": was, "closed_as": status, "closed_at": utcnow()}
+    return (await session.execute(_CLOSE_RESERVATION, params)).one_or_none()
 
 
 async def stale_reservations(session: AsyncSession, now: datetime, limit: int = 500) -> list[Reservation]:
