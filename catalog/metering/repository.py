@@ -26,7 +26,6 @@ from sqlalchemy import (
     cast,
     func,
     insert,
-    literal,
     select,
     tuple_,
     update,
@@ -102,40 +101,31 @@ async def add_counters(session: AsyncSession, amounts: dict[CounterKey, int]) ->
     return {(lic, d, period): int(used) for lic, d, period, used in (await session.execute(stmt, rows)).all()}
 
 
-async def add(session: AsyncSession, licence_id: str, dimension: str, period: date, n: int) -> int:
-    """Add (or, negative, give back) unconditionally; answers the new total."""
-    result = await session.execute(
-        update(UsageCounter)
-        .where(
-            UsageCounter.licence_id == licence_id,
-            UsageCounter.dimension == dimension,
-            UsageCounter.period_start == period,
-        )
-        .values(used=UsageCounter.used + n, updated_at=utcnow())
-        .returning(UsageCounter.used)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.scalar_one_or_none() or 0)
-
-
 async def add_each(session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int]) -> None:
-    """``add`` for several dimensions of one licence and period, in one unconditional statement."""
+    """Add (or, negative, give back) each amount to its counter of one licence and period,
+    unconditionally, in one statement."""
     if not amounts:
         return
-    if len(amounts) == 1:
-        ((dimension, n),) = amounts.items()
-        await add(session, licence_id, dimension, period, n)
-        return
-    step = case({d: literal(n, BigInteger) for d, n in amounts.items()}, value=UsageCounter.dimension)
-    await session.execute(
-        update(UsageCounter)
+    params = {f"step_{i}": n for i, n in enumerate(amounts.values())}
+    stmt = _add_each_statement(tuple(amounts))
+    await session.execute(stmt, {"licence": licence_id, "period": period, "at": utcnow(), **params})
+
+
+@functools.cache
+def _add_each_statement(dimensions: tuple[str, ...]) -> Any:
+    """Built once per set of dimensions, the amounts as parameters (settlement gives back what a
+    request did not use on most requests)."""
+    step = case(
+        {d: bindparam(f"step_{i}", type_=BigInteger) for i, d in enumerate(dimensions)}, value=COUNTERS.c.dimension
+    )
+    return (
+        update(COUNTERS)
         .where(
-            UsageCounter.licence_id == licence_id,
-            UsageCounter.period_start == period,
-            UsageCounter.dimension.in_(list(amounts)),
+            COUNTERS.c.licence_id == bindparam("licence"),
+            COUNTERS.c.period_start == bindparam("period"),
+            COUNTERS.c.dimension.in_(dimensions),
         )
-        .values(used=UsageCounter.used + step, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(used=COUNTERS.c.used + step, updated_at=bindparam("at"))
     )
 
 

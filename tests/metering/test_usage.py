@@ -231,6 +231,32 @@ class TestReservations:
             closed = await s.get(Reservation, reservation.id)
         assert closed.status == "expired"
 
+    async def test_several_capped_dimensions_are_given_back_and_settled_together(self, app, delivery) -> None:
+        owner = await delivery.provider()
+        caps = {"queries": 50, "rows_returned": 5000}
+        product = await delivery.published(
+            owner, "L1", plans=[{"name": "Capped", "kind": "free", "currency": "CNY", "caps": caps}]
+        )
+        consumer = await delivery.consumer()
+        licence = await delivery.licence_on(product, owner, consumer)
+        amounts = {"queries": 1, "rows_returned": 400}
+
+        async def counters() -> dict[str, int]:
+            async with app.state.sessions() as s:
+                return dict((await s.execute(select(UsageCounter.dimension, UsageCounter.used))).all())
+
+        async with db.write_transaction(app.state.sessions) as session:
+            lic = await session.get(Licence, licence["id"])
+            failed = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
+            settled = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
+        assert await counters() == {"queries": 2, "rows_returned": 800}
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.release(session, failed.id, keep_epsilon=False)  # the work failed
+        assert await counters() == {"queries": 1, "rows_returned": 400}
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.settle(session, settled.id, {"queries": 1, "rows_returned": 37})
+        assert await counters() == {"queries": 1, "rows_returned": 37}
+
     async def test_work_that_outlives_its_reservation_is_still_counted(self, client, app, setup) -> None:
         """A download slower than its reservation: the sweep gives the hold back, the settle still counts."""
         _, consumer, licence = setup
