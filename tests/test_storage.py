@@ -441,9 +441,10 @@ class TestRunLimited:
         """A query queued behind busy worker threads has not used its time yet."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
-        busy = [asyncio.create_task(asyncio.to_thread(time.sleep, 0.8)) for _ in range(2)]
+        busy = [asyncio.create_task(asyncio.to_thread(time.sleep, 2.0)) for _ in range(2)]
         await asyncio.sleep(0.05)
-        answer = await storage.run_limited(lambda conn: conn.execute("SELECT 42").fetchone(), timeout_s=0.3)
+        # Queued ~2 s behind them, far past its 1 s limit, which has not started yet.
+        answer = await storage.run_limited(lambda conn: conn.execute("SELECT 42").fetchone(), timeout_s=1.0)
         assert answer == (42,)
         await asyncio.gather(*busy)
 
