@@ -29,6 +29,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util.concurrency import await_
 
 
@@ -221,7 +222,8 @@ class DBAPI(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *args: Any, **kwargs: Any) -> AdaptedConnection:  # type: ignore[override]
         if kwargs.pop("async_creator_fn", None) is not None:
-            raise NotImplementedError("async_creator makes aiosqlite connections; this adapter opens its own")
+            # async_creator hands over aiosqlite connections; this adapter must own its connection's thread.
+            raise ArgumentError("Lode's SQLite engine opens its own connections: pass no async_creator.")
         return AdaptedConnection(self, await_(Connection.open(*args, **kwargs)))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog import db, sqlite_driver
@@ -181,3 +181,18 @@ async def test_stop_closes_on_the_thread_and_is_idempotent(tmp_path: Path) -> No
     conn.stop()
     with pytest.raises(Exception, match="closed"):
         await conn.call(lambda c: c.execute("SELECT 1"))
+
+
+async def test_an_async_creator_is_refused_not_ignored(tmp_path: Path) -> None:
+    async def creator():  # pragma: no cover - never called
+        raise AssertionError
+
+    engine = db.create_engine(
+        make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'creator.db'}"), async_creator=creator
+    )
+    try:
+        with pytest.raises(ArgumentError, match="async_creator"):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
