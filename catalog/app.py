@@ -133,7 +133,7 @@ def create_app(
             worker.stop()
             if task is not None:
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
-            app.state.storage.close()
+            app.state.storage.sandbox.close()
             await engine.dispose()  # pooled connections die with the loop that made them
 
     alchemy = SQLAlchemyAsyncConfig(

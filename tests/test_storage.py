@@ -353,7 +353,7 @@ class TestSandbox:
             (storage.release_dir(release) / "uploads" / "t.csv").write_text("a\n1\n")
         outside = storage.root.parent / "outside.csv"
         outside.write_text("a\n1\n")
-        conn = storage.open_connection(storage.release_dir(RELEASE))
+        conn = storage.sandbox.open_connection(storage.release_dir(RELEASE))
 
         inside = storage.release_dir(RELEASE) / "uploads" / "t.csv"
         assert conn.execute("SELECT count(*) FROM read_csv(?)", [str(inside)]).fetchone() == (1,)
@@ -370,7 +370,7 @@ class TestSandbox:
         conn.close()
 
     def test_configuration_is_locked(self, storage: Storage) -> None:
-        conn = storage.open_connection(storage.root)
+        conn = storage.sandbox.open_connection(storage.root)
         settings = dict(
             conn.execute(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
@@ -396,19 +396,19 @@ class TestSandbox:
 
     def test_allowed_directory_must_be_in_the_store(self, storage: Storage) -> None:
         with pytest.raises(ValueError):
-            storage.open_connection(storage.root.parent)
+            storage.sandbox.open_connection(storage.root.parent)
 
 
 class TestRunLimited:
     async def test_returns_the_result(self, storage: Storage) -> None:
-        assert await storage.run_limited(lambda conn: conn.execute("SELECT 42").fetchone()) == (42,)
+        assert await storage.sandbox.run_limited(lambda conn: conn.execute("SELECT 42").fetchone()) == (42,)
 
     async def test_interrupts_a_long_query(self, storage: Storage) -> None:
         query = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range + b.range = 7"
         started = time.monotonic()
 
         with pytest.raises(Unprocessable) as caught:
-            await storage.run_limited(lambda conn: conn.execute(query).fetchall(), timeout_s=0.3)
+            await storage.sandbox.run_limited(lambda conn: conn.execute(query).fetchall(), timeout_s=0.3)
 
         assert caught.value.code == "query_timeout"
         assert time.monotonic() - started < 10
@@ -426,7 +426,7 @@ class TestRunLimited:
             finally:
                 ended.set()
 
-        task = asyncio.create_task(storage.run_limited(work))
+        task = asyncio.create_task(storage.sandbox.run_limited(work))
         assert await asyncio.to_thread(running.wait, 5)
         await asyncio.sleep(0.1)
         started = time.monotonic()
@@ -435,7 +435,7 @@ class TestRunLimited:
             await task
         assert await asyncio.to_thread(ended.wait, 4)
         assert time.monotonic() - started < 2
-        assert await storage.run_limited(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+        assert await storage.sandbox.run_limited(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
 
     async def test_the_time_limit_starts_when_a_thread_takes_the_query(self, storage: Storage) -> None:
         """A query queued behind busy worker threads has not used its time yet."""
@@ -444,7 +444,7 @@ class TestRunLimited:
         busy = [asyncio.create_task(asyncio.to_thread(time.sleep, 2.0)) for _ in range(2)]
         await asyncio.sleep(0.05)
         # Queued ~2 s behind them, far past its 1 s limit, which has not started yet.
-        answer = await storage.run_limited(lambda conn: conn.execute("SELECT 42").fetchone(), timeout_s=1.0)
+        answer = await storage.sandbox.run_limited(lambda conn: conn.execute("SELECT 42").fetchone(), timeout_s=1.0)
         assert answer == (42,)
         await asyncio.gather(*busy)
 
@@ -452,18 +452,18 @@ class TestRunLimited:
         small = Storage(tmp_path / "store", memory_limit="8MB")
         query = "SELECT list(range ORDER BY range DESC) FROM range(20000000)"
         with pytest.raises(Unprocessable) as caught:
-            await small.run_limited(lambda conn: conn.execute(query).fetchall())
-        small.close()
+            await small.sandbox.run_limited(lambda conn: conn.execute(query).fetchall())
+        small.sandbox.close()
         assert caught.value.code == "query_too_large" and "8MB" in caught.value.detail
 
     async def test_a_value_the_data_cannot_take_is_a_422(self, storage: Storage) -> None:
         with pytest.raises(Unprocessable) as caught:
-            await storage.run_limited(lambda conn: conn.execute("SELECT CAST('x' AS INTEGER)").fetchall())
+            await storage.sandbox.run_limited(lambda conn: conn.execute("SELECT CAST('x' AS INTEGER)").fetchall())
         assert caught.value.code == "query_failed"
 
     async def test_other_errors_pass_through(self, storage: Storage) -> None:
         with pytest.raises(duckdb.CatalogException):
-            await storage.run_limited(lambda conn: conn.execute("SELECT * FROM nowhere").fetchall())
+            await storage.sandbox.run_limited(lambda conn: conn.execute("SELECT * FROM nowhere").fetchall())
 
 
 class TestPaths:

@@ -4,8 +4,8 @@ A QueryRequest never becomes SQL text. Identifiers come only from the dictionary
 used to *look up* a field, and the dictionary's own name is quoted into the SQL); every value, the
 LIMIT, the clamping bounds and the Parquet path are bound ``?`` parameters. A name the dictionary
 does not declare is a 400 before any SQL exists (``validation.py`` checks every query first). This
-module and ``catalog/storage.py`` are the only places that write DuckDB SQL (STYLE rule 2); the
-grade's rule is consulted, never the grade's name.
+module, ``catalog/storage.py`` and ``catalog/sandbox.py`` (its settings) are the only places that
+write DuckDB SQL (STYLE rule 2); the grade's rule is consulted, never the grade's name.
 
 Semantics a consumer should know:
 
@@ -212,7 +212,7 @@ def dp_rows_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
 
 
 def run(conn: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[dict[str, Any]]:
-    """Execute on a sandboxed connection (``Storage.run_limited``) and name each value by its column."""
+    """Execute on a sandboxed connection (``Sandbox.run_limited``) and name each value by its column."""
     rows = conn.execute(compiled.sql, compiled.params).fetchall()
     return [dict(zip(compiled.columns, row, strict=True)) for row in rows]
 

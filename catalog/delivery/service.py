@@ -263,7 +263,7 @@ class DeliveryService:
         )
 
     async def _run(self, gate: Gate, compiled: compiler.Compiled) -> list[tuple[Any, ...]]:
-        return await self.storage.run_limited(
+        return await self.storage.sandbox.run_limited(
             lambda conn: conn.execute(compiled.sql, compiled.params).fetchall(),
             allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
             timeout_s=self.timeout_s,

@@ -102,7 +102,7 @@ def fx_store(tmp_path: Path) -> tuple[Storage, Path, str]:
 @pytest.fixture(name="conn")
 def fx_conn(store: tuple[Storage, Path, str]) -> Iterator[duckdb.DuckDBPyConnection]:
     storage, release, _ = store
-    with storage.open_connection(release) as conn:
+    with storage.sandbox.open_connection(release) as conn:
         yield conn
 
 
@@ -207,7 +207,7 @@ class TestInjection:
         write_parquet(target, table, [{"pid": "p", odd: 7, "_lode_rkey": 1}])
         q = QueryRequest(table="odd", select=[odd], where=[Condition(field=odd, op="=", value=7)])
         validation.validate(q, table, L1, "rows")
-        with storage.open_connection(storage.release_dir("rel_01")) as conn:
+        with storage.sandbox.open_connection(storage.release_dir("rel_01")) as conn:
             assert compiler.run(conn, compiler.rows_sql(q, table, str(target))) == [{odd: 7}]
 
 

@@ -31,7 +31,7 @@ class Table(NamedTuple):
 @pytest.fixture(name="visits")
 def fx_visits(tmp_path: Path) -> Iterator[Table]:
     storage, release, path = build_store(tmp_path)
-    with storage.open_connection(release) as conn:
+    with storage.sandbox.open_connection(release) as conn:
         yield Table(conn, path)
 
 
