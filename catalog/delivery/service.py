@@ -1,6 +1,6 @@
 """Delivery: a licence turned into data, with the grade enforced on every request.
 
-Every request runs the same gate — the caller is a party, ``check_usable`` passes, the release is
+Every request runs the same gate (``gate.py``) — the caller is a party, ``check_usable`` passes, the release is
 covered and not withdrawn, ``policy.py`` allows the mode for the grade and the licence's modes
 include it, the query fits the dictionary and the grade's column rules — and then the two phases
 of STYLE rule 3's exception: a short transaction reserves the most the request can use against the
@@ -11,7 +11,6 @@ the actual usage, audits the request (who, what, how much — never the data) an
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,12 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import audit, policy
 from catalog.access import repository as access_repo
-from catalog.access import usable
-from catalog.access.models import Licence
 from catalog.auth import Principal
-from catalog.db import read_transaction, utcnow, write_transaction
+from catalog.db import read_transaction, write_transaction
 from catalog.delivery import compiler, disclosure, dp, validation
 from catalog.delivery import repository as repo
+from catalog.delivery.gate import Gate, allow_mode, most_rows, pick_release, usable_licence
 from catalog.delivery.schemas import (
     MAX_GROUPS,
     BudgetRead,
@@ -36,12 +34,12 @@ from catalog.delivery.schemas import (
     QueryAnswer,
     QueryRequest,
 )
-from catalog.errors import DomainError, Forbidden, NotFound, ValidationFailed
+from catalog.errors import DomainError, NotFound, ValidationFailed
 from catalog.metering import repository as metering_repo
 from catalog.metering import service as metering
 from catalog.products import dictionary
 from catalog.products import repository as products_repo
-from catalog.products.models import Product, Release, ReleaseFile
+from catalog.products.models import ReleaseFile
 from catalog.storage import Storage
 
 CHUNK = 256 * 1024
@@ -63,75 +61,6 @@ def byte_range(header: str, size: int) -> tuple[int, int]:
     if start > end or start >= size:
         raise DomainError(f"The range is outside the file's {size} bytes.", code="range_not_satisfiable", status=416)
     return start, min(end, size - 1)
-
-
-class Gate(msgspec.Struct, kw_only=True):
-    """What the first phase established, for the work and the settlement."""
-
-    licence: Licence
-    product: Product
-    release: Release
-    mode: str
-    table: dict[str, Any] | None
-    reservation_id: str
-    epsilon_micro: int = 0
-    rows: int = 0  # the most rows the answer may hold (what was reserved)
-
-
-async def _usable(session: AsyncSession, caller: Principal, licence_id: str) -> tuple[Licence, Product]:
-    """The caller's licence and its product, once check_usable passes (the grade's own word on the
-    mode comes later); refusals carry API.md's codes."""
-    # One statement for both; usable.refusal's own get of the product is answered by the session.
-    licence, product = await access_repo.party_licence_and_product(session, caller, licence_id)
-    refusal = await usable.refusal(session, licence, caller, utcnow())
-    if refusal is not None:
-        raise DomainError(refusal.detail, code=refusal.code, status=refusal.status, **refusal.extra)
-    return licence, product
-
-
-def _allow_mode(product: Product, licence: Licence, mode: str) -> None:
-    if not policy.allows(product.grade, mode):
-        raise Forbidden(
-            f"A {product.grade} product is never delivered as {mode}.", code="grade_forbids_delivery", mode=mode
-        )
-    if mode not in licence.modes:
-        raise Forbidden(f"This licence's plan or terms do not include {mode}.", code="mode_not_licensed", mode=mode)
-
-
-def _pick_release(releases: list[Release], version: str | None) -> Release:
-    """The named release, or the newest published one the licence covers."""
-    if version is None:
-        published = [r for r in releases if r.status == "published"]
-        if not published:
-            if releases:
-                raise Forbidden("Every release this licence covers was withdrawn.", code="release_withdrawn")
-            raise NotFound("No published release is covered by this licence.")
-        return published[0]
-    chosen = next((r for r in releases if r.version == version), None)
-    if chosen is None:
-        raise NotFound(f"Release {version} is not covered by this licence.")
-    if chosen.status == "withdrawn":
-        raise Forbidden(f"Release {version} was withdrawn.", code="release_withdrawn")
-    return chosen
-
-
-def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
-    """The most rows an answer can hold: what is reserved against a rows cap, and the answer's cut.
-
-    Rows mode returns ``limit`` (default 100). A differentially private answer is every combination of
-    the groups' categories. An aggregate is one row without groups; with only categorised groups it is
-    at most every combination (each may also be null); otherwise ``limit``, default 100, as in rows mode.
-    """
-    if mode == "rows":
-        return q.limit or compiler.DEFAULT_LIMIT
-    fields = {f["name"]: f for f in table["fields"]}
-    categories = [fields[g].get("categories") for g in q.group_by]
-    if mode == "dp_aggregate":
-        return math.prod(len(c or ()) for c in categories)
-    if all(categories):
-        combinations = math.prod(len(c) + 1 for c in categories)
-        return min(q.limit or combinations, combinations, MAX_GROUPS)
-    return q.limit or compiler.DEFAULT_LIMIT
 
 
 class DeliveryService:
@@ -209,13 +138,13 @@ class DeliveryService:
 
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
-            licence, product = await _usable(session, self.caller, licence_id)
-            release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
+            licence, product = await usable_licence(session, self.caller, licence_id)
+            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
             rule = policy.rule(product.grade)
             mode = compiler.mode_of(q)
             if mode == "aggregate" and not rule.allows("aggregate") and rule.allows("dp_aggregate"):
                 mode = "dp_aggregate"  # the grade answers aggregates only with differential privacy
-            _allow_mode(product, licence, mode)
+            allow_mode(product, licence, mode)
             table = dictionary.table(release.dictionary, q.table)
             if table is None:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
@@ -273,8 +202,8 @@ class DeliveryService:
 
     async def files(self, licence_id: str) -> FileList:
         async with read_transaction(self.sessions) as session:
-            licence, product = await _usable(session, self.caller, licence_id)
-            _allow_mode(product, licence, "download")
+            licence, product = await usable_licence(session, self.caller, licence_id)
+            allow_mode(product, licence, "download")
             releases = [
                 r for r in await repo.covered_releases(session, product.id, licence.ends_on) if r.status == "published"
             ]
@@ -301,9 +230,9 @@ class DeliveryService:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
         response says about the file, and its bytes — metered and audited as they are sent."""
         async with write_transaction(self.sessions) as session:
-            licence, product = await _usable(session, self.caller, licence_id)
-            _allow_mode(product, licence, "download")
-            release = _pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
+            licence, product = await usable_licence(session, self.caller, licence_id)
+            allow_mode(product, licence, "download")
+            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
             found = next((f for f in await repo.files_of(session, [release.id]) if f.name == name), None)
             if found is None:
                 raise NotFound(f"No file {name} in release {release.version}.")
