@@ -46,7 +46,7 @@ import stripe
 
 from billing import simulator_api, simulator_invoicing, simulator_payouts  # noqa: F401 - register the REST handlers with the route table
 from billing.simulator_http import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
-from billing.simulator_objects import SimulatedStripeError, list_object
+from billing.simulator_objects import SimulatedStripeError
 from billing.simulator_state import BillingState
 
 __all__ = ["SimulatedRequest", "SimulatedStripeError", "SimulatorHTTPClient", "StripeSimulator"]
@@ -201,9 +201,7 @@ class StripeSimulator:
                     or s.make("customer", email=session["customer_email"], invoice_prefix=s.token(8).upper())["id"]
                 )
                 metadata = extra["subscription_data"].get("metadata") or {}
-                sub, invoice = self._start_subscription(
-                    customer, extra["lines"], metadata=metadata, pending=async_payment
-                )
+                sub, invoice = s.start_subscription(customer, extra["lines"], metadata=metadata, pending=async_payment)
                 session.update(customer=customer, subscription=sub["id"], invoice=invoice["id"])
             paid = "paid" if session["amount_total"] else "no_payment_required"
             buyer = s.find(session["customer"] or "") or {}
@@ -249,86 +247,6 @@ class StripeSimulator:
                 s.emit("checkout.session.async_payment_failed", session)
         await self.deliver_pending()
         return copy.deepcopy(session)
-
-    def _start_subscription(
-        self, customer: str, lines: list[dict[str, Any]], *, metadata: dict[str, str], pending: bool
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """What Stripe does for a subscription-mode Checkout Session: a subscription for the
-        session's lines and its first invoice, finalized and paid (or pending, for async)."""
-        s = self.state
-        now, currency = s.now(), lines[0]["currency"]
-        sub = s.make(
-            "subscription",
-            customer=customer,
-            status="incomplete" if pending else "active",
-            collection_method="charge_automatically",
-            currency=currency,
-            metadata=metadata,
-            start_date=now,
-            billing_cycle_anchor=now,
-            days_until_due=None,
-            discounts=[],
-        )
-        items = []
-        for line in lines:
-            price = line["price"]
-            # Periods are approximate (a month is 30 days): nothing in Lode bills by them.
-            seconds = {"day": 1, "week": 7, "month": 30, "year": 365}[price["recurring"]["interval"]] * 86400
-            items.append(
-                s.make(
-                    "subscription_item",
-                    store=False,
-                    price=price,
-                    quantity=line["quantity"],
-                    subscription=sub["id"],
-                    metadata={},
-                    discounts=[],
-                    tax_rates=[],
-                    current_period_start=now,
-                    current_period_end=now + seconds,
-                )
-            )
-        sub["items"] = list_object(items, f"/v1/subscription_items?subscription={sub['id']}")
-        s.emit("customer.subscription.created", sub)
-        parent = {
-            "type": "subscription_details",
-            "quote_details": None,
-            "subscription_details": {"subscription": sub["id"], "metadata": metadata},
-        }
-        invoice = s.new_invoice(
-            customer=customer,
-            currency=currency,
-            billing_reason="subscription_create",
-            collection_method="charge_automatically",
-            auto_advance=True,
-            parent=parent,
-        )
-        for item, line in zip(items, lines, strict=True):
-            details = {
-                "subscription": sub["id"],
-                "subscription_item": item["id"],
-                "invoice_item": None,
-                "proration": False,
-                "proration_details": None,
-            }
-            s.add_line(
-                invoice,
-                amount=line["amount_total"],
-                quantity=line["quantity"] or 0,
-                description=line["description"],
-                price=item["price"],
-                parent={
-                    "type": "subscription_item_details",
-                    "invoice_item_details": None,
-                    "subscription_item_details": details,
-                },
-            )
-        sub["latest_invoice"] = invoice["id"]
-        s.emit("invoice.created", invoice)
-        s.finalize(invoice)
-        if invoice["status"] == "open":
-            s.pay_invoice(invoice, pending=pending)
-        return sub, invoice
 
     async def pay_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The customer pays an open invoice (emits invoice.paid)."""

@@ -1,6 +1,6 @@
 """The simulator's money movements: paying a charge (with Stripe's processing fee), settling it,
 and the invoice life cycle (lines, totals, finalising, paying) that checkout, invoices and
-subscriptions share.
+subscriptions share, and starting a subscription with its first invoice.
 
 ``BillingState`` is the object ``Store`` of ``simulator_objects.py`` plus these rules; the REST
 handlers and the helpers that act for a paying customer both change state only through it.
@@ -260,3 +260,82 @@ class BillingState(Store):
     def subscription_of(self, invoice: dict[str, Any]) -> dict[str, Any] | None:
         details = (invoice.get("parent") or {}).get("subscription_details") or {}
         return self.find(details.get("subscription") or "")
+
+    def start_subscription(
+        self, customer: str, lines: list[dict[str, Any]], *, metadata: dict[str, str], pending: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What Stripe does for a subscription-mode Checkout Session: a subscription for the
+        session's lines and its first invoice, finalized and paid (or pending, for async)."""
+        now, currency = self.now(), lines[0]["currency"]
+        sub = self.make(
+            "subscription",
+            customer=customer,
+            status="incomplete" if pending else "active",
+            collection_method="charge_automatically",
+            currency=currency,
+            metadata=metadata,
+            start_date=now,
+            billing_cycle_anchor=now,
+            days_until_due=None,
+            discounts=[],
+        )
+        items = []
+        for line in lines:
+            price = line["price"]
+            # Periods are approximate (a month is 30 days): nothing in Lode bills by them.
+            seconds = {"day": 1, "week": 7, "month": 30, "year": 365}[price["recurring"]["interval"]] * 86400
+            items.append(
+                self.make(
+                    "subscription_item",
+                    store=False,
+                    price=price,
+                    quantity=line["quantity"],
+                    subscription=sub["id"],
+                    metadata={},
+                    discounts=[],
+                    tax_rates=[],
+                    current_period_start=now,
+                    current_period_end=now + seconds,
+                )
+            )
+        sub["items"] = list_object(items, f"/v1/subscription_items?subscription={sub['id']}")
+        self.emit("customer.subscription.created", sub)
+        parent = {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"subscription": sub["id"], "metadata": metadata},
+        }
+        invoice = self.new_invoice(
+            customer=customer,
+            currency=currency,
+            billing_reason="subscription_create",
+            collection_method="charge_automatically",
+            auto_advance=True,
+            parent=parent,
+        )
+        for item, line in zip(items, lines, strict=True):
+            details = {
+                "subscription": sub["id"],
+                "subscription_item": item["id"],
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": None,
+            }
+            self.add_line(
+                invoice,
+                amount=line["amount_total"],
+                quantity=line["quantity"] or 0,
+                description=line["description"],
+                price=item["price"],
+                parent={
+                    "type": "subscription_item_details",
+                    "invoice_item_details": None,
+                    "subscription_item_details": details,
+                },
+            )
+        sub["latest_invoice"] = invoice["id"]
+        self.emit("invoice.created", invoice)
+        self.finalize(invoice)
+        if invoice["status"] == "open":
+            self.pay_invoice(invoice, pending=pending)
+        return sub, invoice
