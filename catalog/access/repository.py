@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Row, Select, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,13 +127,8 @@ async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
 
 async def party_licence(session: AsyncSession, caller: Principal, licence_id: str, *, lock: bool = False) -> Licence:
     """The licence, when the caller is one of its parties or the operator; else 404, as if absent."""
-    stmt = _licence_scope(select(Licence).where(Licence.id == licence_id), caller)
-    if lock:
-        stmt = stmt.with_for_update()
-    found = (await session.execute(stmt)).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"No licence {licence_id}.")
-    return found
+    stmt = select(Licence).with_for_update() if lock else select(Licence)
+    return (await _party_row(session, caller, licence_id, stmt))[0]
 
 
 async def party_licence_and_product(
@@ -140,11 +136,16 @@ async def party_licence_and_product(
 ) -> tuple[Licence, Product]:
     """``party_licence`` and the licence's product, in the one statement every delivery request
     starts with (the product then answers later gets of it from the session)."""
-    stmt = select(Licence, Product).join(Product, Product.id == Licence.product_id).where(Licence.id == licence_id)
-    found = (await session.execute(_licence_scope(stmt, caller))).one_or_none()
+    stmt = select(Licence, Product).join(Product, Product.id == Licence.product_id)
+    licence, product = await _party_row(session, caller, licence_id, stmt)
+    return licence, product
+
+
+async def _party_row(session: AsyncSession, caller: Principal, licence_id: str, stmt: Select) -> Row[Any]:
+    found = (await session.execute(_licence_scope(stmt.where(Licence.id == licence_id), caller))).one_or_none()
     if found is None:
         raise NotFound(f"No licence {licence_id}.")
-    return found[0], found[1]
+    return found
 
 
 async def list_licences(
