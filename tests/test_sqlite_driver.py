@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -196,3 +197,25 @@ async def test_an_async_creator_is_refused_not_ignored(tmp_path: Path) -> None:
                 await conn.execute(text("SELECT 1"))
     finally:
         await engine.dispose()
+
+
+async def test_a_cancelled_call_leaves_the_connection_usable(tmp_path: Path) -> None:
+    """The caller went away mid-statement: the statement finishes on the thread, its answer is dropped,
+    and the next call gets its own answer, not the abandoned one."""
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "cancel.db"))
+    started = threading.Event()
+
+    def slow(c):
+        started.set()
+        time.sleep(0.2)
+        return "abandoned"
+
+    try:
+        waiting = asyncio.ensure_future(conn.call(slow))
+        await asyncio.to_thread(started.wait, 5)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await conn.call(lambda c: c.execute("SELECT 41 + 1").fetchone()) == (42,)
+    finally:
+        await conn.close()
