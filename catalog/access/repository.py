@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import NamedTuple
 
-from sqlalchemy import Row, Select, delete, exists, select, update
+from sqlalchemy import Select, bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,24 +129,56 @@ async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
 async def party_licence(session: AsyncSession, caller: Principal, licence_id: str, *, lock: bool = False) -> Licence:
     """The licence, when the caller is one of its parties or the operator; else 404, as if absent."""
     stmt = select(Licence).with_for_update() if lock else select(Licence)
-    return (await _party_row(session, caller, licence_id, stmt))[0]
-
-
-async def party_licence_and_product(
-    session: AsyncSession, caller: Principal, licence_id: str
-) -> tuple[Licence, Product]:
-    """``party_licence`` and the licence's product, in the one statement every delivery request
-    starts with (the product then answers later gets of it from the session)."""
-    stmt = select(Licence, Product).join(Product, Product.id == Licence.product_id)
-    licence, product = await _party_row(session, caller, licence_id, stmt)
-    return licence, product
-
-
-async def _party_row(session: AsyncSession, caller: Principal, licence_id: str, stmt: Select) -> Row[Any]:
-    found = (await session.execute(_licence_scope(stmt.where(Licence.id == licence_id), caller))).one_or_none()
+    found = (await session.execute(_licence_scope(stmt.where(Licence.id == licence_id), caller))).scalar_one_or_none()
     if found is None:
         raise NotFound(f"No licence {licence_id}.")
     return found
+
+
+class Standing(NamedTuple):
+    """What deciding whether an analyst may use a licence reads: the licence, its product, the
+    analyst's roles in the consumer organisation (None if not a member) and the kinds of its holds."""
+
+    licence: Licence
+    product: Product
+    roles: list[str] | None
+    holds: list[str]
+
+
+async def standing(session: AsyncSession, licence_id: str, analyst_id: str, *, party: str | None) -> Standing | None:
+    """The licence's ``Standing`` for this analyst, in one statement; with ``party``, only if that
+    organisation is one of its parties (None otherwise, as for a licence that does not exist).
+
+    Every delivery request starts here, so the statement is built once (with its values as
+    parameters) and reads the membership and holds by joins rather than a statement each.
+    """
+    params = {"licence": licence_id, "analyst": analyst_id}
+    if party is not None:
+        params["party"] = party
+    rows = (await session.execute(_standing_statement(party is not None), params)).all()
+    if not rows:
+        return None
+    licence, product, roles, _ = rows[0]
+    return Standing(licence, product, roles, [kind for *_, kind in rows if kind is not None])
+
+
+@functools.cache
+def _standing_statement(scoped: bool) -> Select:
+    stmt = (
+        select(Licence, Product, Membership.roles, LicenceHold.kind)
+        .join(Product, Product.id == Licence.product_id)
+        .outerjoin(
+            Membership,
+            (Membership.org_id == Licence.consumer_org_id) & (Membership.user_id == bindparam("analyst")),
+        )
+        .outerjoin(LicenceHold, LicenceHold.licence_id == Licence.id)
+        .where(Licence.id == bindparam("licence"))
+        .order_by(LicenceHold.set_at, LicenceHold.kind)
+    )
+    if scoped:
+        parties = select(LicenceParty.licence_id).where(LicenceParty.org_id == bindparam("party"))
+        stmt = stmt.where(Licence.id.in_(parties))
+    return stmt
 
 
 async def list_licences(

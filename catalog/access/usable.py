@@ -17,7 +17,6 @@ from catalog import policy
 from catalog.access import repository as repo
 from catalog.access.models import Licence
 from catalog.auth import Principal
-from catalog.products import repository as products_repo
 
 
 class Refusal(msgspec.Struct, frozen=True):
@@ -29,12 +28,18 @@ class Refusal(msgspec.Struct, frozen=True):
 
 async def refusal(session: AsyncSession, licence: Licence, analyst: Principal, at: datetime) -> Refusal | None:
     """Why this analyst may not use this licence now (API.md's delivery table), or None."""
-    product = await products_repo.get(session, licence.product_id)
-    assert product is not None
+    found = await repo.standing(session, licence.id, analyst.user_id, party=None)
+    assert found is not None
+    return decide(found, analyst, at)
+
+
+def decide(standing: repo.Standing, analyst: Principal, at: datetime) -> Refusal | None:
+    """The refusal ``standing`` calls for, or None: read in the same transaction as the work it
+    guards, never from what the request's key said of the caller."""
+    licence, product = standing.licence, standing.product
     rule = policy.rule(product.grade)
     today = at.date()
-    member = await repo.membership(session, licence.consumer_org_id, analyst.user_id)
-    roles = member.roles if member else []
+    roles = standing.roles or []
     named = rule.named_analysts or bool(licence.analysts)  # names on a licence bind at every grade
     if (
         analyst.org_id != licence.consumer_org_id
@@ -48,13 +53,12 @@ async def refusal(session: AsyncSession, licence: Licence, analyst: Principal, a
         return Refusal("licence_expired", 403, f"The licence ended on {licence.ends_on}.")
     if rule.ethics_required and (licence.ethics_expires_on is None or licence.ethics_expires_on < today):
         return Refusal("ethics_approval_expired", 403, "The ethics approval behind this licence has expired.")
-    holds = (await repo.holds(session, [licence.id]))[licence.id]
-    if licence.status != "active" or holds:
+    if licence.status != "active" or standing.holds:
         return Refusal(
             "licence_not_active",
             403,
             f"The licence is {licence.status}.",
-            {"licence_status": licence.status, "holds": [h.kind for h in holds]},
+            {"licence_status": licence.status, "holds": standing.holds},
         )
     if today < licence.starts_on:
         return Refusal("licence_not_started", 403, f"The licence starts on {licence.starts_on}.")

@@ -1,5 +1,5 @@
 """The gate every delivery request passes before any data is touched: the caller's licence and
-its product once ``usable.refusal`` has nothing to say, the release the request reads, the grade's
+its product once ``usable.decide`` has nothing to say, the release the request reads, the grade's
 and the licence's word on the mode, and the most rows an answer may hold (what is reserved). What
 the first phase established travels on as a ``Gate`` to the work and the settlement.
 """
@@ -38,14 +38,17 @@ class Gate(msgspec.Struct, kw_only=True):
 
 
 async def usable_licence(session: AsyncSession, caller: Principal, licence_id: str) -> tuple[Licence, Product]:
-    """The caller's licence and its product, once check_usable passes (the grade's own word on the
-    mode comes later); refusals carry API.md's codes."""
-    # One statement for both; usable.refusal's own get of the product is answered by the session.
-    licence, product = await access_repo.party_licence_and_product(session, caller, licence_id)
-    refusal = await usable.refusal(session, licence, caller, utcnow())
+    """The caller's licence and its product, once ``usable.decide`` passes (the grade's own word on
+    the mode comes later); refusals carry API.md's codes, and a licence the caller is no party to is
+    404, as if absent."""
+    party = None if caller.is_operator else caller.org_id
+    found = await access_repo.standing(session, licence_id, caller.user_id, party=party)
+    if found is None:
+        raise NotFound(f"No licence {licence_id}.")
+    refusal = usable.decide(found, caller, utcnow())
     if refusal is not None:
         raise DomainError(refusal.detail, code=refusal.code, status=refusal.status, **refusal.extra)
-    return licence, product
+    return found.licence, found.product
 
 
 def allow_mode(product: Product, licence: Licence, mode: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.orgs.models import ApiKey, Membership, Organisation, User
@@ -20,13 +20,16 @@ class KeyMatch(NamedTuple):
 
 
 async def keys_by_prefix(session: AsyncSession, prefix: str) -> list[KeyMatch]:
-    stmt = (
-        select(ApiKey, Organisation, Membership)
-        .join(Organisation, Organisation.id == ApiKey.org_id)
-        .outerjoin(Membership, (Membership.user_id == ApiKey.user_id) & (Membership.org_id == ApiKey.org_id))
-        .where(ApiKey.prefix == prefix)
-    )
-    return [KeyMatch(*row) for row in (await session.execute(stmt)).all()]
+    return [KeyMatch(*row) for row in (await session.execute(_KEYS_BY_PREFIX, {"prefix": prefix})).all()]
+
+
+# Built once, the prefix as a parameter: every authenticated request runs it.
+_KEYS_BY_PREFIX = (
+    select(ApiKey, Organisation, Membership)
+    .join(Organisation, Organisation.id == ApiKey.org_id)
+    .outerjoin(Membership, (Membership.user_id == ApiKey.user_id) & (Membership.org_id == ApiKey.org_id))
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
 
 
 async def touch_key(session: AsyncSession, key_id: str, now: datetime, older_than: datetime) -> None:
