@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-import rfc8785
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, bindparam, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from catalog import jcs
 from catalog.db import Base, utcnow
 from catalog.ids import new_id
 
@@ -123,7 +123,7 @@ def event_hash(fields: dict[str, Any]) -> str:
         "data": fields["data"],
         "prev_hash": fields["prev_hash"],
     }
-    return hashlib.sha256(rfc8785.dumps(canonical)).hexdigest()
+    return hashlib.sha256(jcs.dumps(canonical)).hexdigest()
 
 
 def format_time(moment: datetime) -> str:
@@ -162,7 +162,7 @@ def _append_buffered(session: Session) -> None:
                 "seq": seq,
                 "id": new_id("aud"),
                 "occurred_at": datetime.fromisoformat(fields["occurred_at"].replace("Z", "+00:00")),
-                "data": rfc8785.dumps(item["data"]).decode(),
+                "data": jcs.dumps(item["data"]).decode(),
                 "prev_hash": prev_hash,
                 "hash": digest,
             }
@@ -240,7 +240,7 @@ async def verify(session: Any, *, expected_head: str | None = None, from_seq: in
                 row_seq = last_seq + 1
             elif prev_hash is not None and row.prev_hash != prev_hash:
                 problem, row_seq = "prev_hash does not match the previous event", row.seq
-            elif rfc8785.dumps(fields["data"]).decode() != row.data or event_hash(fields) != row.hash:
+            elif jcs.dumps(fields["data"]).decode() != row.data or event_hash(fields) != row.hash:
                 problem, row_seq = "the event's content does not match its hash", row.seq
             if problem:
                 return VerifyResult(

@@ -14,8 +14,8 @@ import hashlib
 from typing import Any
 
 import msgspec
-import rfc8785
 
+from catalog import jcs
 from catalog.errors import FieldError, ValidationFailed
 from catalog.products.offer_schemas import TermsPut, UseCondition
 
@@ -95,7 +95,7 @@ def _sorted_params(params: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def terms_hash(content: dict[str, Any]) -> str:
-    return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+    return hashlib.sha256(jcs.dumps(content)).hexdigest()
 
 
 def removed_modes(local_conditions: list[str]) -> set[str]:
