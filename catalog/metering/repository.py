@@ -261,7 +261,9 @@ def _sqlite_events_insert(dialect_class: type) -> tuple[str, list[tuple[str, Any
     compiled = stmt.compile(dialect=dialect, column_keys=[c.name for c in EVENTS.columns])
     order = compiled.positiontup or []
     by_name = {c.name: c for c in EVENTS.columns}
-    return compiled.string, [(name, by_name[name].type.bind_processor(dialect)) for name in order]
+    # dialect_impl: the processor SQLAlchemy itself would use. The type's own bind_processor skips
+    # SQLite's DATETIME one, so times went in as "…:00+00:00", which sorts wrong against the rest.
+    return compiled.string, [(name, by_name[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in order]
 
 
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:

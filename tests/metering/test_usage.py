@@ -201,6 +201,27 @@ class TestReports:
             await client.get("/v1/usage", params={"tz": "Mars/Olympus"}, headers=owner.headers), 400, "validation_error"
         )
 
+    async def test_since_is_inclusive_and_until_exclusive_to_the_microsecond(self, client, app, setup) -> None:
+        """On a whole second too: SQLite compares stored times as text, so every path that writes
+        them must write SQLAlchemy's one form (events once went in as ``…:00+00:00``, which sorts
+        before ``…:00.000000`` and fell out of the window that starts at that very second)."""
+        owner, consumer, licence = setup
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+        batch = events(licence["id"], 1, at=at) + events(licence["id"], 1, start=1, at=at + timedelta(microseconds=1))
+        expect(await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers), 200)
+
+        async def quantity(**window: datetime) -> int:
+            params = {k: v.isoformat().replace("+00:00", "Z") for k, v in window.items()}
+            report = expect(
+                await client.get(f"/v1/licences/{licence['id']}/usage", params=params, headers=owner.headers), 200
+            )
+            return report["totals"].get("rows_returned", 0)
+
+        assert await quantity(since=at) == 10
+        assert await quantity(since=at, until=at + timedelta(microseconds=1)) == 5
+        assert await quantity(since=at + timedelta(microseconds=1)) == 5
+        assert await quantity(since=at - timedelta(hours=1), until=at) == 0
+
     async def test_others_see_nothing(self, client, setup, delivery) -> None:
         owner, _, licence = setup
         expect(
