@@ -4,8 +4,9 @@ retried event from a different one under the same idempotency key."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from catalog import jcs
@@ -20,27 +21,38 @@ def payload_digest(licence_id: str, dimension: str, quantity: int, at: datetime,
     that form is the five keys in code-unit order with nothing to escape, written here directly at
     a fraction of the cost (it matters at 1,000 events a batch); anything else goes to ``jcs.dumps``.
     """
+    if type(quantity) is int and -SAFE_INT < quantity < SAFE_INT:
+        head = _verbatim_head(licence_id, dimension, at, at.utcoffset(), analyst)
+        if head is not None:
+            return hashlib.sha256(head + str(quantity).encode() + b"}").hexdigest()
+    payload = {
+        "licence_id": licence_id,
+        "dimension": dimension,
+        "quantity": quantity,
+        "occurred_at": at.isoformat(),
+        "analyst_id": analyst,
+    }
+    return hashlib.sha256(jcs.dumps(payload)).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _verbatim_head(
+    licence_id: str, dimension: str, at: datetime, offset: timedelta | None, analyst: str | None
+) -> bytes | None:
+    """The payload's text up to its quantity (the last key), or None if a string needs escaping.
+
+    Cached: a batch repeats a few licences, dimensions and times over many quantities. ``offset``
+    is part of the key because equal instants in different zones are equal datetimes but are
+    written differently.
+    """
     occurred = at.isoformat()
-    if (
-        type(quantity) is int
-        and -SAFE_INT < quantity < SAFE_INT
-        and VERBATIM.fullmatch(licence_id + dimension + occurred + (analyst or ""))
-    ):
-        by = "null" if analyst is None else f'"{analyst}"'
-        text = (
-            f'{{"analyst_id":{by},"dimension":"{dimension}","licence_id":"{licence_id}",'
-            f'"occurred_at":"{occurred}","quantity":{quantity}}}'
-        ).encode()
-    else:
-        payload = {
-            "licence_id": licence_id,
-            "dimension": dimension,
-            "quantity": quantity,
-            "occurred_at": occurred,
-            "analyst_id": analyst,
-        }
-        text = jcs.dumps(payload)
-    return hashlib.sha256(text).hexdigest()
+    if VERBATIM.fullmatch(licence_id + dimension + occurred + (analyst or "")) is None:
+        return None
+    by = "null" if analyst is None else f'"{analyst}"'
+    return (
+        f'{{"analyst_id":{by},"dimension":"{dimension}","licence_id":"{licence_id}",'
+        f'"occurred_at":"{occurred}","quantity":'
+    ).encode()
 
 
 class Owner(NamedTuple):

@@ -56,3 +56,15 @@ def test_the_digest_changes_with_every_field() -> None:
     ]
     digests = {payload_digest(*base), *(payload_digest(*v) for v in variants)}
     assert len(digests) == 1 + len(variants)
+
+
+def test_one_instant_written_in_two_zones_is_two_payloads() -> None:
+    """The same instant is an equal datetime in any zone, but its text differs: whatever is cached
+    for one must not answer for the other."""
+    utc = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    shanghai = utc.astimezone(timezone(timedelta(hours=8)))
+    assert utc == shanghai
+    args = ("lic_01M8KVKQGKP6EMK5A3616BQ0E5", "queries", 3)
+    for at in (utc, shanghai, utc):
+        assert payload_digest(*args, at, None) == reference(*args, at, None)
+    assert payload_digest(*args, utc, None) != payload_digest(*args, shanghai, None)
