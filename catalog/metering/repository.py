@@ -93,12 +93,18 @@ async def add_counters(session: AsyncSession, amounts: dict[CounterKey, int]) ->
         {"licence_id": lic, "dimension": d, "period_start": period, "used": n, "updated_at": now}
         for (lic, d, period), n in amounts.items()
     ]
-    stmt = _insert(session)(COUNTERS)
-    stmt = stmt.on_conflict_do_update(
+    stmt = _add_counters_statement(session.bind.dialect.name)
+    return {(lic, d, period): int(used) for lic, d, period, used in (await session.execute(stmt, rows)).all()}
+
+
+@functools.cache
+def _add_counters_statement(dialect_name: str) -> Any:
+    """Built once per dialect: every usage batch runs it, and building it cost more than running it."""
+    stmt = (pg_insert if dialect_name == "postgresql" else sqlite_insert)(COUNTERS)
+    return stmt.on_conflict_do_update(
         index_elements=[COUNTERS.c.licence_id, COUNTERS.c.dimension, COUNTERS.c.period_start],
         set_={"used": COUNTERS.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
     ).returning(COUNTERS.c.licence_id, COUNTERS.c.dimension, COUNTERS.c.period_start, COUNTERS.c.used)
-    return {(lic, d, period): int(used) for lic, d, period, used in (await session.execute(stmt, rows)).all()}
 
 
 async def add_each(session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int]) -> None:
