@@ -103,25 +103,25 @@ async def _authenticate(scope: Scope) -> Principal | None:
         raise NotAuthenticated("Use 'Authorization: Bearer <api key>'.")
     state = scope["litestar_app"].state
     expected = hash_secret(state.settings.key_pepper, secret)
-    async with single_read(state.sessions) as session:
-        candidates = await orgs_repo.keys_by_prefix(session, lookup_prefix(secret))
-    match = next((c for c in candidates if hmac.compare_digest(c.key.secret_hash, expected)), None)
-    if match is None or match.key.revoked_at is not None or match.membership is None:
+    async with single_read(state.engine) as conn:
+        candidates = await orgs_repo.keys_by_prefix(conn, lookup_prefix(secret))
+    match = next((c for c in candidates if hmac.compare_digest(c.secret_hash, expected)), None)
+    if match is None or match.revoked_at is not None or match.roles is None:
         raise NotAuthenticated("The API key is unknown or revoked.")
     now = utcnow()
-    last = match.key.last_used_at
+    last = match.last_used_at
     if last is None or now - last >= LAST_USED_RESOLUTION:
         # Its own short transaction, and a conditional update: concurrent requests with the same
         # key write at most once a minute instead of contending on the row.
         async with write_transaction(state.sessions) as session:
-            await orgs_repo.touch_key(session, match.key.id, now, now - LAST_USED_RESOLUTION)
+            await orgs_repo.touch_key(session, match.key_id, now, now - LAST_USED_RESOLUTION)
     return Principal(
-        user_id=match.key.user_id,
-        org_id=match.org.id,
-        org_kind=match.org.kind,
-        org_status=match.org.status,
-        roles=frozenset(match.membership.roles),
-        key_id=match.key.id,
+        user_id=match.user_id,
+        org_id=match.org_id,
+        org_kind=match.org_kind,
+        org_status=match.org_status,
+        roles=frozenset(match.roles),
+        key_id=match.key_id,
     )
 
 

@@ -23,7 +23,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 from sqlalchemy import JSON, Date, MetaData, String, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from catalog import sqlite_driver
@@ -144,19 +144,17 @@ async def read_transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncI
 
 
 @asynccontextmanager
-async def single_read(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for one SELECT that needs no transaction around it (the key lookup every request
-    makes): the statement reads a consistent snapshot of its own, and BEGIN and ROLLBACK would add
-    two round trips to it. On SQLite no BEGIN is sent; on PostgreSQL it runs in autocommit."""
-    async with sessions() as session:
-        if session.bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+async def single_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for one SELECT that needs no transaction around it (the key lookup every
+    request makes): the statement reads a consistent snapshot of its own, and BEGIN and ROLLBACK
+    would add two round trips to it. On SQLite no BEGIN is sent; on PostgreSQL it runs in
+    autocommit. A connection, not a session: the lookup loads no entities, and a session's own
+    setup cost more than the SELECT."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
         else:
-            await session.connection(execution_options={"lode_single_read": True})
-        try:
-            yield session
-        finally:
-            await session.close()
+            yield await conn.execution_options(lode_single_read=True)
 
 
 async def provide_transaction(

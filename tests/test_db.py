@@ -83,9 +83,9 @@ class TestSingleRead:
     async def test_the_key_lookup_reads_outside_any_transaction(self, app, actors: Actors) -> None:
         """single_read (auth's key lookup, every request) sends no BEGIN and no ROLLBACK: the one
         SELECT is its own transaction, on both databases."""
-        async with db.single_read(app.state.sessions) as session:
-            count = (await session.execute(select(func.count()).select_from(Organisation))).scalar_one()
-            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        async with db.single_read(app.state.engine) as conn:
+            count = (await conn.execute(select(func.count()).select_from(Organisation))).scalar_one()
+            raw = (await conn.get_raw_connection()).driver_connection
             if app.state.engine.dialect.name == "postgresql":
                 assert not raw.is_in_transaction()
             else:

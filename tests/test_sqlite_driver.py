@@ -73,9 +73,8 @@ async def test_a_single_read_is_one_call(engine: AsyncEngine, monkeypatch) -> No
         return await original(self, fn, *args)
 
     monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
-    sessions = db.create_sessionmaker(engine)
-    async with db.single_read(sessions) as session:
-        assert (await session.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+    async with db.single_read(engine) as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
     assert calls == ["_run"]  # no BEGIN before it, no ROLLBACK after
 
 

@@ -7,28 +7,43 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Select, bindparam, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from catalog.orgs.models import ApiKey, Membership, Organisation, User
 from catalog.pagination import Page, PageRequest, paginate
 
 
 class KeyMatch(NamedTuple):
-    key: ApiKey
-    org: Organisation
-    membership: Membership | None
+    """What authenticating a key needs of the key, its organisation and the user's membership
+    (``roles`` None when the user is no longer a member)."""
+
+    key_id: str
+    user_id: str
+    secret_hash: str
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    org_id: str
+    org_kind: str
+    org_status: str
+    roles: list[str] | None
 
 
-async def keys_by_prefix(session: AsyncSession, prefix: str) -> list[KeyMatch]:
-    return [KeyMatch(*row) for row in (await session.execute(_KEYS_BY_PREFIX, {"prefix": prefix})).all()]
+async def keys_by_prefix(conn: AsyncConnection, prefix: str) -> list[KeyMatch]:
+    return [KeyMatch(*row) for row in (await conn.execute(_KEYS_BY_PREFIX, {"prefix": prefix})).all()]
 
 
-# Built once, the prefix as a parameter: every authenticated request runs it.
+# Built once, the prefix as a parameter, columns rather than entities: every authenticated request
+# runs it, and building the statement or loading three entities cost more than the SELECT.
+_KEY, _ORG, _MEMBER = ApiKey.__table__, Organisation.__table__, Membership.__table__
 _KEYS_BY_PREFIX = (
-    select(ApiKey, Organisation, Membership)
-    .join(Organisation, Organisation.id == ApiKey.org_id)
-    .outerjoin(Membership, (Membership.user_id == ApiKey.user_id) & (Membership.org_id == ApiKey.org_id))
-    .where(ApiKey.prefix == bindparam("prefix"))
+    select(*(_KEY.c[n] for n in ("id", "user_id", "secret_hash", "revoked_at", "last_used_at")))
+    .add_columns(_ORG.c.id, _ORG.c.kind, _ORG.c.status, _MEMBER.c.roles)
+    .select_from(
+        _KEY.join(_ORG, _ORG.c.id == _KEY.c.org_id).outerjoin(
+            _MEMBER, (_MEMBER.c.user_id == _KEY.c.user_id) & (_MEMBER.c.org_id == _KEY.c.org_id)
+        )
+    )
+    .where(_KEY.c.prefix == bindparam("prefix"))
 )
 
 

@@ -205,7 +205,7 @@ class TestReports:
         """On a whole second too: SQLite compares stored times as text, so every path that writes
         them must write SQLAlchemy's one form (events once went in as ``…:00+00:00``, which sorts
         before ``…:00.000000`` and fell out of the window that starts at that very second)."""
-        owner, consumer, licence = setup
+        owner, _, licence = setup
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
         batch = events(licence["id"], 1, at=at) + events(licence["id"], 1, start=1, at=at + timedelta(microseconds=1))
         expect(await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers), 200)
