@@ -67,32 +67,47 @@ class Owner(NamedTuple):
         return cls(licence.id, licence.consumer_org_id, licence.product_id)
 
 
-def usage_row(
-    owner: Owner,
-    id_: str,
-    key: str,
-    dimension: str,
-    quantity: int,
-    at: datetime,
-    analyst: str | None,
+Columns = dict[str, list[Any]]  # a usage_events column → its value for each event, in order
+
+
+def usage_columns(
+    owners: list[Owner],
+    ids: list[str],
+    keys: list[str],
+    dimensions: list[str],
+    quantities: list[int],
+    moments: list[datetime],
+    analysts: list[str | None],
+    *,
     source: str,
     reported_by: str | None,
     created: datetime,
-) -> dict[str, Any]:
-    """One usage_events row; ``at`` and ``created`` are aware UTC."""
+) -> Columns:
+    """usage_events rows a column at a time, each list one value per event (``moments`` and
+    ``created`` aware UTC). A column at a time because a batch is up to 1,000 events: a dict per
+    row, then a column per dict for the insert, cost more than the insert's own Python."""
+    n = len(ids)
     return {
-        "id": id_,
-        "licence_id": owner.licence_id,
-        "idempotency_key": key,
-        "consumer_org_id": owner.consumer_org_id,
-        "product_id": owner.product_id,
-        "analyst_id": analyst,
-        "dimension": dimension,
-        "quantity": quantity,
-        "occurred_at": at,
-        "source": source,
-        "reported_by": reported_by,
-        "payload_sha256": payload_digest(owner.licence_id, dimension, quantity, at, analyst),
-        "over_cap": False,
-        "created_at": created,
+        "id": ids,
+        "licence_id": [o.licence_id for o in owners],
+        "idempotency_key": keys,
+        "consumer_org_id": [o.consumer_org_id for o in owners],
+        "product_id": [o.product_id for o in owners],
+        "analyst_id": analysts,
+        "dimension": dimensions,
+        "quantity": quantities,
+        "occurred_at": moments,
+        "source": [source] * n,
+        "reported_by": [reported_by] * n,
+        "payload_sha256": [
+            payload_digest(o.licence_id, d, q, at, a)
+            for o, d, q, at, a in zip(owners, dimensions, quantities, moments, analysts, strict=True)
+        ],
+        "over_cap": [False] * n,
+        "created_at": [created] * n,
     }
+
+
+def take(columns: Columns, indices: list[int]) -> Columns:
+    """The events at ``indices``, in that order."""
+    return {name: [values[i] for i in indices] for name, values in columns.items()}

@@ -272,10 +272,12 @@ def _sqlite_events_insert(dialect_class: type) -> tuple[str, list[tuple[str, Any
     return compiled.string, [(name, by_name[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in order]
 
 
-async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """One bulk statement per batch; answers the (licence, key) pairs actually inserted (a key the
-    licence used before is skipped: ON CONFLICT DO NOTHING)."""
-    if not rows:
+async def insert_events(session: AsyncSession, columns: dict[str, list[Any]]) -> set[tuple[str, str]]:
+    """One bulk statement per batch (``events.Columns``: each column's values, one per event);
+    answers the (licence, key) pairs actually inserted (a key the licence used before is skipped:
+    ON CONFLICT DO NOTHING)."""
+    n = len(columns["id"])
+    if not n:
         return set()
     connection = await session.connection()
     if session.bind.dialect.name == "postgresql":
@@ -283,26 +285,27 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> se
         # natively; every timestamp here is aware UTC): SQLAlchemy's per-element bind processing
         # of two timestamp arrays cost more than the insert itself.
         sql, names = _pg_events_insert(type(session.bind.dialect))
-        arrays = tuple([row[name] for row in rows] for name in names)
+        arrays = tuple(columns[name] for name in names)
         return {(lic, key) for lic, key in (await connection.exec_driver_sql(sql, arrays)).all()}
     # SQLite: one prepared INSERT … ON CONFLICT DO NOTHING run for every row (executemany). Its
     # rowcount says whether every row went in; only when some did not are the fresh ids read back.
     # The rows go to the driver as tuples converted by the columns' own bind processors: the ORM's
-    # per-row parameter handling cost more than SQLite's insert at 1,000 rows a batch. They are
-    # converted a column at a time, each distinct value once (a batch shares its created_at, its
-    # over_cap and often its occurred_at).
+    # per-row parameter handling cost more than SQLite's insert at 1,000 rows a batch. Each
+    # distinct value is converted once (a batch shares its created_at, its over_cap and often its
+    # occurred_at).
     sql, processors = _sqlite_events_insert(type(session.bind.dialect))
-    columns = []
+    converted = []
     for name, convert in processors:
-        column = [row[name] for row in rows]
+        column = columns[name]
         if convert is not None:
             done = {value: convert(value) for value in set(column)}
             column = [done[value] for value in column]
-        columns.append(column)
-    result = await connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-    if result.rowcount == len(rows):
-        return {(row["licence_id"], row["idempotency_key"]) for row in rows}
-    mine = select(EVENTS.c.licence_id, EVENTS.c.idempotency_key).where(EVENTS.c.id.in_([row["id"] for row in rows]))
+        converted.append(column)
+    result = await connection.exec_driver_sql(sql, list(zip(*converted, strict=True)))
+    pairs = zip(columns["licence_id"], columns["idempotency_key"], strict=True)
+    if result.rowcount == n:
+        return set(pairs)
+    mine = select(EVENTS.c.licence_id, EVENTS.c.idempotency_key).where(EVENTS.c.id.in_(columns["id"]))
     return {(lic, key) for lic, key in (await session.execute(mine)).all()}
 
 

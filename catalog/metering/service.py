@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,24 +126,22 @@ async def settle(
         change = {d: int(used.get(d, 0)) - int(reserved) for d, reserved in reservation.amounts.items()}
     await repo.add_each(session, licence.id, reservation.period_start, {d: n for d, n in change.items() if n})
     now = utcnow()
-    rows = [
-        events.usage_row(
-            events.Owner.of(licence),
-            new_id("use"),
-            f"res:{reservation.id}:{dimension}",
-            dimension,
-            quantity,
-            now,
-            reservation.analyst_id,
-            "server",
-            None,
-            now,
-        )
-        for dimension, quantity in used.items()
-        if quantity > 0
-    ]
-    await repo.insert_events(session, rows)
-    if rows:
+    spent = [(dimension, quantity) for dimension, quantity in used.items() if quantity > 0]
+    n = len(spent)
+    columns = events.usage_columns(
+        [events.Owner.of(licence)] * n,
+        [new_id("use") for _ in spent],
+        [f"res:{reservation.id}:{dimension}" for dimension, _ in spent],
+        [dimension for dimension, _ in spent],
+        [quantity for _, quantity in spent],
+        [now] * n,
+        [reservation.analyst_id] * n,
+        source="server",
+        reported_by=None,
+        created=now,
+    )
+    await repo.insert_events(session, columns)
+    if spent:
         await _note_usage(session, licence.id, now)
     return True
 
@@ -205,9 +202,9 @@ class MeteringService:
     async def ingest(self, batch: UsageBatch) -> IngestResult:
         """Usage a provider delivered outside Lode: validated whole, inserted in one statement.
 
-        Up to 1,000 events a request, so each event costs one pass of plain Python: its time
-        checked and put in UTC once, its row built once, and the later steps skipped when, as
-        usual, every row went in.
+        Up to 1,000 events a request, so each event costs little plain Python: its time checked
+        and put in UTC once, the batch built a column at a time (``events.usage_columns``), and the
+        later steps skipped when, as usual, every event went in.
         """
         ids = sorted({e.licence_id for e in batch.events})
         # Only licences of the caller's products (the operator: any); the rest are refused below.
@@ -238,49 +235,51 @@ class MeteringService:
         if errors:
             raise ValidationFailed.of(errors, shown=20)
         owners = {lid: events.Owner.of(lic) for lid, lic in licences.items()}
-        reporter = self.caller.org_id
-        rows = [
-            events.usage_row(
-                owners[e.licence_id], id_, e.idempotency_key, e.dimension, e.quantity, at, e.analyst_id,
-                "reported", reporter, now,
-            )
-            for e, id_, at in zip(batch.events, new_ids("use", len(batch.events)), moments, strict=True)
-        ]  # fmt: skip
+        licence_ids = [e.licence_id for e in batch.events]
+        keys = [e.idempotency_key for e in batch.events]
+        columns = events.usage_columns(
+            [owners[lid] for lid in licence_ids],
+            new_ids("use", len(keys)),
+            keys,
+            [e.dimension for e in batch.events],
+            [e.quantity for e in batch.events],
+            moments,
+            [e.analyst_id for e in batch.events],
+            source="reported",
+            reported_by=self.caller.org_id,
+            created=now,
+        )
+        digests = columns["payload_sha256"]
         first: dict[tuple[str, str], int] = {}
         conflicts: list[ConflictRow] = []
         duplicates = 0
-        unique_rows = []
-        for i, row in enumerate(rows):  # the same key twice in one batch: the first one counts
-            pair = (row["licence_id"], row["idempotency_key"])
+        unique: list[int] = []
+        for i, pair in enumerate(zip(licence_ids, keys, strict=True)):  # a key twice in a batch: the first counts
             seen = first.setdefault(pair, i)
             if seen == i:
-                unique_rows.append(row)
-            elif rows[seen]["payload_sha256"] == row["payload_sha256"]:
+                unique.append(i)
+            elif digests[seen] == digests[i]:
                 duplicates += 1
             else:
-                conflicts.append(
-                    ConflictRow(
-                        index=i,
-                        idempotency_key=row["idempotency_key"],
-                        reason="the key is used for another event in this batch",
-                    )
-                )
-        inserted = await repo.insert_events(self.session, unique_rows)
-        if len(inserted) == len(unique_rows):
-            fresh = unique_rows
-        else:
-            fresh = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) in inserted]
-            rest = [r for r in unique_rows if (r["licence_id"], r["idempotency_key"]) not in inserted]
-            existing = await repo.existing_events(self.session, [(r["licence_id"], r["idempotency_key"]) for r in rest])
-            for row in rest:
-                pair = (row["licence_id"], row["idempotency_key"])
-                if existing.get(pair) == row["payload_sha256"]:
+                reason = "the key is used for another event in this batch"
+                conflicts.append(ConflictRow(index=i, idempotency_key=keys[i], reason=reason))
+        if len(unique) < len(keys):
+            columns = events.take(columns, unique)
+        inserted = await repo.insert_events(self.session, columns)
+        fresh = columns
+        if len(inserted) < len(unique):
+            pairs = list(zip(columns["licence_id"], columns["idempotency_key"], strict=True))
+            fresh = events.take(columns, [j for j, pair in enumerate(pairs) if pair in inserted])
+            rest = [j for j, pair in enumerate(pairs) if pair not in inserted]
+            existing = await repo.existing_events(self.session, [pairs[j] for j in rest])
+            for j in rest:
+                if existing.get(pairs[j]) == columns["payload_sha256"][j]:
                     duplicates += 1
                 else:
                     conflicts.append(
                         ConflictRow(
-                            index=first[pair],
-                            idempotency_key=row["idempotency_key"],
+                            index=first[pairs[j]],
+                            idempotency_key=pairs[j][1],
                             reason="the key was used before with a different event",
                         )
                     )
@@ -298,14 +297,15 @@ class MeteringService:
             over_cap=over,
         )
 
-    async def _count_towards_caps(self, rows: list[dict[str, Any]], licences: dict[str, Licence]) -> list[OverCap]:
+    async def _count_towards_caps(self, columns: events.Columns, licences: dict[str, Licence]) -> list[OverCap]:
         """Reported usage counts toward caps and is accepted past them, flagged over_cap."""
         caps_of = {lid: lic.caps for lid, lic in licences.items()}
         by_day: dict[tuple[str, str, date], int] = defaultdict(int)
-        for row in rows:
-            licence_id, dimension = row["licence_id"], row["dimension"]
+        for licence_id, dimension, at, quantity in zip(
+            columns["licence_id"], columns["dimension"], columns["occurred_at"], columns["quantity"], strict=True
+        ):
             if dimension in caps_of[licence_id]:
-                by_day[(licence_id, dimension, row["occurred_at"].date())] += row["quantity"]
+                by_day[(licence_id, dimension, at.date())] += quantity
         totals: dict[tuple[str, str, date], int] = defaultdict(int)
         periods: dict[tuple[str, date], date] = {}
         for (licence_id, dimension, day), quantity in by_day.items():
@@ -321,9 +321,8 @@ class MeteringService:
             cap = int(caps_of[licence_id][dimension])
             if used > cap:
                 over.append(OverCap(licence_id=licence_id, dimension=dimension, used=used, cap=cap))
-                keys = [
-                    r["idempotency_key"] for r in rows if r["licence_id"] == licence_id and r["dimension"] == dimension
-                ]
+                each = zip(columns["licence_id"], columns["dimension"], columns["idempotency_key"], strict=True)
+                keys = [key for lid, dim, key in each if lid == licence_id and dim == dimension]
                 await repo.flag_over_cap(self.session, licence_id, keys)
         return over
 
