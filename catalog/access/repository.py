@@ -284,11 +284,6 @@ async def register(session: AsyncSession, page: PageRequest) -> Page[tuple[Licen
 # --- members and block-lists --------------------------------------------------------------------
 
 
-async def membership(session: AsyncSession, org_id: str, user_id: str) -> Membership | None:
-    stmt = select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def memberships(session: AsyncSession, org_id: str, user_ids: Sequence[str]) -> dict[str, Membership]:
     if not user_ids:
         return {}

@@ -130,7 +130,7 @@ async def settle(
     n = len(spent)
     columns = events.usage_columns(
         [events.Owner.of(licence)] * n,
-        [new_id("use") for _ in spent],
+        new_ids("use", n),
         [f"res:{reservation.id}:{dimension}" for dimension, _ in spent],
         [dimension for dimension, _ in spent],
         [quantity for _, quantity in spent],
