@@ -24,6 +24,7 @@ import itertools
 import queue
 import sqlite3
 import threading
+import weakref
 from collections import deque
 from functools import partial
 from typing import Any
@@ -48,6 +49,9 @@ class Connection:
     def __init__(self, jobs: queue.SimpleQueue[_Job | None], conn: sqlite3.Connection) -> None:
         self._jobs = jobs
         self._conn: sqlite3.Connection | None = conn
+        # A connection dropped without close or stop still ends its thread (the sqlite3 connection
+        # closes as it is collected), as a collected ThreadPoolExecutor's worker would.
+        weakref.finalize(self, jobs.put, None)
 
     @classmethod
     async def open(cls, database: str, **kwargs: Any) -> Connection:

@@ -5,6 +5,7 @@ locking and clean shutdown."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -218,3 +219,14 @@ async def test_a_cancelled_call_leaves_the_connection_usable(tmp_path: Path) -> 
         assert await conn.call(lambda c: c.execute("SELECT 41 + 1").fetchone()) == (42,)
     finally:
         await conn.close()
+
+
+async def test_a_connection_dropped_without_close_ends_its_thread(tmp_path: Path) -> None:
+    before = set(_driver_threads())
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "dropped.db"))
+    await conn.call(lambda c: c.execute("SELECT 1").fetchall())
+    (mine,) = set(_driver_threads()) - before
+    del conn
+    gc.collect()
+    mine.join(timeout=5)
+    assert not mine.is_alive()
