@@ -120,21 +120,29 @@ def _submit(jobs: queue.SimpleQueue[_Job | None], fn: Any, *args: Any) -> asynci
 def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
     """The connection's thread: run each job in turn until told to stop (None)."""
     while (job := jobs.get()) is not None:
-        loop, future, fn, args = job
-        try:
-            result, error = fn(*args), None
-        except BaseException as exc:  # handed to the caller, who re-raises it
-            result, error = None, exc
-        if loop is None or future is None:
-            continue
-        try:
-            loop.call_soon_threadsafe(_resolve, future, result, error)
-        except RuntimeError:  # the loop has closed: nobody is left to tell
-            pass
+        _do(*job)
+        # Nothing of a finished job (its parameters, its rows, the caller's loop) may outlive it
+        # while the thread waits, perhaps for a long time, in the pool.
+        del job
+
+
+def _do(loop: asyncio.AbstractEventLoop | None, future: asyncio.Future[Any] | None, fn: Any, args: Any) -> None:
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # handed to the caller, who re-raises it
+        result, error = None, exc
+    if loop is None or future is None:
+        return
+    try:
+        loop.call_soon_threadsafe(_resolve, future, result, error)
+    except RuntimeError:  # the loop has closed: nobody is left to tell
+        pass
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; the work ran anyway, as a started statement does
+    # A caller cancelled while its job waited or ran: the job ran anyway, and its answer is dropped.
+    # (SQLAlchemy then stops the connection, which queues the close behind it.)
+    if future.done():
         return
     if error is None:
         future.set_result(result)

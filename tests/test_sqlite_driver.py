@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -230,3 +232,34 @@ async def test_a_connection_dropped_without_close_ends_its_thread(tmp_path: Path
     gc.collect()
     mine.join(timeout=5)
     assert not mine.is_alive()
+
+
+async def test_the_thread_keeps_nothing_of_a_finished_call(tmp_path: Path) -> None:
+    """An idle pooled connection must not hold its last answer (rows, parameters) until its next call."""
+
+    class Answer:
+        pass
+
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "keep.db"))
+    try:
+        answer = await conn.call(lambda c: Answer())
+        gone = weakref.ref(answer)
+        del answer
+        await asyncio.sleep(0)  # the loop lets go of the step that handed the answer over
+        gc.collect()
+        assert gone() is None
+    finally:
+        await conn.close()
+
+
+async def test_stop_and_a_failed_open_end_the_thread(tmp_path: Path) -> None:
+    before = set(_driver_threads())
+    conn = await sqlite_driver.Connection.open(str(tmp_path / "stopped.db"))
+    with pytest.raises(sqlite3.OperationalError):
+        await sqlite_driver.Connection.open(str(tmp_path / "nowhere" / "x.db"))
+    mine = set(_driver_threads()) - before
+    assert len(mine) == 2
+    conn.stop()
+    for thread in mine:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
