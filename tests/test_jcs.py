@@ -39,6 +39,10 @@ def test_any_json_value_is_written_as_rfc8785_writes_it(value: Any) -> None:
         {"line": "a\nb", "quote": 'say "hi"', "tab": "\t", "bell": "\x07"},  # escapes
         {"\ue000": 1, "\U0001f600": 2},  # UTF-16 order differs from code-point order
         {"big": 2**53 + 1},  # beyond ECMAScript's exact integers: rfc8785 refuses
+        {"edge": 2**53},
+        {"edge": -(2**53)},
+        {"edge": 2**53 - 1},
+        {"edge": -(2**53) + 1},  # either side of it
         {"district": "Jing'an", "name": "上海"},
     ],
 )

@@ -1,11 +1,12 @@
 """Delivery: a licence turned into data, with the grade enforced on every request.
 
-Every request runs the same gate (``gate.py``) — the caller is a party, ``check_usable`` passes, the release is
-covered and not withdrawn, ``policy.py`` allows the mode for the grade and the licence's modes
-include it, the query fits the dictionary and the grade's column rules — and then the two phases
-of STYLE rule 3's exception: a short transaction reserves the most the request can use against the
-caps and the ε budget; DuckDB works with no transaction open; a second short transaction records
-the actual usage, audits the request (who, what, how much — never the data) and gives back the rest.
+Every request runs the same gate (``gate.py``) — the caller is a party, ``usable.decide`` finds
+nothing to refuse, the release is covered and not withdrawn, ``policy.py`` allows the mode for the
+grade and the licence's modes include it, the query fits the dictionary and the grade's column
+rules — and then the two phases of STYLE rule 3's exception: a short transaction reserves the most
+the request can use against the caps and the ε budget; DuckDB works with no transaction open; a
+second short transaction records the actual usage, audits the request (who, what, how much —
+never the data) and gives back the rest.
 """
 
 from __future__ import annotations

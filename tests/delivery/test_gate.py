@@ -52,6 +52,26 @@ class TestRefusals:
             200,
         )
 
+    async def test_every_hold_is_named_and_each_cause_lifts_only_its_own(self, client, delivery, actors) -> None:
+        """Two holds (the operator's, the provider's) are two rows of the gate's one read: both are
+        named in the refusal, and access returns only when the last is lifted."""
+        owner = await delivery.provider()
+        product = await delivery.published(owner, "L1")
+        consumer = await delivery.consumer()
+        licence = await delivery.licence_on(product, owner, consumer)
+        lic = licence["id"]
+        compliance = await actors.member(actors.operator.org_id, ["compliance"])
+        reason = {"reason": "audit finding"}
+        expect(await client.post(f"/v1/licences/{lic}/suspend", json=reason, headers=compliance.headers), 200)
+        expect(await client.post(f"/v1/licences/{lic}/suspend", json=reason, headers=owner.headers), 200)
+        refused = problem(await delivery.query(lic, consumer["analyst"], ROWS), 403, "licence_not_active")
+        assert refused["holds"] == ["operator", "provider"]
+        expect(await client.post(f"/v1/licences/{lic}/reinstate", json=reason, headers=owner.headers), 200)
+        refused = problem(await delivery.query(lic, consumer["analyst"], ROWS), 403, "licence_not_active")
+        assert refused["holds"] == ["operator"]
+        expect(await client.post(f"/v1/licences/{lic}/reinstate", json=reason, headers=compliance.headers), 200)
+        expect(await delivery.query(lic, consumer["analyst"], ROWS), 200)
+
     async def test_a_withdrawn_release_is_not_served(self, client, delivery) -> None:
         owner = await delivery.provider()
         product = await delivery.published(owner, "L1")

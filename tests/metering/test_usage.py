@@ -81,6 +81,28 @@ class TestIngest:
         assert [(c["index"], c["idempotency_key"]) for c in result["conflicts"]] == [(0, "ev-0"), (1, "ev-1")]
         assert await total(app, licence["id"]) == 5 + 5 + 7
 
+    async def test_repeats_within_a_batch_and_against_stored_events_are_told_apart(self, client, app, setup) -> None:
+        """Each index is the event's place in this batch: the first of a key within the batch
+        counts, a later identical one is a duplicate and a different one a conflict; against stored
+        events the same, reported at the index of the key's first appearance."""
+        owner, _, licence = setup
+        stored = events(licence["id"], 2)  # ev-0, ev-1 at 5 each
+        expect(await client.post("/v1/usage-events", json={"events": stored}, headers=owner.headers), 200)
+        ev = {e["idempotency_key"]: e for e in events(licence["id"], 4)}
+        batch = [
+            ev["ev-2"],  # 0: new
+            ev["ev-2"],  # 1: repeats 0 exactly: duplicate
+            {**ev["ev-0"], "quantity": 9},  # 2: stored with 5: conflict
+            ev["ev-1"],  # 3: stored exactly: duplicate
+            {**ev["ev-2"], "quantity": 8},  # 4: repeats 0 differently: conflict
+            ev["ev-3"],  # 5: new
+            {**ev["ev-0"], "quantity": 9},  # 6: repeats 2 exactly: duplicate of a conflict
+        ]
+        result = expect(await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers), 200)
+        assert (result["inserted"], result["duplicates"]) == (2, 3)
+        assert [(c["index"], c["idempotency_key"]) for c in result["conflicts"]] == [(2, "ev-0"), (4, "ev-2")]
+        assert await total(app, licence["id"]) == 4 * 5
+
     async def test_reported_usage_passes_caps_flagged_over_cap(self, client, app, setup) -> None:
         owner, _, licence = setup
         result = expect(
