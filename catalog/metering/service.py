@@ -321,8 +321,16 @@ class MeteringService:
             cap = int(caps_of[licence_id][dimension])
             if used > cap:
                 over.append(OverCap(licence_id=licence_id, dimension=dimension, used=used, cap=cap))
-                each = zip(columns["licence_id"], columns["dimension"], columns["idempotency_key"], strict=True)
-                keys = [key for lid, dim, key in each if lid == licence_id and dim == dimension]
+                # Only this period's events: a batch may reach back into an earlier period that held.
+                each = zip(
+                    columns["licence_id"], columns["dimension"], columns["occurred_at"], columns["idempotency_key"],
+                    strict=True,
+                )  # fmt: skip
+                keys = [
+                    key
+                    for lid, dim, at, key in each
+                    if lid == licence_id and dim == dimension and periods.get((lid, at.date())) == period
+                ]
                 await repo.flag_over_cap(self.session, licence_id, keys)
         return over
 

@@ -118,6 +118,26 @@ class TestIngest:
             ).scalar_one()
         assert flagged == 3
 
+    async def test_only_the_period_that_went_over_is_flagged(self, client, app, setup) -> None:
+        """A batch that reaches back into an earlier cap period (a monthly cap here): the events of
+        the period that passed its cap are flagged, those of the period that held are not."""
+        owner, _, licence = setup
+        today = db.utcnow().date()
+        started = today - timedelta(days=45)
+        async with db.write_transaction(app.state.sessions) as session:
+            await session.execute(
+                update(Licence)
+                .where(Licence.id == licence["id"])
+                .values(starts_on=started, cap_period="billing_period")
+            )
+        earlier = datetime.combine(started + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        batch = events(licence["id"], 1, quantity=100, at=earlier) + events(licence["id"], 2, start=1, quantity=3000)
+        result = expect(await client.post("/v1/usage-events", json={"events": batch}, headers=owner.headers), 200)
+        assert [(o["used"], o["cap"]) for o in result["over_cap"]] == [(6000, 5000)]
+        async with app.state.sessions() as s:
+            flagged = dict((await s.execute(select(UsageEvent.idempotency_key, UsageEvent.over_cap))).all())
+        assert flagged == {"ev-0": False, "ev-1": True, "ev-2": True}
+
     @pytest.mark.parametrize(
         ("change", "field"),
         [
