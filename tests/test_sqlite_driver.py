@@ -33,6 +33,20 @@ async def fx_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture(name="calls")
+def fx_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every function run on a connection's thread, in order."""
+    calls: list[str] = []
+    original = sqlite_driver.Connection.call
+
+    async def counted(self, fn, *args):
+        calls.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
+    return calls
+
+
 def _driver_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("lode-sqlite")]
 
@@ -43,15 +57,7 @@ async def test_the_engine_runs_on_the_one_hop_connection(engine: AsyncEngine) ->
         assert isinstance(raw.driver_connection, sqlite_driver.Connection)
 
 
-async def test_each_statement_is_one_call_on_the_connection_thread(engine: AsyncEngine, monkeypatch) -> None:
-    calls: list[str] = []
-    original = sqlite_driver.Connection.call
-
-    async def counted(self, fn, *args):
-        calls.append(getattr(fn, "__name__", "?"))
-        return await original(self, fn, *args)
-
-    monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
+async def test_each_statement_is_one_call_on_the_connection_thread(engine: AsyncEngine, calls: list[str]) -> None:
     async with engine.connect() as conn:
         calls.clear()
         rows = (await conn.execute(text("SELECT 1 UNION ALL SELECT 2"))).all()
@@ -67,15 +73,7 @@ async def test_each_statement_is_one_call_on_the_connection_thread(engine: Async
     assert calls == ["_run", "_run", "commit"]
 
 
-async def test_a_single_read_is_one_call(engine: AsyncEngine, monkeypatch) -> None:
-    calls: list[str] = []
-    original = sqlite_driver.Connection.call
-
-    async def counted(self, fn, *args):
-        calls.append(getattr(fn, "__name__", "?"))
-        return await original(self, fn, *args)
-
-    monkeypatch.setattr(sqlite_driver.Connection, "call", counted)
+async def test_a_single_read_is_one_call(engine: AsyncEngine, calls: list[str]) -> None:
     async with db.single_read(engine) as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
     assert calls == ["_run"]  # no BEGIN before it, no ROLLBACK after
