@@ -125,7 +125,11 @@ async def _authenticate(scope: Scope) -> Principal | None:
     )
 
 
-def require_caller(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+# Guards are coroutines though they never wait: Litestar runs a plain-function guard in a worker
+# thread, a hop per guard on every request that cost more than the check.
+
+
+async def require_caller(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """App-wide guard: a key is needed unless the handler is marked public."""
     if handler.opt.get("public"):
         return
@@ -134,7 +138,7 @@ def require_caller(connection: ASGIConnection[Any, Any, Any, Any], handler: Base
 
 
 def _role_guard(kind: str, roles: tuple[str, ...]) -> Any:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         principal: Principal | None = connection.scope.get("user")
         if principal is None:
             raise NotAuthenticated("A valid API key is required.")
@@ -160,11 +164,11 @@ def consumer(*roles: str) -> Any:
 def any_of(*guards: Any) -> Any:
     """A guard that passes when any of ``guards`` does (e.g. a provider's publisher or the operator)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         refusal: Exception | None = None
         for one in guards:
             try:
-                one(connection, handler)
+                await one(connection, handler)
                 return
             except (Forbidden, NotAuthenticated) as exc:
                 refusal = exc

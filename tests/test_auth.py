@@ -54,6 +54,19 @@ class TestEveryRouteNeedsAKey:
             unconfigured = status == 503 and response.json()["code"] == "billing_not_configured"  # no Stripe here
             assert status not in (401, 403) and (status < 500 or unconfigured), (method, path, status)
 
+    async def test_every_guard_runs_on_the_event_loop(self, app) -> None:
+        """Litestar runs a plain-function guard in a worker thread: a hop per guard per request."""
+        from litestar.utils.sync import AsyncCallable
+
+        guarded = [
+            (handler, guard)
+            for route in app.routes
+            for handler in getattr(route, "route_handlers", [])
+            for guard in handler.resolve_guards()
+        ]
+        assert len(guarded) > 20
+        assert not [handler.handler_name for handler, guard in guarded if isinstance(guard, AsyncCallable)]
+
 
 async def _key_id(client, party) -> str:
     keys = expect(await client.get(f"/v1/orgs/{party.org_id}/api-keys", headers=party.headers), 200)
