@@ -115,10 +115,28 @@ async def licences_by_ids(
     (in one of ``roles``, if given)."""
     if not ids:
         return []
-    stmt = select(Licence).where(Licence.id.in_(ids))
-    if party is not None:
-        stmt = stmt.where(Licence.id.in_(parties_of(party, roles)))
-    return list((await session.execute(stmt)).scalars())
+    if party is None:
+        return list((await session.execute(_licences_by_ids(), {"ids": list(ids)})).scalars())
+    if roles is None:
+        stmt = _licences_by_ids().where(Licence.id.in_(parties_of(party)))
+        return list((await session.execute(stmt, {"ids": list(ids)})).scalars())
+    params = {"ids": list(ids), "party": party, "roles": list(roles)}
+    return list((await session.execute(_party_licences_by_ids(), params)).scalars())
+
+
+@functools.cache
+def _licences_by_ids() -> Select:
+    return select(Licence).where(Licence.id.in_(bindparam("ids", expanding=True)))
+
+
+@functools.cache
+def _party_licences_by_ids() -> Select:
+    """Built once: usage ingest reads its licences this way on every batch, and building the
+    statement cost more than running it (the parameters: ids, party, roles)."""
+    parties = select(LicenceParty.licence_id).where(
+        LicenceParty.org_id == bindparam("party"), LicenceParty.role.in_(bindparam("roles", expanding=True))
+    )
+    return _licences_by_ids().where(Licence.id.in_(parties))
 
 
 async def party_org_ids(session: AsyncSession, licence_id: str) -> list[str]:
