@@ -109,17 +109,14 @@ def licence_scope_ids(caller: Principal) -> Select:
 
 
 async def licences_by_ids(
-    session: AsyncSession, ids: Sequence[str], *, party: str | None = None, roles: Sequence[str] | None = None
+    session: AsyncSession, ids: Sequence[str], *, party: str | None, roles: Sequence[str]
 ) -> list[Licence]:
-    """The licences among ``ids``; with ``party``, only those where that organisation is a party
-    (in one of ``roles``, if given)."""
+    """The licences among ``ids``; with ``party``, only those where that organisation is a party in
+    one of ``roles`` (None: every licence, for the operator)."""
     if not ids:
         return []
     if party is None:
         return list((await session.execute(_licences_by_ids(), {"ids": list(ids)})).scalars())
-    if roles is None:
-        stmt = _licences_by_ids().where(Licence.id.in_(parties_of(party)))
-        return list((await session.execute(stmt, {"ids": list(ids)})).scalars())
     params = {"ids": list(ids), "party": party, "roles": list(roles)}
     return list((await session.execute(_party_licences_by_ids(), params)).scalars())
 
