@@ -10,6 +10,7 @@
     ├── Conflict                     409 conflict           (invalid_transition, terms_mismatch, …)
     ├── PayloadTooLarge              413 body_too_large
     ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
+    ├── TooManyRequests              429 too_many_requests  (daily_query_limit; with Retry-After)
     └── ServiceUnavailable           503 database_busy
 
 Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
@@ -65,6 +66,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
 class DomainError(Exception):
     status: int = 400
     code: str = "bad_request"
+    headers: dict[str, str] | None = None  # response headers the refusal needs (Retry-After, …)
 
     def __init__(
         self,
@@ -137,6 +139,15 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class TooManyRequests(DomainError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, code=code, **extra)
+        self.headers = {"Retry-After": str(max(1, retry_after_s))}
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     code = "database_busy"
@@ -177,7 +188,7 @@ def problem_response(request: Request, exc: Exception) -> Response:
         body["errors"] = [msgspec.to_builtins(e) for e in error.errors]
     body.update(error.extra)
     body["request_id"] = request_id
-    return Response(content=body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE)
+    return Response(content=body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=error.headers)
 
 
 def translate(exc: Exception) -> DomainError:

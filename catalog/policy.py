@@ -39,6 +39,23 @@ class Dominance(msgspec.Struct, frozen=True):
     share: float
 
 
+class Anonymisation(msgspec.Struct, frozen=True, kw_only=True):
+    """L4's query-based anonymisation (``catalog/delivery/anonymiser.py``): how much noise, how
+    fuzzy the thresholds, how much of a query an analyst may write, and how many queries a day.
+
+    Counts are in persons; a sum's or an average's noise is a count's scaled by the cell's typical
+    large contribution (after flattening outliers), so these numbers hold for every aggregate.
+    """
+
+    layer_sd: float = 1.5  # SD of each noise layer (one per condition, group value, the table, the query)
+    min_persons: int = 20  # the floor of the low-count and low-effect thresholds (never below k)
+    threshold_sd: float = 2.0  # how far above the floor those thresholds may fall
+    max_conditions: int = 10  # conditions (each value of an in or not_in counting as one) in a where
+    daily_queries: int = 1000  # aggregate queries a licence may ask per UTC day
+    isolating_share: float = 0.5  # a column unique to one person for more than this share of persons
+    # is isolating: it may not be filtered or grouped by (detected at publish; providers may add more)
+
+
 class GradeRule(msgspec.Struct, frozen=True, kw_only=True):
     grade: str
     name: str
@@ -55,8 +72,9 @@ class GradeRule(msgspec.Struct, frozen=True, kw_only=True):
     k: int
     secondary_suppression: bool
     dominance: Dominance | None
-    perturbation: bool
-    query_set_control: bool
+    perturbation: bool  # cell-key perturbation (noise from the contributing rows alone)
+    query_set_control: bool  # exact-k refusals of small query sets
+    anonymisation: Anonymisation | None  # layered sticky noise, low-effect detection, … (L4)
     aggregates: frozenset[str]
     epsilon_total_micro: int | None
     epsilon_per_query_micro: int | None
@@ -71,6 +89,7 @@ _COMMON: dict[str, Any] = {
     "dominance": None,
     "perturbation": False,
     "query_set_control": False,
+    "anonymisation": None,
     "aggregates": ALL_AGGREGATES,
     "epsilon_total_micro": None,
     "epsilon_per_query_micro": None,
@@ -126,8 +145,9 @@ DEFAULT_RULES: dict[str, GradeRule] = {
             "listing_roles": ("curator", "security"),
             "secondary_suppression": True,
             "dominance": Dominance(n=2, share=0.9),
-            "perturbation": True,
-            "query_set_control": True,
+            # Replaced by the anonymisation: noise that is a function of the contributing rows alone,
+            # and refusals that depend on the data, are the oracles the L4 red team exploits.
+            "anonymisation": Anonymisation(),
             "aggregates": frozenset({"count", "sum", "avg"}),
         },
         grade="L4",
@@ -285,6 +305,15 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 refuse(key, f"must be at least as strict as {base.licensable_by!r}")
             else:
                 changes["licensable_by"] = value
+        elif key in ("perturbation", "query_set_control") and base.anonymisation is not None:
+            if value is not False:
+                refuse(
+                    key, "would weaken the anonymisation (a refusal or noise decided by the rows alone is an oracle)"
+                )
+        elif key == "anonymisation":
+            anonymisation = _tighten_anonymisation(base.anonymisation, value, refuse)
+            if anonymisation is not None:
+                changes["anonymisation"] = anonymisation
         elif key in (
             "named_analysts",
             "ethics_required",
@@ -328,6 +357,46 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 changes["dominance"] = Dominance(n=n, share=float(share))
         else:
             problems.append(f"LODE_POLICY_FILE: {g}.{key} is not a policy setting.")
+    return msgspec.structs.replace(base, **changes)
+
+
+# Each anonymisation setting, and which way is tighter: "up" (no smaller than the default) or "down".
+_ANONYMISATION_LIMITS = {
+    "layer_sd": "up",
+    "min_persons": "up",
+    "threshold_sd": "up",
+    "max_conditions": "down",
+    "daily_queries": "down",
+    "isolating_share": "down",
+}
+
+
+def _tighten_anonymisation(base: Anonymisation | None, value: Any, refuse: Any) -> Anonymisation | None:
+    if base is None:
+        refuse("anonymisation", "applies only to a grade that anonymises its aggregates (L4)")
+        return None
+    if not isinstance(value, dict):
+        refuse("anonymisation", "must be a table of settings")
+        return None
+    changes: dict[str, Any] = {}
+    for key, setting in value.items():
+        way = _ANONYMISATION_LIMITS.get(key)
+        default = getattr(base, key, None)
+        whole = isinstance(default, int)
+        if way is None:
+            refuse(f"anonymisation.{key}", f"is not a setting; use one of {', '.join(_ANONYMISATION_LIMITS)}")
+        elif (
+            isinstance(setting, bool)
+            or not isinstance(setting, int | float)
+            or (whole and not isinstance(setting, int))
+            or setting <= 0
+            or (setting < default if way == "up" else setting > default)
+        ):
+            bound = "at least" if way == "up" else "at most"
+            kind = "a whole number" if whole else "a number"
+            refuse(f"anonymisation.{key}", f"must be {kind} {bound} {default}, above 0")
+        else:
+            changes[key] = setting if whole else float(setting)
     return msgspec.structs.replace(base, **changes)
 
 

@@ -46,6 +46,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = ""
     public_url: str = "http://127.0.0.1:8000"
     key_pepper: bytes = b""
+    noise_secret: bytes = b""  # seeds L4's noise: the same for every node, and never changed
     policy_file: Path | None = None
     query_memory_limit: str = "1GB"
     query_timeout_s: float = 30.0
@@ -114,7 +115,24 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
     elif lode_env == "production":
         problems.append("LODE_KEY_PEPPER is required when LODE_ENV=production (API keys are hashed with it).")
     elif not problems or data_dir.is_dir():
-        values["key_pepper"] = _pepper_from_data_dir(data_dir, problems) if create_dirs else b"x" * 32
+        values["key_pepper"] = (
+            _secret_from_data_dir(data_dir, "key-pepper", "LODE_KEY_PEPPER", problems) if create_dirs else b"x" * 32
+        )
+
+    noise = get("LODE_NOISE_SECRET")
+    if noise is not None:
+        if len(noise) < 32:
+            problems.append("LODE_NOISE_SECRET must be at least 32 characters of secret material.")
+        values["noise_secret"] = noise.encode()
+    elif lode_env == "production":
+        problems.append(
+            "LODE_NOISE_SECRET is required when LODE_ENV=production (L4 answers' noise is seeded with it; "
+            "every node must share it, and it must never change)."
+        )
+    elif not problems or data_dir.is_dir():
+        values["noise_secret"] = (
+            _secret_from_data_dir(data_dir, "noise-secret", "LODE_NOISE_SECRET", problems) if create_dirs else b"x" * 32
+        )
 
     policy_file = get("LODE_POLICY_FILE")
     if policy_file is not None:
@@ -207,9 +225,9 @@ def _parse_size(text: str) -> int | None:
     return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").upper()])
 
 
-def _pepper_from_data_dir(data_dir: Path, problems: list[str]) -> bytes:
-    """The development pepper is generated once and kept beside the database it protects."""
-    path = data_dir / "key-pepper"
+def _secret_from_data_dir(data_dir: Path, name: str, variable: str, problems: list[str]) -> bytes:
+    """Outside production a secret is generated once and kept beside the database it protects."""
+    path = data_dir / name
     try:
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -219,7 +237,7 @@ def _pepper_from_data_dir(data_dir: Path, problems: list[str]) -> bytes:
     except FileExistsError:
         return path.read_text().strip().encode()
     except OSError as exc:
-        problems.append(f"LODE_KEY_PEPPER is unset and {str(path)!r} cannot be written: {exc.strerror}.")
+        problems.append(f"{variable} is unset and {str(path)!r} cannot be written: {exc.strerror}.")
         return b""
 
 

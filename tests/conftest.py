@@ -32,6 +32,7 @@ PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PEPPER = "test-pepper-" + "x" * 40
+NOISE_SECRET = "test-noise-secret-" + "n" * 40
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,6 +46,7 @@ def make_settings(tmp: Path, database_url: str, **env: str) -> Settings:
         "LODE_DATA_DIR": str(tmp / "data"),
         "LODE_DATABASE_URL": database_url,
         "LODE_KEY_PEPPER": PEPPER,
+        "LODE_NOISE_SECRET": NOISE_SECRET,  # fixed, so anonymised answers are the same on every run
         "LODE_LOG_LEVEL": "WARNING",
         **env,
     }

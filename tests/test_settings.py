@@ -70,3 +70,13 @@ def test_urls_and_sizes_are_normalised(tmp_path) -> None:
     assert settings.database_url == "postgresql+asyncpg://u@h/db"
     assert settings.max_upload_bytes == 500_000_000
     assert settings.stripe_webhook_secrets == ("whsec_a", "whsec_b")
+
+
+def test_the_noise_secret_is_generated_once_and_required_in_production(tmp_path) -> None:
+    settings = load_settings({"LODE_DATA_DIR": str(tmp_path)})
+    assert len(settings.noise_secret) == 64 and settings.noise_secret != settings.key_pepper
+    assert load_settings({"LODE_DATA_DIR": str(tmp_path)}).noise_secret == settings.noise_secret
+    with pytest.raises(SettingsError, match="LODE_NOISE_SECRET"):
+        load_settings({"LODE_DATA_DIR": str(tmp_path), "LODE_ENV": "production", "LODE_KEY_PEPPER": "p" * 40})
+    with pytest.raises(SettingsError, match="LODE_NOISE_SECRET must be at least 32"):
+        load_settings({"LODE_DATA_DIR": str(tmp_path), "LODE_NOISE_SECRET": "short"})
