@@ -27,6 +27,7 @@ from catalog import auth, db, errors, observability, outbox, policy
 from catalog.access import blocklists, licences
 from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
+from catalog.delivery.noise import Noise
 from catalog.delivery.routes import DeliveryController
 from catalog.metering import service as metering
 from catalog.metering.routes import MeteringController
@@ -168,6 +169,7 @@ def create_app(
     app.state.worker = worker
     app.state.services = services
     app.state.storage = services.get("storage") or build_storage(settings)
+    app.state.noise = Noise(settings.noise_secret)
     app.state.org_hooks = [blocklists.on_verification_changed]
     return app
 

@@ -63,6 +63,10 @@ class PublishedTable(msgspec.Struct, frozen=True):
     persons: int
     bytes: int
     sha256: str
+    # Per column: the share of the persons with a value that hold a value no one else holds. The
+    # grade policy decides from it which columns isolate persons (anonymised grades refuse to filter
+    # or group by those).
+    uniqueness: dict[str, float] = {}
 
 
 class TableSpec(msgspec.Struct, frozen=True):
@@ -180,11 +184,17 @@ class Storage:
                         f"table {table}: {spec.upload_key!r} is not a {spec.format} upload of this release"
                     )
                 write = partial(_write_table, source=source, fmt=spec.format, dictionary=spec.dictionary, target=target)
-                rows, persons, size, sha256 = await self.sandbox.work(
+                rows, persons, size, sha256, uniqueness = await self.sandbox.work(
                     write, release_dir, f"Table {table} could not be written"
                 )
                 published[table] = PublishedTable(
-                    table=table, key=self.key(target), rows=rows, persons=persons, bytes=size, sha256=sha256
+                    table=table,
+                    key=self.key(target),
+                    rows=rows,
+                    persons=persons,
+                    bytes=size,
+                    sha256=sha256,
+                    uniqueness=uniqueness,
                 )
         except BaseException:
             for done in published.values():
@@ -210,7 +220,7 @@ def _detect(conn: duckdb.DuckDBPyConnection, *, path: Path, fmt: str) -> tuple[l
 
 def _write_table(
     conn: duckdb.DuckDBPyConnection, *, source: Path, fmt: str, dictionary: dict, target: Path
-) -> tuple[int, int, int, str]:
+) -> tuple[int, int, int, str, dict[str, float]]:
     casts = []
     for field in dictionary["fields"]:
         canonical = CANONICAL_TYPES.get(field["type"])
@@ -224,10 +234,36 @@ def _write_table(
         conn.execute(f"COPY ({select}) TO ? (FORMAT parquet)", [str(source), str(incoming)])
         counted = f"SELECT count(*), count(DISTINCT {quote(dictionary['person_key'])}) FROM read_parquet(?)"
         rows, persons = conn.execute(counted, [str(incoming)]).fetchone()
+        uniqueness = _uniqueness(conn, incoming, dictionary)
         with incoming.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         size = incoming.stat().st_size
         os.replace(incoming, target)
     finally:
         incoming.unlink(missing_ok=True)
-    return rows, persons, size, sha256
+    return rows, persons, size, sha256, uniqueness
+
+
+def measure_uniqueness(storage: Storage, release_id: str, path: Path, dictionary: dict) -> dict[str, float]:
+    """``_uniqueness`` of a stored table, on a sandboxed connection of this thread (for a migration)."""
+    conn = storage.sandbox.open_connection(storage.release_dir(release_id))
+    try:
+        return _uniqueness(conn, path, dictionary)
+    finally:
+        conn.close()
+
+
+def _uniqueness(conn: duckdb.DuckDBPyConnection, path: Path, dictionary: dict) -> dict[str, float]:
+    """For each column but the person key: lone values (held by one person) over persons with a value."""
+    person = quote(dictionary["person_key"])
+    columns = [f["name"] for f in dictionary["fields"] if f["name"] != dictionary["person_key"]]
+    if not columns:
+        return {}
+    parts = [
+        f"SELECT {i} AS c, (SELECT count(*) FROM (SELECT {quote(c)} FROM read_parquet($path) "
+        f"WHERE {quote(c)} IS NOT NULL GROUP BY {quote(c)} HAVING count(DISTINCT {person}) = 1)) AS lone, "
+        f"(SELECT count(DISTINCT {person}) FROM read_parquet($path) WHERE {quote(c)} IS NOT NULL) AS persons"
+        for i, c in enumerate(columns)
+    ]
+    found = conn.execute(" UNION ALL ".join(parts), {"path": str(path)}).fetchall()
+    return {columns[i]: round(lone / persons, 4) if persons else 0.0 for i, lone, persons in found}

@@ -126,19 +126,24 @@ def protect(cells: list[dict[str, Any]], query: QueryRequest, rule: GradeRule) -
         ]
         answers.append((row, notes))
 
-    keys = [(o.field, o.direction == "desc") for o in query.order_by] + [(g, False) for g in groups]
-    for field, descending in reversed(keys):
-        # Stable sorts from the last key to the first; nulls last either way, as DuckDB orders them.
-        present = [a for a in answers if a[0][field] is not None]
-        present.sort(key=lambda a, f=field: a[0][f], reverse=descending)
-        answers = present + [a for a in answers if a[0][field] is None]
-    if query.limit is not None:
-        answers = answers[: query.limit]
+    answers = order_and_cut(answers, query)
     return Protected(
         rows=[row for row, _ in answers],
         suppressed=[note for _, notes in answers for note in notes],
         perturbed=rule.perturbation,
     )
+
+
+def order_and_cut(answers: list[tuple[dict[str, Any], Any]], query: QueryRequest) -> list[tuple[dict[str, Any], Any]]:
+    """(row, notes) pairs ordered by ``order_by`` on the *released* values, group values breaking ties,
+    then cut to ``limit`` — ordering on true values would leak what suppression and noise hide."""
+    keys = [(o.field, o.direction == "desc") for o in query.order_by] + [(g, False) for g in query.group_by]
+    for field, descending in reversed(keys):
+        # Stable sorts from the last key to the first; nulls last either way, as DuckDB orders them.
+        present = [a for a in answers if a[0][field] is not None]
+        present.sort(key=lambda a, f=field: a[0][f], reverse=descending)
+        answers = present + [a for a in answers if a[0][field] is None]
+    return answers[: query.limit] if query.limit is not None else answers
 
 
 def _dominated(cell: dict[str, Any], name: str, dominance: Dominance) -> bool:

@@ -77,6 +77,16 @@ def pick_release(releases: list[Release], version: str | None) -> Release:
     return chosen
 
 
+def isolating_columns(release: Release, table: dict[str, Any], rule: policy.GradeRule) -> frozenset[str]:
+    """The columns of ``table`` that single persons out under ``rule``: declared so by the provider, or
+    found so at publish (more persons than ``isolating_share`` hold a value no one else holds)."""
+    if rule.anonymisation is None:
+        return frozenset()
+    measured = ((release.tables or {}).get(table["table"]) or {}).get("uniqueness") or {}
+    share = rule.anonymisation.isolating_share
+    return frozenset(f["name"] for f in table["fields"] if f.get("isolating") or measured.get(f["name"], 0.0) > share)
+
+
 def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
     """The most rows an answer can hold: what is reserved against a rows cap, and the answer's cut.
 

@@ -20,7 +20,9 @@ async def provide_delivery_service(
     request: Request[Any, Any, State], caller: NamedDependency[Principal]
 ) -> DeliveryService:
     state = request.app.state
-    return DeliveryService(state.sessions, state.storage, caller, timeout_s=state.settings.query_timeout_s)
+    return DeliveryService(
+        state.sessions, state.storage, caller, noise=state.noise, timeout_s=state.settings.query_timeout_s
+    )
 
 
 class DeliveryController(Controller):

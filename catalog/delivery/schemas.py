@@ -53,6 +53,24 @@ class Suppressed(Struct, kw_only=True):
     reason: Literal["small_cell", "secondary", "dominance"]
 
 
+class LowEffect(Struct, kw_only=True):
+    """A condition (or one value of an in / not_in list) the answer treats as absent in some cells:
+    with it, those cells would have changed by too few persons to be told apart from noise."""
+
+    condition: str  # where it was written: "where.2", or "where.2.value.1" for a value of a list
+    field: str
+    value: Any = None  # the value of a list the note is about
+    cells: list[dict[str, Any]] | None = None  # the cells (group values) it was dropped from; None: all
+
+
+class Snapped(Struct, kw_only=True):
+    """A range as it was read: the grid bucket [low, high) that covers the between that was asked."""
+
+    condition: str
+    low: Any
+    high: Any
+
+
 class QueryAnswer(Struct, kw_only=True):
     release: str
     mode: Literal["rows", "aggregate", "dp_aggregate"]
@@ -61,6 +79,10 @@ class QueryAnswer(Struct, kw_only=True):
     suppressed: list[Suppressed]
     perturbed: bool
     epsilon_spent: float
+    # Anonymised aggregates (L4) only: per row, the noise SD of each released value; what was read.
+    noise_sd: list[dict[str, float | None]] | None = None
+    low_effect: list[LowEffect] = []
+    snapped: list[Snapped] = []
 
 
 class FileEntry(Struct, kw_only=True):

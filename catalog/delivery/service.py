@@ -23,9 +23,10 @@ from catalog import audit, policy
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
-from catalog.delivery import compiler, disclosure, dp, validation
+from catalog.delivery import anonymiser, compiler, conditions, disclosure, dp, validation
 from catalog.delivery import repository as repo
-from catalog.delivery.gate import Gate, allow_mode, most_rows, pick_release, usable_licence
+from catalog.delivery.gate import Gate, allow_mode, isolating_columns, most_rows, pick_release, usable_licence
+from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import (
     MAX_GROUPS,
     BudgetRead,
@@ -71,11 +72,13 @@ class DeliveryService:
         storage: Storage,
         caller: Principal,
         *,
+        noise: Noise,
         timeout_s: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.storage = storage
         self.caller = caller
+        self.noise = noise
         self.timeout_s = timeout_s
 
     # --- queries ----------------------------------------------------------------------------
@@ -149,9 +152,11 @@ class DeliveryService:
             table = dictionary.table(release.dictionary, q.table)
             if table is None:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
-            validation.validate(q, table, rule, mode)
+            validation.validate(q, table, rule, mode, isolating_columns(release, table, rule))
             epsilon = dp.check(q, table, rule) if mode == "dp_aggregate" else 0
             rows = most_rows(q, table, mode)
+            if mode == "aggregate" and rule.anonymisation is not None:
+                await metering.count_daily_query(session, licence, rule.anonymisation.daily_queries)
             reservation = await metering.reserve(
                 session,
                 licence,
@@ -174,6 +179,8 @@ class DeliveryService:
 
     async def _aggregate(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
         rule = policy.rule(gate.product.grade)
+        if rule.anonymisation is not None:
+            return await self._anonymised(gate, q, path, rule)
         if rule.query_set_control:
             population = compiler.population_sql(q, gate.table, path)
             matching, total = (await self._run(gate, population))[0]
@@ -190,6 +197,27 @@ class DeliveryService:
             suppressed=protected.suppressed,
             perturbed=protected.perturbed,
             epsilon_spent=0.0,
+        )
+
+    async def _anonymised(self, gate: Gate, q: QueryRequest, path: str, rule: policy.GradeRule) -> QueryAnswer:
+        assert gate.table is not None
+        reading = conditions.read(q, dictionary.fields(gate.table))
+        seed = (gate.release.id, gate.table["table"])
+        limits = anonymiser.thresholds(reading, rule, self.noise, seed)
+        compiled = compiler.anonymised_sql(q, gate.table, path, reading, limits, anonymiser.DEPTH)
+        cells = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
+        released = anonymiser.protect(cells, q, reading, rule, self.noise, seed, gate.table)
+        return QueryAnswer(
+            release=gate.release.version,
+            mode="aggregate",
+            columns=[*q.group_by, *(compiler.output_name(a) for a in q.aggregates)],
+            rows=released.rows,
+            suppressed=released.suppressed,
+            perturbed=True,
+            epsilon_spent=0.0,
+            noise_sd=released.noise_sd,
+            low_effect=released.low_effect,
+            snapped=released.snapped,
         )
 
     async def _run(self, gate: Gate, compiled: compiler.Compiled) -> list[tuple[Any, ...]]:

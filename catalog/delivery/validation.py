@@ -11,6 +11,7 @@ import math
 from datetime import date
 from typing import Any, get_args
 
+from catalog.delivery import conditions
 from catalog.delivery.compiler import NUMERIC, ORDERABLE, hidden_columns, mode_of, output_columns, output_name
 from catalog.delivery.schemas import MAX_GROUPS, MAX_ROWS, Fn, Op, QueryRequest
 from catalog.errors import FieldError, Forbidden, ValidationFailed
@@ -22,10 +23,15 @@ FNS = frozenset(get_args(Fn))
 _NEEDS = {"sum": ("a number", NUMERIC), "avg": ("a number", NUMERIC), "min": ("an orderable field", ORDERABLE),
           "max": ("an orderable field", ORDERABLE)}  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
+RANGED = frozenset({"integer", "number", "date"})
 
 
-def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> None:
-    """400 naming every problem at once, then 403 ``sensitive_column``, then 403 ``grade_forbids_delivery``."""
+def validate(
+    query: QueryRequest, table: dict, rule: GradeRule, mode: str, isolating: frozenset[str] = frozenset()
+) -> None:
+    """400 naming every problem at once, then 403 ``sensitive_column``, 403 ``isolating_column`` (an
+    anonymised grade), then 403 ``grade_forbids_delivery``. ``isolating``: the release's columns that
+    single persons out."""
     fields = fields_of(table)
     errors: list[FieldError] = []
     used: list[tuple[str, str]] = []  # (path, field name) of every field the query touches
@@ -59,6 +65,8 @@ def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> No
             errors.append(FieldError("epsilon", "applies to aggregate queries only"))
     else:
         _validate_aggregates(query, known, errors, mode, rule)
+        if rule.anonymisation is not None and mode == "aggregate":
+            errors += _anonymised_errors(query, fields, rule)
     outputs = output_columns(query, table, rule)
     for i, order in enumerate(query.order_by):
         if order.direction not in ("asc", "desc"):
@@ -79,6 +87,22 @@ def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> No
                 code="sensitive_column",
                 errors=leaked,
             )
+    if rule.anonymisation is not None and mode == "aggregate":
+        # A value of such a column names a person; a snapped range (or a null test) over it does not.
+        valued = {f"where.{i}.field" for i, c in enumerate(query.where) if c.op in ("=", "!=", "in", "not_in")}
+        lone = [
+            FieldError(p, f"{n} singles persons out: only a between range (snapped to the grid) may use it")
+            for p, n in used
+            if n in isolating and (p in valued or p.startswith("group_by"))
+        ]
+        if lone:
+            where = ", ".join(e.field for e in lone)
+            raise Forbidden(
+                f"Grade {rule.grade} does not filter by a value of, or group by, a column that singles persons "
+                f"out ({where}); use it in a between range or in aggregates.",
+                code="isolating_column",
+                errors=lone,
+            )
     refused = [
         FieldError(f"aggregates.{i}.fn", f"{a.fn} is not delivered at {rule.grade}")
         for i, a in enumerate(query.aggregates)
@@ -91,6 +115,41 @@ def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> No
             code="grade_forbids_delivery",
             errors=refused,
         )
+
+
+def _anonymised_errors(query: QueryRequest, fields: dict, rule: GradeRule) -> list[FieldError]:
+    """What an anonymised grade refuses on a query's text alone (never on the data)."""
+    assert rule.anonymisation is not None
+    errors: list[FieldError] = []
+    for i, condition in enumerate(query.where):
+        field = fields.get(condition.field) if isinstance(condition.field, str) else None
+        if condition.op in ("<", "<=", ">", ">="):
+            errors.append(
+                FieldError(
+                    f"where.{i}.op",
+                    f"at {rule.grade} a range is written as between [low, high]; it is read as the grid bucket "
+                    "(1, 2 or 5 × 10ⁿ wide; whole months for dates) that covers it",
+                )
+            )
+        elif condition.op == "between" and field is not None and field["type"] not in RANGED:
+            errors.append(
+                FieldError(f"where.{i}.op", f"between applies to integer, number and date fields at {rule.grade}")
+            )
+    for i, aggregate in enumerate(query.aggregates):
+        if aggregate.fn == "count" and aggregate.field is not None:
+            errors.append(
+                FieldError(f"aggregates.{i}.field", f"at {rule.grade} count counts persons and takes no field")
+            )
+    atoms = conditions.count_atoms(query)
+    if atoms > rule.anonymisation.max_conditions:
+        errors.append(
+            FieldError(
+                "where",
+                f"holds {atoms} conditions; at most {rule.anonymisation.max_conditions} at {rule.grade} "
+                "(each value of an in or not_in list counts as one)",
+            )
+        )
+    return errors
 
 
 def _validate_aggregates(query: QueryRequest, known: Any, errors: list[FieldError], mode: str, rule: GradeRule) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import db
 from catalog.auth import Principal, demo_secret, hash_secret
+from catalog.delivery.noise import Noise
 from catalog.demo import catalog as demo
 from catalog.demo.data import write_product
 from catalog.demo.licences import LICENCES, ensure_licence
@@ -91,7 +92,9 @@ async def seed(
         async with db.write_transaction(sessions) as session:
             made = await ensure_licence(session, people, spec)
         licences.append(made)
-        made["queries"] = await add_usage(sessions, storage, made["licence_id"], people.principal(spec.consumer))
+        made["queries"] = await add_usage(
+            sessions, storage, Noise(settings.noise_secret), made["licence_id"], people.principal(spec.consumer)
+        )
         bar.step(f"licence {spec.product} → {spec.consumer}")
     return {"keys": keys, "licences": licences, "docs": f"{settings.public_url}/docs"}
 

@@ -17,6 +17,7 @@ from catalog import policy
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import read_transaction
+from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.metering.models import UsageEvent
@@ -50,7 +51,7 @@ def _queries(grade: str, modes: list[str], table: dict[str, Any]) -> list[dict[s
 
 
 async def add_usage(
-    sessions: async_sessionmaker[AsyncSession], storage: Storage, licence_id: str, analyst: Principal
+    sessions: async_sessionmaker[AsyncSession], storage: Storage, noise: Noise, licence_id: str, analyst: Principal
 ) -> int:
     async with read_transaction(sessions) as session:
         used = (
@@ -64,7 +65,7 @@ async def add_usage(
         product = await products_repo.get(session, licence.product_id)
         releases = await products_repo.published_releases(session, licence.product_id)
     assert product is not None
-    service = DeliveryService(sessions, storage, analyst)
+    service = DeliveryService(sessions, storage, analyst, noise=noise)
     asked = 0
     for table in releases[0].dictionary if releases else []:
         for body in _queries(product.grade, list(licence.modes), table):

@@ -22,7 +22,7 @@ from catalog.access.licences import add_months
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import utcnow, write_transaction
-from catalog.errors import Conflict, FieldError, ValidationFailed
+from catalog.errors import Conflict, FieldError, TooManyRequests, ValidationFailed
 from catalog.ids import new_id, new_ids
 from catalog.metering import events
 from catalog.metering import repository as repo
@@ -101,6 +101,26 @@ async def reserve(
     )
     await repo.insert_reservation(session, reservation)
     return reservation
+
+
+DAILY_QUERIES = "aggregate_queries_day"  # a counter only: the queries themselves are metered as queries
+
+
+async def count_daily_query(session: AsyncSession, licence: Licence, cap: int) -> None:
+    """Count one anonymised aggregate query against the licence's cap for this UTC day, or refuse with
+    429 until midnight. A query counts once it passes the gate, whatever its answer: the cap bounds what
+    an analyst may try."""
+    now = utcnow()
+    added = await repo.reserve_counters(session, licence.id, now.date(), {DAILY_QUERIES: 1}, {DAILY_QUERIES: cap})
+    if DAILY_QUERIES not in added:
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        raise TooManyRequests(
+            f"This licence has asked its {cap} anonymised aggregate queries for today (UTC); "
+            "the count starts again at midnight UTC.",
+            code="daily_query_limit",
+            retry_after_s=int((midnight - now).total_seconds()) + 1,
+            cap=cap,
+        )
 
 
 async def settle(

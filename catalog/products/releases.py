@@ -232,7 +232,7 @@ async def publish(
         product = await service.products.owned(product_id)
         release = await service._release(product, version, lock=True)
         release.tables = {
-            t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256}
+            t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256, "uniqueness": p.uniqueness}
             for t, p in published.items()
         }
         release.status, release.published_at, release.publishing_since = "published", utcnow(), None

@@ -49,6 +49,8 @@ class DictionaryField(Body):
     min: float | None = None
     max: float | None = None
     categories: Annotated[list[str | int], Meta(min_length=1, max_length=1000)] | None = None
+    precision: Annotated[int, Meta(ge=0, le=6)] | None = None  # decimals released sums and averages keep
+    isolating: bool = False  # the provider's word that the column singles persons out (never filtered at L4)
 
 
 class DictionaryTable(Body):

@@ -24,7 +24,12 @@ from catalog.errors import Forbidden, ValidationFailed
 from catalog.policy import rule
 from catalog.storage import Storage
 
-L1, L3, L4 = rule("L1"), rule("L3"), rule("L4")
+# L4 as it was before its revision — cell-key perturbation, exact query-set refusals — which a policy file
+# may still switch on below L4: the controls these tests exercise. The anonymised L4 has its own tests.
+CELL_KEY = msgspec.structs.replace(
+    rule("L4"), anonymisation=None, perturbation=True, query_set_control=True, secondary_suppression=True
+)
+L1, L3, L4 = rule("L1"), rule("L3"), CELL_KEY
 DISTRICTS = {"Huangpu": 3, "Xuhui": 14, "Pudong": 25, "Jingan": 12, "Minhang": 30}
 TABLE: dict[str, Any] = {
     "table": "visits",

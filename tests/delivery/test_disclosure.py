@@ -17,9 +17,9 @@ from catalog.delivery import compiler, disclosure, validation
 from catalog.delivery.schemas import Aggregate, Condition, OrderBy, QueryRequest
 from catalog.errors import Unprocessable
 from catalog.policy import rule
-from tests.delivery.test_compiler import ROWS, TABLE, build_store
+from tests.delivery.test_compiler import CELL_KEY, ROWS, TABLE, build_store
 
-L1, L4 = rule("L1"), rule("L4")
+L1, L4 = rule("L1"), CELL_KEY
 HIDDEN = ("_persons", "_rows", "_ckey")
 
 

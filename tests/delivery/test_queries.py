@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from sqlalchemy import select, update
 
+from catalog import policy
 from catalog.metering.models import EpsilonBudget, UsageCounter, UsageEvent
+from tests.delivery.conftest import DISTRICTS
 from tests.support import expect, problem
 
 pytestmark = pytest.mark.asyncio
@@ -101,47 +104,102 @@ class TestRows:
         assert answer["rows"] == []
 
 
-class TestDisclosureAtL4:
-    async def test_small_cells_suppressed_perturbed_and_stable(self, client, delivery) -> None:
+class TestAnonymisedAtL4:
+    """L4 answers through the anonymiser: the fixture's districts hold 25, 25, 10 and 3 persons."""
+
+    async def licensed(self, delivery) -> tuple[dict, dict]:
         owner = await delivery.provider()
         product = await delivery.published(owner, "L4")
         consumer = await delivery.consumer()
-        licence = await delivery.licence_on(product, owner, consumer)
+        return await delivery.licence_on(product, owner, consumer), consumer
+
+    async def test_small_cells_are_withheld_and_every_value_is_noisy_and_stable(self, client, delivery) -> None:
+        licence, consumer = await self.licensed(delivery)
         first = expect(await delivery.query(licence["id"], consumer["analyst"], BY_DISTRICT), 200)
         second = expect(await delivery.query(licence["id"], consumer["analyst"], BY_DISTRICT), 200)
-        assert first["rows"] == second["rows"] and first["suppressed"] == second["suppressed"]
-        assert first["perturbed"] is True
-        suppressed = {s["group"]["district"]: s["reason"] for s in first["suppressed"]}
-        assert suppressed.get("Chongming") == "small_cell"
-        assert len(suppressed) >= 2  # a lone suppressed cell would be rebuilt from the total
-        chongming = next(r for r in first["rows"] if r["district"] == "Chongming")
-        assert chongming["count"] is None and chongming["avg_hba1c"] is None
-        total = expect(
-            await delivery.query(
-                licence["id"], consumer["analyst"], {"table": "visits", "aggregates": [{"fn": "count"}]}
-            ),
-            200,
-        )
-        assert total["perturbed"] is True
+        assert first == second and first["perturbed"] is True
+        released = {r["district"]: r for r in first["rows"]}
+        assert set(released) <= {"Huangpu", "Xuhui"}  # 10 and 3 persons are under any threshold
+        withheld = {s["group"]["district"] for s in first["suppressed"]}
+        # Every declared district not released is listed, held by anyone or not: absence tells nothing.
+        assert withheld == set(DISTRICTS) - set(released)
+        for row, sds in zip(first["rows"], first["noise_sd"], strict=True):
+            assert sds["count"] > 0 and sds["avg_hba1c"] > 0
+            assert abs(row["count"] - 25) <= 5 * sds["count"]
 
-    async def test_query_set_size_control(self, client, delivery) -> None:
-        owner = await delivery.provider()
-        product = await delivery.published(owner, "L4")
-        consumer = await delivery.consumer()
-        licence = await delivery.licence_on(product, owner, consumer)
+    async def test_a_condition_that_singles_out_a_few_persons_is_answered_as_if_absent(self, client, delivery) -> None:
+        licence, consumer = await self.licensed(delivery)
+        everyone = {"table": "visits", "aggregates": [{"fn": "count"}]}
+        but_three = {**everyone, "where": [{"field": "district", "op": "!=", "value": "Chongming"}]}
+        plain = expect(await delivery.query(licence["id"], consumer["analyst"], everyone), 200)
+        padded = expect(await delivery.query(licence["id"], consumer["analyst"], but_three), 200)
+        assert padded["rows"] == plain["rows"]  # the same count, the same noise: nothing to subtract
+        assert padded["low_effect"] == [{"condition": "where.0", "field": "district", "value": None, "cells": None}]
+
+    async def test_a_tiny_population_is_withheld_not_refused(self, client, delivery) -> None:
+        licence, consumer = await self.licensed(delivery)
         for op in ("=", "!="):
             body = {
                 "table": "visits",
                 "aggregates": [{"fn": "count"}],
                 "where": [{"field": "district", "op": op, "value": "Chongming"}],
             }
-            problem(await delivery.query(licence["id"], consumer["analyst"], body), 422, "query_set_too_small")
-        fine = {
+            answer = expect(await delivery.query(licence["id"], consumer["analyst"], body), 200)
+            if op == "=":
+                assert answer["rows"] == [] and answer["suppressed"][0]["reason"] == "small_cell"
+
+    async def test_ranges_are_snapped_to_the_grid_and_one_sided_bounds_refused(self, client, delivery) -> None:
+        licence, consumer = await self.licensed(delivery)
+        body = {
             "table": "visits",
             "aggregates": [{"fn": "count"}],
-            "where": [{"field": "district", "op": "=", "value": "Huangpu"}],
+            "where": [{"field": "age", "op": "between", "value": [31, 47]}],
         }
-        expect(await delivery.query(licence["id"], consumer["analyst"], fine), 200)
+        answer = expect(await delivery.query(licence["id"], consumer["analyst"], body), 200)
+        assert answer["snapped"] == [{"condition": "where.0", "low": 0, "high": 50}]
+        one_sided = {**body, "where": [{"field": "age", "op": ">=", "value": 40}]}
+        refused = problem(await delivery.query(licence["id"], consumer["analyst"], one_sided), 400, "validation_error")
+        assert refused["errors"][0]["field"] == "where.0.op"
+        counted = {"table": "visits", "aggregates": [{"fn": "count", "field": "age"}]}
+        refused = problem(await delivery.query(licence["id"], consumer["analyst"], counted), 400, "validation_error")
+        assert refused["errors"][0]["field"] == "aggregates.0.field"
+
+    async def test_publish_measures_the_columns_that_single_persons_out(self, client, delivery) -> None:
+        owner = await delivery.provider()
+        product = await delivery.published(owner, "L4")
+        consumer = await delivery.consumer()
+        licence = await delivery.licence_on(product, owner, consumer)
+        release = expect(await client.get(f"/v1/products/{product['id']}/releases/1"), 200)
+        measured = release["tables"]["visits"]["uniqueness"]
+        assert "person_id" not in measured and measured["sex"] == measured["district"] == 0.0
+        assert measured["age"] > 0.5  # 63 persons over 50 ages: most persons' age is theirs alone
+        for body in (
+            {"table": "visits", "aggregates": [{"fn": "count"}], "where": [{"field": "age", "op": "=", "value": 44}]},
+            {"table": "visits", "aggregates": [{"fn": "count"}], "group_by": ["age"]},
+        ):
+            refused = problem(await delivery.query(licence["id"], consumer["analyst"], body), 403, "isolating_column")
+            assert refused["errors"][0]["message"].startswith("age singles persons out")
+        ranged = {
+            "table": "visits",
+            "aggregates": [{"fn": "count"}],
+            "where": [{"field": "age", "op": "between", "value": [0, 99]}],
+        }
+        expect(await delivery.query(licence["id"], consumer["analyst"], ranged), 200)
+
+    async def test_the_daily_cap_answers_429_until_midnight(self, client, delivery) -> None:
+        l4 = policy.rule("L4")
+        assert l4.anonymisation is not None
+        capped = msgspec.structs.replace(l4, anonymisation=msgspec.structs.replace(l4.anonymisation, daily_queries=2))
+        policy.install(policy.Policy(rules={**policy.DEFAULT_RULES, "L4": capped}))
+        try:
+            licence, consumer = await self.licensed(delivery)
+            for _ in range(2):
+                expect(await delivery.query(licence["id"], consumer["analyst"], BY_DISTRICT), 200)
+            refused = await delivery.query(licence["id"], consumer["analyst"], BY_DISTRICT)
+            body = problem(refused, 429, "daily_query_limit")
+            assert body["cap"] == 2 and 0 < int(refused.headers["retry-after"]) <= 86_401
+        finally:
+            policy.install(policy.DEFAULT_POLICY)
 
     async def test_only_count_sum_avg(self, client, delivery) -> None:
         owner = await delivery.provider()
