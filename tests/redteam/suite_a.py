@@ -1,0 +1,168 @@
+"""Suite A — the equality oracle: does a victim, unique on quasi-identifiers, have the flag?
+
+For each of 200 victims (exactly half have it) the attacker asks pairs of queries: the flagged
+persons of a population that contains the victim, and the same with one more condition that
+removes exactly the victim (a unique postcode where postcodes may be filtered, else a
+quasi-identifier value no one else in that population has). Under cell-key perturbation the two
+answers agree exactly when the victim is not counted in the first — i.e. lacks the flag. Four ways
+to read the answers are scored, and the suite's result is the best of them:
+
+* ``equality`` — the victim has the flag iff some pair disagrees (the oracle of the issue);
+* ``difference`` — the mean difference over the pairs exceeds ½ (averaging the noise away);
+* ``cell`` — the flagged count of the victim's exact quasi-identifiers, where it is released;
+* ``released`` — a withheld count says "fewer than the threshold": the share of the victim's
+  populations whose flagged count was released, above the median share over all victims, says the
+  victim adds one to each of them;
+* ``range_edge`` — two snapped age ranges, one inside the other, whose difference holds only the
+  victim within a population; the mean difference over several populations exceeds ½.
+
+Budget: 1,000 queries per victim (the attack stops well before, having nothing left to learn).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from tests.redteam.analyst import INVALID, REFUSED, Analyst, between, eq, ne
+from tests.redteam.population import Person, Population
+from tests.redteam.stats import Outcome
+
+BUDGET = 1000
+BOUND = 0.55  # chance (½) + 5 points
+PAIRS = 8
+QI_FIELDS = ("sex", "district", "occupation")
+# (sub-bucket width, bucket width): both on the 1/2/5 × 10ⁿ grid, the bucket made of two sub-buckets
+NESTED = ((1, 2), (5, 10), (10, 20), (50, 100))
+
+
+def _value(p: Person, field: str) -> Any:
+    return getattr(p, field)
+
+
+def _populations(victim: Person) -> list[dict[str, Any]]:
+    """Quasi-identifier populations containing the victim, broad first (an age bucket may narrow them)."""
+    out: list[dict[str, Any]] = []
+    for n in range(0, len(QI_FIELDS) + 1):
+        for fields in itertools.combinations(QI_FIELDS, n):
+            base = {f: _value(victim, f) for f in fields}
+            out.append(base)
+            for width in (50, 20, 10):
+                low = victim.age // width * width
+                out.append({**base, "age": (low, low + width)})
+    return out
+
+
+def _members(people: list[Person], population: dict[str, Any]) -> list[Person]:
+    def inside(p: Person) -> bool:
+        for field, value in population.items():
+            if field == "age":
+                if not value[0] <= p.age < value[1]:
+                    return False
+            elif _value(p, field) != value:
+                return False
+        return True
+
+    return [p for p in people if inside(p)]
+
+
+def _conditions(population: dict[str, Any]) -> list[dict[str, Any]]:
+    # An age bucket [lo, hi) is written as between [lo, hi − 1]: the same whole years at every grade.
+    return [between("age", v[0], v[1] - 1) if f == "age" else eq(f, v) for f, v in population.items()]
+
+
+def _exclusions(victim: Person, members: list[Person], postcode: bool) -> list[dict[str, Any]]:
+    """Conditions that, within ``members``, remove the victim and no one else."""
+    others = [p for p in members if p is not victim]
+    found = [ne("postcode", victim.postcode)] if postcode else []
+    for field in ("age", *QI_FIELDS):
+        value = _value(victim, field)
+        if all(_value(p, field) != value for p in others):
+            found.append(ne(field, value))
+    return found
+
+
+async def _pairs(
+    analyst: Analyst, victim: Person, people: Population, postcode: bool
+) -> tuple[list[tuple[Any, Any]], list[bool]]:
+    """The pairs of answers, and for every population tried whether its flagged count was released."""
+    pairs: list[tuple[Any, Any]] = []
+    released: list[bool] = []
+    for population in _populations(victim):
+        members = _members(people.persons, population)
+        if len(members) < 40:  # too few for ≈ 10 flagged persons: the answer would be withheld
+            continue
+        for exclusion in _exclusions(victim, members, postcode):
+            where = [eq("flag", "pos"), *_conditions(population)]
+            first = await analyst.count(where)
+            if first in (INVALID, REFUSED):
+                break
+            if len(released) < len(pairs) + 1 + PAIRS:
+                released.append(first is not None)
+            second = await analyst.count([*where, exclusion])
+            if second == INVALID:
+                continue
+            if first is None or second in (None, REFUSED):
+                break
+            pairs.append((first, second))
+            break
+        if len(pairs) >= PAIRS:
+            break
+    return pairs, released
+
+
+async def _range_edges(analyst: Analyst, victim: Person, people: Population) -> list[float]:
+    differences: list[float] = []
+    for n in range(0, len(QI_FIELDS) + 1):
+        for fields in itertools.combinations(QI_FIELDS, n):
+            base = {f: _value(victim, f) for f in fields}
+            members = _members(people.persons, base)
+            for sub, width in NESTED:
+                low = victim.age // width * width
+                half = (low, low + sub) if victim.age >= low + sub else (low + sub, low + width)
+                edge = [p for p in members if low <= p.age < low + width and not half[0] <= p.age < half[1]]
+                inner = [p for p in members if half[0] <= p.age < half[1]]
+                if edge != [victim] or len(inner) < 40:
+                    continue
+                where = [eq("flag", "pos"), *_conditions(base)]
+                whole = await analyst.count([*where, between("age", low, low + width - 1)])
+                part = await analyst.count([*where, between("age", half[0], half[1] - 1)])
+                if isinstance(whole, int | float) and isinstance(part, int | float):
+                    differences.append(whole - part)
+                break
+    return differences
+
+
+async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[str, Outcome]]:
+    """Every victim, every reading; the suite's outcome is the best reading's."""
+    postcode = await analyst.count([eq("flag", "pos"), ne("postcode", "PC00000")]) != INVALID
+    votes: dict[str, list[bool]] = {"equality": [], "difference": [], "cell": [], "range_edge": []}
+    shares: list[tuple[float, bool]] = []
+    start = analyst.queries
+    for victim in people.victims:
+        analyst.allow(BUDGET)
+        truth = victim.flag == "pos"
+        guess = False  # with nothing learnt, one constant guess: right for exactly half of the victims
+
+        pairs, released = await _pairs(analyst, victim, people, postcode)
+        shares.append((sum(released) / len(released) if released else 0.0, truth))
+        votes["equality"].append((any(a != b for a, b in pairs) if pairs else guess) == truth)
+        mean = sum(a - b for a, b in pairs) / len(pairs) if pairs else None
+        votes["difference"].append((mean > 0.5 if mean is not None else guess) == truth)
+
+        cell = await analyst.count(
+            [eq("flag", "pos"), eq("age", victim.age), *(eq(f, _value(victim, f)) for f in QI_FIELDS)]
+        )
+        votes["cell"].append((cell >= 0.5 if isinstance(cell, int | float) else guess) == truth)
+
+        edges = await _range_edges(analyst, victim, people)
+        votes["range_edge"].append((sum(edges) / len(edges) > 0.5 if edges else guess) == truth)
+    median = sorted(share for share, _ in shares)[len(shares) // 2]
+    votes["released"] = [(share > median) == truth for share, truth in shares]
+    queries = analyst.queries - start
+    budget = f"≤ {BUDGET} per victim; {queries / len(people.victims):.0f} used on average"
+    readings = {name: Outcome(f"A/{name}", sum(v), len(v), BOUND, queries, budget) for name, v in votes.items()}
+    best = max(readings.values(), key=lambda o: o.correct)
+    return Outcome(
+        f"A equality oracle (best: {best.suite})", best.correct, best.trials, BOUND, queries, budget
+    ), readings
