@@ -75,6 +75,11 @@ async def replace_sources(session: AsyncSession, product_id: str, rows: list[Pro
     session.add_all(rows)
 
 
+async def operator_org(session: AsyncSession) -> Organisation | None:
+    stmt = select(Organisation).where(Organisation.kind == "operator").limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def orgs(session: AsyncSession, org_ids: Sequence[str]) -> dict[str, Organisation]:
     if not org_ids:
         return {}
