@@ -153,6 +153,34 @@ class TestPlans:
         listed = expect(await client.get(f"/v1/products/{product['id']}/plans", headers=owner.headers), 200)
         assert len(listed["items"]) == 5
 
+    async def test_a_metered_plan_without_an_interval_bills_monthly(self, client, owner, product) -> None:
+        # API.md's own metered example, as written: no interval.
+        plan = {
+            "name": "Pay per use",
+            "kind": "metered",
+            "currency": "CNY",
+            "unit_prices": {"rows_returned": 20},
+            "units": {"rows_returned": 1000},
+            "included": {"rows_returned": 100000},
+            "caps": {"rows_returned": 5000000},
+            "cap_period": "billing_period",
+        }
+        made = expect(await client.post(f"/v1/products/{product['id']}/plans", json=plan, headers=owner.headers), 201)
+        assert made["interval"] == "month"
+        yearly = expect(
+            await client.post(
+                f"/v1/products/{product['id']}/plans", json={**plan, "interval": "year"}, headers=owner.headers
+            ),
+            201,
+        )
+        assert yearly["interval"] == "year"
+        cleared = expect(
+            await client.patch(f"/v1/plans/{yearly['id']}", json={"interval": None}, headers=owner.headers), 200
+        )
+        assert cleared["interval"] == "month"
+        stored = expect(await client.get(f"/v1/products/{product['id']}/plans", headers=owner.headers), 200)
+        assert {p["id"]: p["interval"] for p in stored["items"]} == {made["id"]: "month", yearly["id"]: "month"}
+
     async def test_private_to_must_name_consumers(self, client, owner, product) -> None:
         plan = {"name": "x", "kind": "free", "currency": "CNY", "private_to": [owner.org_id]}
         err = problem(
