@@ -81,6 +81,19 @@ class TestTerms:
         assert {c["code"]: c["params"] for c in made["use_conditions"]}["MOR"] == {"date": "2027-01-01"}
 
 
+# API.md's metered example, as written: no interval.
+METERED_PLAN = {
+    "name": "Pay per use",
+    "kind": "metered",
+    "currency": "CNY",
+    "unit_prices": {"rows_returned": 20},
+    "units": {"rows_returned": 1000},
+    "included": {"rows_returned": 100000},
+    "caps": {"rows_returned": 5000000},
+    "cap_period": "billing_period",
+}
+
+
 class TestPlans:
     @pytest.mark.parametrize(
         ("plan", "field"),
@@ -132,17 +145,7 @@ class TestPlans:
                 "tax_bps": 600,
             },
             {"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80000, "interval": "month"},
-            {
-                "name": "Pay per use",
-                "kind": "metered",
-                "currency": "CNY",
-                "interval": "month",
-                "unit_prices": {"rows_returned": 20},
-                "units": {"rows_returned": 1000},
-                "included": {"rows_returned": 100000},
-                "caps": {"rows_returned": 5000000},
-                "cap_period": "billing_period",
-            },
+            {**METERED_PLAN, "interval": "month"},
             {"name": "Public interest", "kind": "public_interest", "currency": "CNY", "private_to": [consumer.org_id]},
         ]
         for plan in plans:
@@ -154,17 +157,7 @@ class TestPlans:
         assert len(listed["items"]) == 5
 
     async def test_a_metered_plan_without_an_interval_bills_monthly(self, client, owner, product) -> None:
-        # API.md's own metered example, as written: no interval.
-        plan = {
-            "name": "Pay per use",
-            "kind": "metered",
-            "currency": "CNY",
-            "unit_prices": {"rows_returned": 20},
-            "units": {"rows_returned": 1000},
-            "included": {"rows_returned": 100000},
-            "caps": {"rows_returned": 5000000},
-            "cap_period": "billing_period",
-        }
+        plan = METERED_PLAN
         made = expect(await client.post(f"/v1/products/{product['id']}/plans", json=plan, headers=owner.headers), 201)
         assert made["interval"] == "month"
         yearly = expect(
