@@ -185,6 +185,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     uvicorn.run(
         "catalog.app:create_app",
         factory=True,
+        http="catalog.server:ProblemH11Protocol",  # unparseable requests refused as problem+json too
         host=args.host,
         port=args.port,
         workers=args.workers if args.workers > 1 else None,

@@ -182,6 +182,7 @@ class LicenceService:
         return await self.read(await self._party_licence(licence_id))
 
     async def list(self, page: PageRequest, status: str | None, product_id: str | None) -> LicenceList:
+        product_id = await products_repo.id_of(self.session, product_id)
         result = await repo.list_licences(self.session, self.caller, page, status, product_id)
         holds = await repo.holds(self.session, [lic.id for lic in result.items])
         return LicenceList(items=[_read(lic, holds[lic.id]) for lic in result.items], next_cursor=result.next_cursor)

@@ -135,7 +135,9 @@ class ApplicationController(Controller):
         application_service: NamedDependency[ApplicationService],
         page: NamedDependency[PageRequest],
         status: FromQuery[ApplicationStatus | None] = None,
-        product_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        product_id: Annotated[
+            str | None, QueryParameter(max_length=120, description="The product's id or slug")
+        ] = None,
     ) -> ApplicationList:
         return await application_service.list(page, status, product_id)
 
@@ -219,7 +221,9 @@ class LicenceController(Controller):
         licence_service: NamedDependency[LicenceService],
         page: NamedDependency[PageRequest],
         status: FromQuery[LicenceStatus | None] = None,
-        product_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        product_id: Annotated[
+            str | None, QueryParameter(max_length=120, description="The product's id or slug")
+        ] = None,
     ) -> LicenceList:
         return await licence_service.list(page, status, product_id)
 

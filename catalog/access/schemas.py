@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from catalog.orgs.schemas import Body
-from catalog.products.schemas import Icd10, OrgId, Region
+from catalog.products.schemas import Icd10, OrgId, ProductKey, Region
 
 Category = Literal["GRU", "HMB", "DS", "POA", "MDS"]
 Track = Literal["provider", "ethics", "security", "compliance", "operator"]
@@ -45,7 +45,7 @@ Analysts = Annotated[list[UserId], Meta(max_length=100)]
 
 
 class ApplicationCreate(Body):
-    product_id: Annotated[str, Meta(pattern=r"^prd_[0-9A-Z]{26}$")]
+    product_id: ProductKey
     plan_id: Annotated[str, Meta(pattern=r"^pln_[0-9A-Z]{26}$")]
     purpose: Purpose
     project: Project

@@ -111,7 +111,7 @@ class ApplicationService:
         )
 
     async def _listed_product(self, product_id: str) -> Product:
-        product = await products_repo.get(self.session, product_id)
+        product = await products_repo.get_by_id_or_slug(self.session, product_id)
         if product is None or (
             product.status != "listed" and not self.caller.is_operator and product.owner_org_id != self.caller.org_id
         ):
@@ -252,6 +252,7 @@ class ApplicationService:
         return await self.read(app)
 
     async def list(self, page: PageRequest, status: str | None, product_id: str | None) -> ApplicationList:
+        product_id = await products_repo.id_of(self.session, product_id)
         result = await repo.list_applications(self.session, self.caller, page, status, product_id)
         return ApplicationList(items=await self._reads(result.items), next_cursor=result.next_cursor)
 

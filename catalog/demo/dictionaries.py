@@ -255,6 +255,14 @@ DICTIONARIES: dict[str, list[dict[str, Any]]] = {
         integer("updrs_iii", "MDS-UPDRS part III motor score", 0, 132, code_system="MDS-UPDRS"),
         integer("moca", "Montreal Cognitive Assessment", 0, 30, code_system="MoCA"),
         number("levodopa_equivalent_mg", "levodopa-equivalent daily dose, mg", 0, 3000),
+    ), table(
+        # Follow-up visits, several per person: what API.md's differentially private query example
+        # (``visits`` grouped by ``sex`` with ``epsilon``) asks of an L5 product.
+        "visits", 6, "one row per follow-up visit: motor and cognitive scores over time",
+        person_id(), day("visit_date", "date of the follow-up visit"), age(20, 105), sex(), district(),
+        choice("hoehn_yahr", "Hoehn and Yahr stage", ["HY-1", "HY-1.5", "HY-2", "HY-2.5", "HY-3", "HY-4", "HY-5"]),
+        integer("updrs_iii", "MDS-UPDRS part III motor score", 0, 132, code_system="MDS-UPDRS"),
+        integer("moca", "Montreal Cognitive Assessment", 0, 30, code_system="MoCA"),
     )],
 }
 # fmt: on

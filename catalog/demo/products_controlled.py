@@ -178,15 +178,16 @@ SPECS: list[dict[str, Any]] = [
         "revenue_share": {"operator_bps": 1500, "fund_bps": 500, "providers": {"ruijin": 1}},
     },
     {
-        "slug": "parkinson-genetic-cohort", "owner": "huashan", "population": 3_000, "rows": {"participants": 3_000},
+        "slug": "parkinson-genetic-cohort", "owner": "huashan", "population": 3_000,
+        "rows": {"participants": 3_000, "visits": 11_000},
         "zh": ("帕金森病遗传队列", "帕金森病患者的致病与风险基因型及临床评估（人类遗传资源）。",
                "每名参与者一行：LRRK2、GBA1、PRKN变异、家族史、起病年龄、Hoehn-Yahr分期、MDS-UPDRS III、MoCA"
-               "与左旋多巴等效剂量。属人类遗传资源，仅限境内机构、差分隐私统计。"),
+               "与左旋多巴等效剂量；另有每次随访一行的随访表。属人类遗传资源，仅限境内机构、差分隐私统计。"),
         "en": ("Parkinson's disease genetic cohort",
                "Genotypes and clinical assessments of people with Parkinson's disease (human genetic resources).",
                "One row per participant: LRRK2, GBA1 and PRKN variants, family history, age at onset, Hoehn and Yahr "
-               "stage, MDS-UPDRS III, MoCA and levodopa-equivalent dose. Human genetic resources: organisations in "
-               "China only, differentially private aggregates only."),
+               "stage, MDS-UPDRS III, MoCA and levodopa-equivalent dose, and a row per follow-up visit. Human genetic "
+               "resources: organisations in China only, differentially private aggregates only."),
         "grade": "L5", "legal_basis": "consent", "data_types": ["genomic", "ehr"],
         "keywords": ["Parkinson's disease", "帕金森病", "LRRK2", "GBA1", "genetics", "遗传", "neurology"],
         "therapeutic_areas": ["G20"], "standards": ["other"],

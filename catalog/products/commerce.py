@@ -82,7 +82,7 @@ class CommerceService:
     async def create_plan(self, product_id: str, data: PlanCreate) -> PlanRead:
         product = await self.products.owned(product_id)
         _not_retired(product)
-        values = msgspec.structs.asdict(data)
+        values = _default_interval(msgspec.structs.asdict(data))
         await self._check_plan(values)
         plan = Plan(
             id=new_id("pln"), product_id=product.id, created_at=utcnow(), updated_at=utcnow(), **_plan_columns(values)
@@ -112,7 +112,7 @@ class CommerceService:
                 code="plan_locked",
                 fields=sorted(set(changes) - PLAN_MUTABLE_WHEN_LOCKED),
             )
-        merged = {**_plan_values(plan), **changes}
+        merged = _default_interval({**_plan_values(plan), **changes})
         await self._check_plan(merged)
         for name, value in _plan_columns(merged).items():
             setattr(plan, name, value)
@@ -281,6 +281,13 @@ PLAN_FIELDS = (
     "private_to",
     "active",
 )
+
+
+def _default_interval(values: dict[str, Any]) -> dict[str, Any]:
+    """A metered plan bills usage per month unless it says otherwise (API.md's metered example omits it)."""
+    if values["kind"] == "metered" and values.get("interval") is None:
+        return {**values, "interval": "month"}
+    return values
 
 
 def _plan_values(plan: Plan) -> dict[str, Any]:

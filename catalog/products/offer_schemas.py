@@ -49,7 +49,10 @@ class PlanCreate(Body):
     kind: PlanKind
     currency: Currency
     amount: Annotated[int, Meta(ge=0)] = 0
-    interval: Literal["month", "year"] | None = None
+    interval: Annotated[
+        Literal["month", "year"] | None,
+        Meta(description="Billing period of subscription and metered plans; a metered plan defaults to month"),
+    ] = None
     term_months: Annotated[int, Meta(ge=1, le=600)] | None = None
     tax_bps: Bps = 0
     modes: Annotated[list[Mode], Meta(min_length=1)] | None = None

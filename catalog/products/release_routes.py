@@ -45,9 +45,8 @@ class ReleaseController(Controller):
         release_service: NamedDependency[ReleaseService],
     ) -> Response[ReleaseRead]:
         release = await release_service.create(product_id, data)
-        return Response(
-            release, status_code=201, headers={"Location": f"/v1/products/{product_id}/releases/{release.version}"}
-        )
+        location = f"/v1/products/{release.product_id}/releases/{release.version}"
+        return Response(release, status_code=201, headers={"Location": location})
 
     @get(
         "/",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.orgs.models import Organisation
@@ -17,9 +17,21 @@ async def get(session: AsyncSession, product_id: str) -> Product | None:
     return await session.get(Product, product_id)
 
 
+def _keyed(key: str) -> ColumnElement[bool]:
+    """A product named by its id or its slug: every route that takes a product accepts either."""
+    return or_(Product.id == key, Product.slug == key)
+
+
 async def get_by_id_or_slug(session: AsyncSession, key: str) -> Product | None:
-    stmt = select(Product).where(or_(Product.id == key, Product.slug == key))
-    return (await session.execute(stmt)).scalars().first()
+    return (await session.execute(select(Product).where(_keyed(key)))).scalars().first()
+
+
+async def id_of(session: AsyncSession, key: str | None) -> str | None:
+    """The id of the product ``key`` names (an id or a slug), for filters that match on ids; a key
+    that names no product comes back as it is, so the filter matches nothing."""
+    if key is None:
+        return None
+    return (await session.execute(select(Product.id).where(_keyed(key)))).scalars().first() or key
 
 
 async def get_many(session: AsyncSession, ids: Sequence[str]) -> dict[str, Product]:
@@ -73,6 +85,11 @@ async def sources(session: AsyncSession, product_id: str) -> list[ProductSource]
 async def replace_sources(session: AsyncSession, product_id: str, rows: list[ProductSource]) -> None:
     await session.execute(delete(ProductSource).where(ProductSource.product_id == product_id))
     session.add_all(rows)
+
+
+async def operator_org(session: AsyncSession) -> Organisation | None:
+    stmt = select(Organisation).where(Organisation.kind == "operator").limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def orgs(session: AsyncSession, org_ids: Sequence[str]) -> dict[str, Organisation]:

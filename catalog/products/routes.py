@@ -254,7 +254,7 @@ class CommerceController(Controller):
         return Response(
             terms,
             status_code=201 if created else 200,
-            headers={"Location": f"/v1/products/{product_id}/terms?version={terms.version}"},
+            headers={"Location": f"/v1/products/{terms.product_id}/terms?version={terms.version}"},
         )
 
     @get(
@@ -334,7 +334,7 @@ class CommerceController(Controller):
         commerce_service: NamedDependency[CommerceService],
     ) -> Response[RevenueShareRead]:
         rule = await commerce_service.put_revenue_share(product_id, data)
-        return Response(rule, status_code=201, headers={"Location": f"/v1/products/{product_id}/revenue-share"})
+        return Response(rule, status_code=201, headers={"Location": f"/v1/products/{rule.product_id}/revenue-share"})
 
     @get(
         "/products/{product_id:str}/revenue-share",

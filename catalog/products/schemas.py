@@ -34,6 +34,14 @@ Count = Annotated[int, Meta(ge=0)]
 Bps = Annotated[int, Meta(ge=0, le=10_000)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
 OrgId = Annotated[str, Meta(pattern=r"^org_[0-9A-Z]{26}$")]
+ProductKey = Annotated[
+    str,
+    Meta(
+        pattern=r"^(prd_[0-9A-Z]{26}|[a-z0-9]+(-[a-z0-9]+)*)$",
+        max_length=120,
+        description="The product's id (prd_…) or its slug",
+    ),
+]
 Version = Annotated[str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,39}$")]
 
 

@@ -81,6 +81,19 @@ class TestTerms:
         assert {c["code"]: c["params"] for c in made["use_conditions"]}["MOR"] == {"date": "2027-01-01"}
 
 
+# API.md's metered example, as written: no interval.
+METERED_PLAN = {
+    "name": "Pay per use",
+    "kind": "metered",
+    "currency": "CNY",
+    "unit_prices": {"rows_returned": 20},
+    "units": {"rows_returned": 1000},
+    "included": {"rows_returned": 100000},
+    "caps": {"rows_returned": 5000000},
+    "cap_period": "billing_period",
+}
+
+
 class TestPlans:
     @pytest.mark.parametrize(
         ("plan", "field"),
@@ -132,17 +145,7 @@ class TestPlans:
                 "tax_bps": 600,
             },
             {"name": "Monthly", "kind": "subscription", "currency": "CNY", "amount": 80000, "interval": "month"},
-            {
-                "name": "Pay per use",
-                "kind": "metered",
-                "currency": "CNY",
-                "interval": "month",
-                "unit_prices": {"rows_returned": 20},
-                "units": {"rows_returned": 1000},
-                "included": {"rows_returned": 100000},
-                "caps": {"rows_returned": 5000000},
-                "cap_period": "billing_period",
-            },
+            {**METERED_PLAN, "interval": "month"},
             {"name": "Public interest", "kind": "public_interest", "currency": "CNY", "private_to": [consumer.org_id]},
         ]
         for plan in plans:
@@ -152,6 +155,24 @@ class TestPlans:
             assert made["kind"] == plan["kind"] and made["locked"] is False
         listed = expect(await client.get(f"/v1/products/{product['id']}/plans", headers=owner.headers), 200)
         assert len(listed["items"]) == 5
+
+    async def test_a_metered_plan_without_an_interval_bills_monthly(self, client, owner, product) -> None:
+        plan = METERED_PLAN
+        made = expect(await client.post(f"/v1/products/{product['id']}/plans", json=plan, headers=owner.headers), 201)
+        assert made["interval"] == "month"
+        yearly = expect(
+            await client.post(
+                f"/v1/products/{product['id']}/plans", json={**plan, "interval": "year"}, headers=owner.headers
+            ),
+            201,
+        )
+        assert yearly["interval"] == "year"
+        cleared = expect(
+            await client.patch(f"/v1/plans/{yearly['id']}", json={"interval": None}, headers=owner.headers), 200
+        )
+        assert cleared["interval"] == "month"
+        stored = expect(await client.get(f"/v1/products/{product['id']}/plans", headers=owner.headers), 200)
+        assert {p["id"]: p["interval"] for p in stored["items"]} == {made["id"]: "month", yearly["id"]: "month"}
 
     async def test_private_to_must_name_consumers(self, client, owner, product) -> None:
         plan = {"name": "x", "kind": "free", "currency": "CNY", "private_to": [owner.org_id]}
