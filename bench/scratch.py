@@ -4,6 +4,9 @@ database (its public schema dropped and migrated afresh — hence the "bench" in
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -28,3 +31,11 @@ async def prepare(url: str, tmp: Path) -> Settings:
         await engine.dispose()
     await asyncio.to_thread(command.upgrade, alembic_config(settings), "head")
     return settings
+
+
+def command_line(script: str) -> str:
+    """The command that reproduces a benchmark's run, to print above its figures."""
+    env = os.environ.get("LODE_BENCH_PG_URL", "").strip()
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    words = [python, os.path.relpath(script), *sys.argv[1:]]
+    return ("$ " + (f"LODE_BENCH_PG_URL={env} " if env else "")) + " ".join(shlex.quote(w) for w in words)

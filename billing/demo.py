@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing import repository as repo
 from billing import webhooks
+from billing.checkout import CheckoutService
 from billing.schemas import CheckoutCreate
-from billing.service import BillingService
 from billing.simulator import StripeSimulator
 from catalog.access.models import Licence
 from catalog.auth import Principal
@@ -66,7 +66,7 @@ async def pay_pending(
     async with write_transaction(sessions) as session:
         pending = list((await session.execute(select(Licence).where(Licence.status == "pending_payment"))).scalars())
     for licence in pending:
-        async with write_transaction(sessions) as session:
+        async with read_transaction(sessions) as session:
             product = await products_repo.get(session, licence.product_id)
             item = demo.find_product(product.slug) if product else None
             consumer = None
@@ -76,17 +76,14 @@ async def pay_pending(
             if item is None or consumer is None:
                 continue
             operator = await _principal(session, "operator", "admin")
-            accounts = []
-            for slug, _ in item.provider_weights:
-                org_id = await orgs_repo.org_id_by_slug(session, slug)
-                account = await BillingService(session, operator, services["gateway"], settings).payout_account(
-                    org_id or ""
-                )
-                accounts.append(account)
+            providers = [await orgs_repo.org_id_by_slug(session, slug) or "" for slug, _ in item.provider_weights]
             buyer = await _principal(session, consumer, "buyer")
-            checkout = await BillingService(session, buyer, services["gateway"], settings).checkout(
-                licence.id, CheckoutCreate(method="card")
-            )
+        # As the API does it: Stripe is called between short transactions, never inside one.
+        as_operator = CheckoutService(sessions, operator, services["gateway"], settings)
+        accounts = [await as_operator.payout_account(org_id) for org_id in providers]
+        checkout = await CheckoutService(sessions, buyer, services["gateway"], settings).checkout(
+            licence.id, CheckoutCreate(method="card")
+        )
         if simulator is None:
             paid.append({"licence_id": licence.id, "checkout_url": checkout.url, "paid": False})
             continue

@@ -8,23 +8,42 @@ errors with stable codes. Webhook signatures are checked against each configured
 
 With ``LODE_STRIPE_API_KEY`` set, this talks to Stripe (``LODE_STRIPE_API_BASE`` may point it at
 a mock). The tests and ``lode demo`` hand it a client of ``billing/simulator.py`` instead.
+
+Calls are bounded in time. One try waits at most ``LODE_STRIPE_TIMEOUT_S`` (connecting at most
+``CONNECT_TIMEOUT_S``) and the SDK tries ``LODE_STRIPE_MAX_RETRIES`` more times, with the same
+idempotency key; the whole call, backoff included, is cut at ``budget_s`` whatever the HTTP client.
+Stripe unavailable (unreachable, too slow, 5xx, rate-limited) is 503 ``payment_provider_unavailable``
+with ``Retry-After``. Nothing may wait on Stripe while holding a database connection: every call
+first checks that its task holds none (``catalog/db.py``), so callers follow billing/transfers.py —
+a short transaction, the call with none open, a short transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import stripe
 
+from catalog.db import ensure_no_connection_held
 from catalog.errors import DomainError, ServiceUnavailable, Unprocessable
 
 log = logging.getLogger("lode.billing.gateway")
 T = TypeVar("T")
 TOLERANCE_S = 300
+CONNECT_TIMEOUT_S = 3.0
+RETRY_AFTER_S = 5  # what a client is told to wait when Stripe is unavailable
+
+
+def call_budget_s(timeout_s: float, max_retries: int) -> float:
+    """The longest one call may take: every try timing out, with the SDK's longest backoff between."""
+    backoff = sum(min(stripe.HTTPClient.INITIAL_DELAY * 2**n, stripe.HTTPClient.MAX_DELAY) for n in range(max_retries))
+    return timeout_s * (max_retries + 1) + backoff
 
 
 class BadSignature(DomainError):
@@ -32,29 +51,66 @@ class BadSignature(DomainError):
     code = "invalid_signature"
 
 
+def configured(gateway: Gateway | None) -> Gateway:
+    """The gateway, or 503 ``billing_not_configured`` when no Stripe key is set."""
+    if gateway is None:
+        raise ServiceUnavailable("Payments are not configured: set LODE_STRIPE_API_KEY.", code="billing_not_configured")
+    return gateway
+
+
 class Gateway:
-    def __init__(self, client: stripe.StripeClient, webhook_secrets: tuple[str, ...], *, simulated: bool) -> None:
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        webhook_secrets: tuple[str, ...],
+        *,
+        simulated: bool,
+        budget_s: float = call_budget_s(10.0, 2),
+    ) -> None:
         self.client = client
         self.webhook_secrets = webhook_secrets
         self.simulated = simulated
+        self.budget_s = budget_s
 
     @classmethod
-    def from_key(cls, api_key: str, webhook_secrets: tuple[str, ...], api_base: str = "") -> Gateway:
-        options: dict[str, Any] = {"max_network_retries": 2}
+    def from_key(
+        cls,
+        api_key: str,
+        webhook_secrets: tuple[str, ...],
+        api_base: str = "",
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 2,
+    ) -> Gateway:
+        # The SDK's default client waits 80 s a try: one unreachable Stripe would hold a request
+        # (and whatever it holds) for minutes.
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
+        options: dict[str, Any] = {"max_network_retries": max_retries, "http_client": stripe.HTTPXClient(timeout)}
         if api_base:
             options["base_addresses"] = {"api": api_base}
-        return cls(stripe.StripeClient(api_key, **options), webhook_secrets, simulated=False)
+        client = stripe.StripeClient(api_key, **options)
+        return cls(client, webhook_secrets, simulated=False, budget_s=call_budget_s(timeout_s, max_retries))
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        ensure_no_connection_held(f"Stripe ({what})")
         try:
-            return await fn()
+            async with asyncio.timeout(self.budget_s):
+                return await fn()
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                f"Stripe did not answer in time ({what}); retry shortly.",
+                code="payment_provider_unavailable",
+                retry_after=RETRY_AFTER_S,
+            ) from exc
         except stripe.CardError as exc:
             raise Unprocessable(f"The payment was declined: {exc.user_message or exc}", code="card_declined") from exc
         except stripe.AuthenticationError as exc:
             raise ServiceUnavailable("Stripe refused Lode's credentials.", code="billing_not_configured") from exc
         except (stripe.RateLimitError, stripe.APIConnectionError) as exc:
             raise ServiceUnavailable(
-                f"Stripe is unavailable ({what}); retry shortly.", code="payment_provider_unavailable"
+                f"Stripe is unavailable ({what}); retry shortly.",
+                code="payment_provider_unavailable",
+                retry_after=RETRY_AFTER_S,
             ) from exc
         except stripe.InvalidRequestError as exc:
             log.error("stripe refused a request", extra={"what": what, "stripe_code": exc.code, "param": exc.param})
@@ -65,7 +121,9 @@ class Gateway:
             ) from exc
         except stripe.StripeError as exc:  # 5xx, lock timeouts: safe to retry with the same key
             raise ServiceUnavailable(
-                f"Stripe failed ({what}); retry shortly.", code="payment_provider_unavailable"
+                f"Stripe failed ({what}); retry shortly.",
+                code="payment_provider_unavailable",
+                retry_after=RETRY_AFTER_S,
             ) from exc
 
     @staticmethod

@@ -15,16 +15,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing import money
 from billing import repository as repo
 from billing.gateway import Gateway
-from billing.models import Meter, Subscription
+from billing.models import Subscription
 from catalog import outbox
 from catalog.access.licences import add_months
 from catalog.access.models import Licence
-from catalog.db import utcnow, write_transaction
+from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.metering import repository as metering_repo
 from catalog.products import repository as products_repo
 
@@ -33,14 +33,19 @@ BACKDATE_LIMIT = timedelta(days=30)
 PERIODS_LOOKED_BACK = 3
 
 
-async def ensure_meter(session: AsyncSession, gateway: Gateway, product_id: str, dimension: str) -> Meter:
-    meter = await repo.meter(session, product_id, dimension)
-    if meter is None:
-        meter_id, event_name = await gateway.meter(product_id, dimension)
-        meter = Meter(product_id=product_id, dimension=dimension, meter_id=meter_id, event_name=event_name)
-        session.add(meter)
-        await session.flush()
-    return meter
+async def meter_for(
+    sessions: async_sessionmaker[AsyncSession], gateway: Gateway, product_id: str, dimension: str
+) -> tuple[str, str]:
+    """The product's Stripe meter for ``dimension`` (id, event name), made at Stripe the first time:
+    looked up, made with no transaction open (key ``meter:{product}:{dimension}``), then kept."""
+    async with read_transaction(sessions) as session:
+        meter = await repo.meter(session, product_id, dimension)
+        if meter is not None:
+            return meter.meter_id, meter.event_name
+    meter_id, event_name = await gateway.meter(product_id, dimension)
+    async with write_transaction(sessions) as session:
+        await repo.add_meter(session, product_id, dimension, meter_id, event_name)
+    return meter_id, event_name
 
 
 def billable(used: int, included: int, unit: int) -> int:
@@ -141,9 +146,7 @@ async def send(ctx: outbox.JobContext, payload: dict) -> None:
             key=payload["identifier"],
         )
         return
-    async with write_transaction(ctx.sessions) as session:
-        meter = await ensure_meter(session, gateway, payload["product_id"], payload["dimension"])
-        event_name = meter.event_name
+    _, event_name = await meter_for(ctx.sessions, gateway, payload["product_id"], payload["dimension"])
     await gateway.meter_event(
         event_name, payload["customer"], payload["units"], payload["identifier"], payload["timestamp"]
     )

@@ -34,7 +34,13 @@ class PayoutAccount(Base):
 
 
 class Checkout(IdMixin, CreatedMixin, Base):
-    """One Stripe Checkout Session (or sent invoice) for a licence; at most one open at a time."""
+    """One Stripe Checkout Session (or sent invoice) for a licence; at most one open at a time.
+
+    ``pending`` from the moment Lode decides to ask Stripe until Stripe's answer is recorded:
+    ``params`` is the request fixed then, so every attempt (a retry after a crash or a timeout, or
+    a concurrent checkout of the licence) sends the same request under the same idempotency key and
+    gets the same Stripe object. Then ``open`` → ``processing`` | ``completed`` | ``expired``, or
+    ``failed`` (Stripe refused it; the next checkout starts afresh)."""
 
     __tablename__ = "checkouts"
     __table_args__ = (Index("ix_checkouts_licence_id_status", "licence_id", "status"),)
@@ -46,8 +52,10 @@ class Checkout(IdMixin, CreatedMixin, Base):
     session_id: Mapped[str | None] = mapped_column(String(80), unique=True)
     invoice_id: Mapped[str | None] = mapped_column(String(80))
     url: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | completed | expired
+    status: Mapped[str] = mapped_column(String(16), default="open")
     expires_at: Mapped[datetime | None]
+    # Without the customer and metered prices, which come from Stripe under keys of their own.
+    params: Mapped[dict[str, Any] | None]
 
 
 class Subscription(Base):

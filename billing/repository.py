@@ -42,8 +42,30 @@ async def customer_id(session: AsyncSession, org_id: str) -> str | None:
     return row.customer_id if row else None
 
 
+async def add_customer(session: AsyncSession, org_id: str, customer_id: str) -> None:
+    """Keep the organisation's Stripe customer, unless a concurrent request kept it first (the same
+    one: both asked Stripe under the key ``customer:{org}``)."""
+    row = {"org_id": org_id, "customer_id": customer_id, "created_at": utcnow()}
+    await session.execute(_insert(session)(StripeCustomer).values(row).on_conflict_do_nothing())
+
+
 async def payout_account(session: AsyncSession, org_id: str, *, lock: bool = False) -> PayoutAccount | None:
     return await session.get(PayoutAccount, org_id, with_for_update=lock or None)
+
+
+async def add_payout_account(session: AsyncSession, org_id: str, account_id: str) -> PayoutAccount:
+    """The provider's Connect account, kept once (concurrent requests asked under one key)."""
+    row = {
+        "org_id": org_id,
+        "account_id": account_id,
+        "method": "stripe_connect",
+        "transfers_active": False,
+        "created_at": utcnow(),
+    }
+    await session.execute(_insert(session)(PayoutAccount).values(row).on_conflict_do_nothing())
+    found = await payout_account(session, org_id)
+    assert found is not None
+    return found
 
 
 async def payout_account_by_stripe_id(session: AsyncSession, account_id: str) -> PayoutAccount | None:
@@ -56,15 +78,21 @@ async def payout_account_by_stripe_id(session: AsyncSession, account_id: str) ->
 
 
 async def open_checkout(session: AsyncSession, licence_id: str) -> Checkout | None:
-    """The licence's newest session that may still be paid: open, or completed with a bank debit
-    still processing."""
+    """The licence's newest session that may still be paid: being prepared, open, or completed with
+    a bank debit still processing."""
     stmt = (
         select(Checkout)
-        .where(Checkout.licence_id == licence_id, Checkout.status.in_(("open", "processing")))
+        .where(Checkout.licence_id == licence_id, Checkout.status.in_(("pending", "open", "processing")))
         .order_by(Checkout.created_at.desc())
         .with_for_update()
     )
     return (await session.execute(stmt)).scalars().first()
+
+
+async def checkout(session: AsyncSession, checkout_id: str) -> Checkout | None:
+    """Locked: recording Stripe's answer and a webhook's news about it never interleave."""
+    stmt = select(Checkout).where(Checkout.id == checkout_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def checkout_by_session(session: AsyncSession, session_id: str) -> Checkout | None:
@@ -212,6 +240,12 @@ async def record_event(session: AsyncSession, event: dict[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
+async def unprocessed_event(session: AsyncSession, event_id: str) -> dict[str, Any] | None:
+    """The event's payload if it is not processed yet (unlocked: a look before the work)."""
+    stmt = select(WebhookEvent.payload).where(WebhookEvent.event_id == event_id, WebhookEvent.processed_at.is_(None))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def claim_event(session: AsyncSession, event_id: str) -> WebhookEvent | None:
     """The event if it is not processed yet (locked for this transaction)."""
     stmt = select(WebhookEvent).where(WebhookEvent.event_id == event_id, WebhookEvent.processed_at.is_(None))
@@ -232,6 +266,12 @@ async def mark_processed(session: AsyncSession, event_id: str, outcome: str) -> 
 
 async def meter(session: AsyncSession, product_id: str, dimension: str) -> Meter | None:
     return await session.get(Meter, (product_id, dimension))
+
+
+async def add_meter(session: AsyncSession, product_id: str, dimension: str, meter_id: str, event_name: str) -> None:
+    """Keep the product's Stripe meter for a dimension, once (concurrent senders asked under one key)."""
+    row = {"product_id": product_id, "dimension": dimension, "meter_id": meter_id, "event_name": event_name}
+    await session.execute(_insert(session)(Meter).values(row).on_conflict_do_nothing())
 
 
 async def reported_units(session: AsyncSession, licence_id: str, dimension: str, period: date) -> int:

@@ -1,4 +1,7 @@
-"""HTTP routes of billing: checkout, Stripe's webhooks, payout accounts, payments, refunds, statements."""
+"""HTTP routes of billing: checkout, Stripe's webhooks, payout accounts, payments, refunds, statements.
+
+Checkout and payout-account take no request transaction (``tx``): they wait on Stripe, so
+``billing/checkout.py`` runs them in short transactions of its own."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import webhooks
+from billing.checkout import CheckoutService
+from billing.gateway import configured
 from billing.schemas import (
     CheckoutCreate,
     CheckoutRead,
@@ -23,7 +28,7 @@ from billing.schemas import (
 )
 from billing.service import BillingService
 from catalog.auth import ANYONE, Principal, consumer, operator
-from catalog.errors import ServiceUnavailable, problem_responses
+from catalog.errors import problem_responses
 from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from catalog.pagination import PageRequest
 
@@ -35,10 +40,21 @@ async def provide_billing_service(
     return BillingService(tx, caller, state.services.get("gateway"), state.settings)
 
 
+async def provide_checkout_service(
+    caller: NamedDependency[Principal], request: Request[Any, Any, State]
+) -> CheckoutService:
+    """No request transaction: these routes wait on Stripe between short transactions of their own."""
+    state = request.app.state
+    return CheckoutService(state.sessions, caller, state.services.get("gateway"), state.settings)
+
+
 class BillingController(Controller):
     path = "/v1"
     tags = ["Billing"]
-    dependencies = {"billing_service": Provide(provide_billing_service)}
+    dependencies = {
+        "billing_service": Provide(provide_billing_service),
+        "checkout_service": Provide(provide_checkout_service),
+    }
 
     @post(
         "/licences/{licence_id:str}/checkout",
@@ -54,14 +70,13 @@ class BillingController(Controller):
         request: Request[Any, Any, State],
         licence_id: FromPath[str],
         data: JSONBody[CheckoutCreate],
-        billing_service: NamedDependency[BillingService],
+        checkout_service: NamedDependency[CheckoutService],
         caller: NamedDependency[Principal],
-        tx: NamedDependency[AsyncSession],
     ) -> Response[CheckoutRead]:
         async def run() -> Response[CheckoutRead]:
-            return Response(await billing_service.checkout(licence_id, data), status_code=200)
+            return Response(await checkout_service.checkout(licence_id, data), status_code=200)
 
-        return await idempotent(request, caller.org_id, tx, run)
+        return await idempotent(request, caller.org_id, None, run)
 
     @post(
         "/orgs/{org_id:str}/payout-account",
@@ -71,9 +86,9 @@ class BillingController(Controller):
         responses=problem_responses(401, 403, 404, 409, 503),
     )
     async def payout_account(
-        self, org_id: FromPath[str], billing_service: NamedDependency[BillingService]
+        self, org_id: FromPath[str], checkout_service: NamedDependency[CheckoutService]
     ) -> PayoutAccountRead:
-        return await billing_service.payout_account(org_id)
+        return await checkout_service.payout_account(org_id)
 
     @get(
         "/payments",
@@ -153,9 +168,7 @@ class WebhookController(Controller):
         responses=problem_responses(503),
     )
     async def stripe(self, request: Request[Any, Any, State], tx: NamedDependency[AsyncSession]) -> WebhookAck:
-        gateway = request.app.state.services.get("gateway")
-        if gateway is None:
-            raise ServiceUnavailable("Payments are not configured.", code="billing_not_configured")
+        gateway = configured(request.app.state.services.get("gateway"))
         event = gateway.verify(await request.body(), request.headers.get("stripe-signature"))
         new = await webhooks.receive(tx, event)
         return WebhookAck(received=True, duplicate=not new)

@@ -332,6 +332,9 @@ class SimulatorHTTPClient(stripe.HTTPClient):
     def __init__(self, app: Any) -> None:
         super().__init__()
         self.transport = _DroppingASGITransport(app=app)
+        # Seconds each answer takes to arrive, after Stripe has acted (a slow Stripe or network):
+        # set by tests and bench/stall_bench.py.
+        self.latency = 0.0
         self._loop_thread: _LoopThread | None = None
         self._thread_lock = threading.Lock()
 
@@ -346,6 +349,8 @@ class SimulatorHTTPClient(stripe.HTTPClient):
             raise stripe.APIConnectionError(
                 f"Unexpected error communicating with Stripe (simulated): {exc}", should_retry=True
             ) from exc
+        if self.latency:
+            await asyncio.sleep(self.latency)
         return content, response.status_code, response.headers
 
     async def request_stream_async(

@@ -5,22 +5,28 @@ on the outbox in the same transaction — a redelivery finds it there and change
 processes it in its own transaction and marks it done; an event whose prerequisite has not been
 seen yet (a refund of a charge we have not recorded) raises ``NotYet`` and the outbox retries it
 later, so events may arrive in any order.
+
+What a handler needs from Stripe beyond the event (the charge behind a paid session or invoice)
+is read first, with no transaction open (``LOOKUPS``), and handed to it: the processing
+transaction never waits on Stripe.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import payments, refunds, transfers
 from billing import repository as repo
+from billing.gateway import Gateway
 from billing.models import Checkout, Payment, Refund, Subscription
 from catalog import outbox
 from catalog.access import licences as access_licences
 from catalog.access import repository as access_repo
-from catalog.db import utcnow, write_transaction
+from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.ids import new_id
 from catalog.products import repository as products_repo
 
@@ -40,23 +46,51 @@ async def receive(session: AsyncSession, event: dict[str, Any]) -> bool:
     return True
 
 
+class Charge(NamedTuple):
+    """The payment intent and charge behind a paid session or invoice, as Stripe has them."""
+
+    payment_intent: str | None = None
+    charge: str | None = None
+
+
 async def handle(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
+    async with read_transaction(ctx.sessions) as session:
+        event = await repo.unprocessed_event(session, payload["event_id"])
+    if event is None:
+        return  # processed already
+    obj = (event.get("data") or {}).get("object")
+    lookup = LOOKUPS.get(event.get("type", ""))
+    charge = await lookup(ctx.services["gateway"], obj) if lookup and isinstance(obj, dict) else Charge()
     async with write_transaction(ctx.sessions) as session:
         row = await repo.claim_event(session, payload["event_id"])
         if row is None:
-            return  # processed already
-        event = row.payload
+            return  # processed meanwhile
         handler = HANDLERS.get(event.get("type", ""))
-        obj = (event.get("data") or {}).get("object")
         outcome = "ignored"
         if handler is not None and not isinstance(obj, dict):
             outcome = "malformed: no data.object"  # signed but unusable: retrying cannot help
         elif handler is not None:
-            outcome = await handler(session, ctx, obj, event) or "processed"
+            outcome = await handler(session, ctx, obj, event, charge) or "processed"
         await repo.mark_processed(session, row.event_id, outcome)
 
 
-async def checkout_completed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def _session_charge(gateway: Gateway, obj: dict) -> Charge:
+    intent = obj.get("payment_intent")
+    paid = obj.get("payment_status") in ("paid", "no_payment_required") and obj.get("mode") != "subscription"
+    if not paid or not intent or not (obj.get("metadata") or {}).get("lode_licence_id"):
+        return Charge()  # nothing checkout_completed will book
+    return Charge(intent, await gateway.intent_charge(intent))
+
+
+async def _invoice_charge(gateway: Gateway, obj: dict) -> Charge:
+    if not (obj.get("metadata") or {}).get("lode_licence_id") and not _subscription_of(obj):
+        return Charge()  # not an invoice of ours
+    return Charge(*await gateway.invoice_charge(obj["id"]))
+
+
+async def checkout_completed(
+    session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge
+) -> str:
     metadata = obj.get("metadata") or {}
     checkout = await repo.checkout_by_session(session, obj["id"])
     if checkout is None or checkout.licence_id != metadata.get("lode_licence_id"):
@@ -80,13 +114,11 @@ async def checkout_completed(session: AsyncSession, ctx: outbox.JobContext, obj:
         return "subscription started; its invoices bring the payments"
     payment = await repo.payment(session, checkout.payment_id, lock=True)
     assert payment is not None
-    intent = obj.get("payment_intent")
-    charge = await ctx.services["gateway"].intent_charge(intent) if intent else None
     await payments.record_paid(
         session,
         payment,
-        charge_id=charge,
-        payment_intent_id=intent,
+        charge_id=found.charge,
+        payment_intent_id=obj.get("payment_intent"),
         gross=int(obj.get("amount_total") or payment.amount),
         tax_bps=0,
         tax=payment.tax,
@@ -94,16 +126,16 @@ async def checkout_completed(session: AsyncSession, ctx: outbox.JobContext, obj:
     return await _refund_if_unwanted(session, payment, "paid")
 
 
-async def invoice_paid(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def invoice_paid(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     licence_id = await _licence_of_invoice(session, obj)
     if licence_id is None:
         return "not a Lode invoice"
-    payment = await repo.payment_by_invoice(session, obj["id"])
+    payment = await repo.payment_by_invoice(session, obj["id"]) or await _payment_sending(session, obj)
     licence = await access_repo.licence(session, licence_id)
     assert licence is not None
     plan = await products_repo.plan(session, licence.plan_id)
     if payment is None:
-        payment = _new_payment(
+        payment = new_payment(
             licence,
             source="subscription_invoice",
             invoice_id=obj["id"],
@@ -113,19 +145,29 @@ async def invoice_paid(session: AsyncSession, ctx: outbox.JobContext, obj: dict,
         )
         session.add(payment)
         await session.flush()
-    intent, charge = await ctx.services["gateway"].invoice_charge(obj["id"])
     fixed_tax = payment.tax if payment.source == "invoice" else None
     await payments.record_paid(
         session,
         payment,
-        charge_id=charge,
-        payment_intent_id=intent,
+        charge_id=found.charge,
+        payment_intent_id=found.payment_intent,
         gross=int(obj["amount_paid"]),
         tax_bps=plan.tax_bps if plan else 0,
         tax=fixed_tax,
     )
     await access_licences.lift_hold(session, None, licence, "non_payment", "billing", "invoice paid")
     return await _refund_if_unwanted(session, payment, "paid")
+
+
+async def _payment_sending(session: AsyncSession, obj: dict) -> Payment | None:
+    """The invoice checkout's payment the invoice names, if its checkout has not recorded the invoice
+    yet: Stripe emails an invoice as it is sent, so it may be paid before checkout's last phase."""
+    payment_id = (obj.get("metadata") or {}).get("lode_payment_id")
+    payment = await repo.payment(session, payment_id, lock=True) if payment_id else None
+    if payment is None or payment.source != "invoice" or payment.invoice_id is not None:
+        return None
+    payment.invoice_id = obj["id"]
+    return payment
 
 
 async def _refund_if_unwanted(session: AsyncSession, payment: Payment, outcome: str) -> str:
@@ -144,7 +186,7 @@ async def _refund_if_unwanted(session: AsyncSession, payment: Payment, outcome: 
     return f"{outcome}; refunded in full: {reason}"
 
 
-async def invoice_failed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def invoice_failed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     licence_id = await _licence_of_invoice(session, obj)
     if licence_id is None:
         return "not a Lode invoice"
@@ -176,7 +218,9 @@ async def grace_elapsed(ctx: outbox.JobContext, payload: dict[str, Any]) -> None
             )
 
 
-async def subscription_deleted(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def subscription_deleted(
+    session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge
+) -> str:
     sub = await repo.subscription_by_stripe_id(session, obj["id"])
     if sub is None:
         return "not a Lode subscription"
@@ -185,7 +229,7 @@ async def subscription_deleted(session: AsyncSession, ctx: outbox.JobContext, ob
     return "licence ended"
 
 
-async def charge_refunded(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def charge_refunded(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     """Refunds made outside Lode (the Stripe dashboard) are booked like ours; ours are already booked."""
     payment = await repo.payment_by_charge(session, obj["id"])
     if payment is None:
@@ -213,7 +257,7 @@ async def charge_refunded(session: AsyncSession, ctx: outbox.JobContext, obj: di
     return "booked"
 
 
-async def dispute(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def dispute(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     """A dispute takes the money back like a refund; if it is won, the parts are restored."""
     payment = await repo.payment_by_charge(session, obj["charge"])
     if payment is None:
@@ -248,7 +292,7 @@ async def dispute(session: AsyncSession, ctx: outbox.JobContext, obj: dict, even
     return "noted"
 
 
-async def account_updated(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def account_updated(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     account = await repo.payout_account_by_stripe_id(session, obj["id"])
     if account is None:
         return "not a Lode account"
@@ -267,16 +311,20 @@ async def _licence_of_invoice(session: AsyncSession, obj: dict) -> str | None:
     licence_id = (obj.get("metadata") or {}).get("lode_licence_id")
     if licence_id:
         return licence_id
-    sub_id = obj.get("subscription") or ((obj.get("parent") or {}).get("subscription_details") or {}).get(
-        "subscription"
-    )
+    sub_id = _subscription_of(obj)
     sub = await repo.subscription_by_stripe_id(session, sub_id) if sub_id else None
     if sub is None and sub_id:
         raise NotYet(f"subscription {sub_id} is not recorded yet")
     return sub.licence_id if sub else None
 
 
-def _new_payment(licence: Any, *, source: str, invoice_id: str | None, currency: str, amount: int, tax: int) -> Payment:
+def _subscription_of(invoice: dict) -> str | None:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return invoice.get("subscription") or details.get("subscription")
+
+
+def new_payment(licence: Any, *, source: str, invoice_id: str | None, currency: str, amount: int, tax: int) -> Payment:
+    """A payment for the licence, pending until Stripe says it was paid."""
     return Payment(
         id=new_id("pay"),
         licence_id=licence.id,
@@ -293,7 +341,9 @@ def _new_payment(licence: Any, *, source: str, invoice_id: str | None, currency:
     )
 
 
-async def checkout_payment_failed(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def checkout_payment_failed(
+    session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge
+) -> str:
     """The bank debit behind a completed session failed: nothing was paid, the buyer may try again."""
     checkout = await repo.checkout_by_session(session, obj["id"])
     if checkout is None:
@@ -303,7 +353,7 @@ async def checkout_payment_failed(session: AsyncSession, ctx: outbox.JobContext,
     return f"checkout {checkout.status}"
 
 
-async def checkout_expired(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict) -> str:
+async def checkout_expired(session: AsyncSession, ctx: outbox.JobContext, obj: dict, event: dict, found: Charge) -> str:
     checkout = await repo.checkout_by_session(session, obj["id"])
     if checkout is None:
         return "not a Lode checkout"
@@ -321,6 +371,11 @@ async def expire_checkout(session: AsyncSession, checkout: Checkout, *, status: 
         payment.status = status
 
 
+LOOKUPS: dict[str, Callable[[Gateway, dict], Awaitable[Charge]]] = {
+    "checkout.session.completed": _session_charge,
+    "checkout.session.async_payment_succeeded": _session_charge,
+    "invoice.paid": _invoice_charge,
+}
 HANDLERS = {
     "checkout.session.completed": checkout_completed,
     "checkout.session.expired": checkout_expired,

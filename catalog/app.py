@@ -184,7 +184,13 @@ def build_gateway(settings: Settings) -> Gateway | None:
     """Stripe when a key is configured; without one, priced checkouts answer billing_not_configured."""
     if not settings.stripe_api_key:
         return None
-    return Gateway.from_key(settings.stripe_api_key, settings.stripe_webhook_secrets, settings.stripe_api_base)
+    return Gateway.from_key(
+        settings.stripe_api_key,
+        settings.stripe_webhook_secrets,
+        settings.stripe_api_base,
+        timeout_s=settings.stripe_timeout_s,
+        max_retries=settings.stripe_max_retries,
+    )
 
 
 def build_services(settings: Settings, gateway: Gateway | None = None) -> dict[str, Any]:

@@ -9,10 +9,19 @@ Transactions follow STYLE rules 3 and 4:
   handling is switched off and a ``begin`` event emits the statement — so two requests that read
   then write cannot both pass a check and silently overwrite each other. Reads stay ``DEFERRED``.
   Whether a session writes is an execution option (``lode_write``) set when it first connects.
+
+Nothing waits on the network while holding a database connection: a request or handler that
+calls Stripe (``billing/gateway.py``) does it between short transactions of its own, and the
+gateway checks (``ensure_no_connection_held``) that the calling task has no pooled connection
+checked out — on SQLite that connection could hold the one write lock, on PostgreSQL row locks
+and a slot of the pool. A request that finds every pooled connection busy for
+``LODE_DB_POOL_TIMEOUT_S`` answers 503 ``database_busy`` with ``Retry-After`` (``errors.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -68,20 +77,74 @@ class CreatedMixin:
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    # A third of the connections stay open between uses, the rest are opened under load.
+    most = settings.db_max_connections or (15 if settings.is_sqlite else 30)
+    kwargs.setdefault("pool_size", max(1, most // 3))
+    kwargs.setdefault("max_overflow", max(0, most - kwargs["pool_size"]))
+    kwargs.setdefault("pool_timeout", settings.db_pool_timeout_s)
     if settings.is_sqlite:
         # Pooled: a fresh aiosqlite connection is a new thread plus four PRAGMAs, three times a
         # request. An idle pooled connection holds no WAL snapshot (BEGIN is ours, and the pool
         # rolls back on return), so the database file may still be copied or removed between uses.
-        kwargs.setdefault("pool_size", 5)
-        kwargs.setdefault("max_overflow", 10)
         kwargs.setdefault("module", sqlite_driver.dbapi)  # one thread hop per statement, not four
         engine = create_async_engine(settings.database_url, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(settings.database_url, **kwargs)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_async_engine(settings.database_url, **kwargs)
+    _track_connections(engine)
+    return engine
+
+
+# The pooled connections each asyncio task has checked out, by connection record.
+_HELD: weakref.WeakKeyDictionary[asyncio.Task[Any], set[int]] = weakref.WeakKeyDictionary()
+
+
+class ConnectionHeldAcrossNetwork(RuntimeError):
+    """A programming error: a network call was about to wait while its task held a connection."""
+
+
+def _track_connections(engine: AsyncEngine) -> None:
+    # Pool events run in SQLAlchemy's greenlet inside the task that awaits the connection, so the
+    # current task is the one that holds it; a checkin may come from any task (or the collector).
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        task = _current_task()
+        if task is not None:
+            record.info["lode_task"] = weakref.ref(task)
+            _HELD.setdefault(task, set()).add(id(record))
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(_dbapi: Any, record: Any) -> None:
+        _release(record)
+
+    @event.listens_for(engine.sync_engine, "detach")
+    def on_detach(_dbapi: Any, record: Any) -> None:
+        _release(record)
+
+
+def _release(record: Any) -> None:
+    ref = record.info.pop("lode_task", None)
+    task = ref() if ref is not None else None
+    if task is not None:
+        _HELD.get(task, set()).discard(id(record))
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: a synchronous caller (Alembic) holds no task
+        return None
+
+
+def ensure_no_connection_held(what: str) -> None:
+    """Refuse to wait on the network (``what``) while this task holds a pooled connection."""
+    task = _current_task()
+    if task is not None and _HELD.get(task):
+        raise ConnectionHeldAcrossNetwork(
+            f"{what} was called while this task holds a database connection: commit or close the "
+            "transaction first (a short transaction, the call, a short transaction — billing/transfers.py)."
+        )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -165,6 +228,11 @@ async def provide_transaction(
     Litestar runs this cleanup after the response object is built and before it is sent, and an
     exception raised here goes through the app's exception handlers — so a commit that fails (a
     constraint, a lock timeout, a serialization failure) answers with a problem, not a 2xx.
+
+    The transaction (and its connection) lasts as long as the handler, so a handler that waits on
+    the network does not take this dependency: delivery (reserve → work → settle) and billing's
+    checkout and payout-account links (prepare → ask Stripe → record, ``billing/checkout.py``) run
+    their phases in short transactions of their own instead.
     """
     if request.method not in READ_METHODS:
         mark_write(db_session)

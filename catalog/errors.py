@@ -10,11 +10,12 @@
     ├── Conflict                     409 conflict           (invalid_transition, terms_mismatch, …)
     ├── PayloadTooLarge              413 body_too_large
     ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
-    ├── TooManyRequests              429 too_many_requests  (daily_query_limit; with Retry-After)
-    └── ServiceUnavailable           503 database_busy
+    ├── TooManyRequests              429 too_many_requests  (daily_query_limit)
+    └── ServiceUnavailable           503 database_busy      (payment_provider_unavailable, …)
 
 Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
-which a raise site may narrow (``Conflict("…", code="invalid_transition")``). Framework and
+which a raise site may narrow (``Conflict("…", code="invalid_transition")``). An error worth
+retrying soon carries ``retry_after`` (seconds), sent as ``Retry-After``. Framework and
 database exceptions are translated here too, so a client never sees a stack trace and an
 unexpected failure says only that it happened, with the request id that finds it in the logs.
 """
@@ -39,6 +40,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from catalog import observability
 
@@ -66,7 +68,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
 class DomainError(Exception):
     status: int = 400
     code: str = "bad_request"
-    headers: dict[str, str] | None = None  # response headers the refusal needs (Retry-After, …)
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class DomainError(Exception):
         code: str | None = None,
         status: int | None = None,
         errors: list[FieldError] | None = None,
+        retry_after: int | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or self.code)
@@ -83,6 +86,8 @@ class DomainError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.errors = errors
         self.extra = extra
 
@@ -143,10 +148,6 @@ class TooManyRequests(DomainError):
     status = 429
     code = "too_many_requests"
 
-    def __init__(self, detail: str, *, retry_after_s: int, code: str | None = None, **extra: Any) -> None:
-        super().__init__(detail, code=code, **extra)
-        self.headers = {"Retry-After": str(max(1, retry_after_s))}
-
 
 class ServiceUnavailable(DomainError):
     status = 503
@@ -171,7 +172,7 @@ def problem_response(request: Request, exc: Exception) -> Response:
     """The single exception handler: anything raised while serving becomes problem+json."""
     error = translate(exc)
     request_id = observability.request_id(request.scope)
-    if error.status >= 500 and not isinstance(exc, DomainError | DBAPIError):
+    if error.status >= 500 and not isinstance(exc, DomainError | DBAPIError | PoolTimeout):
         log.error(
             "unexpected failure",
             exc_info=(type(exc), exc, exc.__traceback__),
@@ -188,7 +189,8 @@ def problem_response(request: Request, exc: Exception) -> Response:
         body["errors"] = [msgspec.to_builtins(e) for e in error.errors]
     body.update(error.extra)
     body["request_id"] = request_id
-    return Response(content=body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=error.headers)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return Response(content=body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def translate(exc: Exception) -> DomainError:
@@ -213,6 +215,9 @@ def translate(exc: Exception) -> DomainError:
         return DomainError(detail, code=_code_for_status(exc.status_code), status=exc.status_code)
     if isinstance(exc, IntegrityError):
         return Conflict("The change conflicts with existing data; nothing was written.")
+    if isinstance(exc, PoolTimeout):  # every pooled connection stayed busy for LODE_DB_POOL_TIMEOUT_S
+        log.warning("database connection pool exhausted", extra={"detail": str(exc)[:200]})
+        return ServiceUnavailable("No database connection came free in time; retry shortly.", retry_after=1)
     if isinstance(exc, DBAPIError):
         return _database_error(exc)
     return DomainError("An unexpected error occurred; nothing was changed.", code="internal_error", status=500)
@@ -261,7 +266,7 @@ def _from_msgspec(text: str) -> FieldError:
 def _database_error(exc: DBAPIError) -> DomainError:
     text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
     if "database is locked" in text or "lock timeout" in text or "lock_not_available" in text:
-        return ServiceUnavailable("The database is busy; retry the request.")
+        return ServiceUnavailable("The database is busy; retry the request.", retry_after=1)
     if "could not serialize" in text or "deadlock" in text:
         return Conflict("A concurrent change won; retry the request.")
     log.error("database failure", exc_info=(type(exc), exc, exc.__traceback__))

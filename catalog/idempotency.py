@@ -2,10 +2,19 @@
 
 A request carrying ``Idempotency-Key`` first claims the key for its organisation in a short
 transaction of its own (so a concurrent duplicate sees the claim at once and gets 409
-``idempotency_in_progress``). The handler's work and the stored response are then written in the
-request's own transaction: either both are committed or neither, so a replay can never return a
-response whose effects were rolled back. If the handler fails, the claim is released and the
-client may retry; if the process dies mid-request, the claim's lease expires.
+``idempotency_in_progress`` with ``Retry-After``). The claim must come before the request's own
+transaction exists — on SQLite that transaction may hold the write lock the claim needs, and on
+either database a claim made inside it would only be seen once it commits — so ``idempotent``
+refuses (a programming error, 500) to claim on a session whose transaction has begun.
+
+The handler's work and the stored response are then written in the request's own transaction:
+either both are committed or neither, so a replay can never return a response whose effects were
+rolled back. A handler that commits its own phases instead (billing's checkout waits on Stripe
+between short transactions, STYLE rule 3's exception) passes no session: its response is kept in a
+short transaction after it, which is safe because such work is itself idempotent (deterministic
+Stripe keys, one open checkout per licence) — a crash in between only means a retry does it again.
+If the handler fails, the claim is released and the client may retry; if the process dies
+mid-request, the claim's lease expires.
 
 Kept 24 hours per (organisation, key). The fingerprint covers method, path and body, so the same
 key with another request is refused with 422 ``idempotency_key_reused``.
@@ -33,6 +42,7 @@ from catalog.errors import Conflict, Unprocessable, ValidationFailed
 RETENTION = timedelta(hours=24)
 LEASE = timedelta(seconds=60)
 HEADER = "Idempotency-Key"
+RETRY_AFTER_S = 1  # most requests finish within a second; a client asked to wait longer would idle
 
 IDEMPOTENCY_PARAMETER = OpenAPIParameter(
     name=HEADER,
@@ -58,13 +68,23 @@ class IdempotencyRecord(Base):
     locked_until: Mapped[datetime | None]
 
 
+class ClaimInsideTransaction(RuntimeError):
+    """A programming error: a route began its transaction before claiming its Idempotency-Key."""
+
+
 async def idempotent(
     request: Request[Any, Any, Any],
     org_id: str,
-    session: AsyncSession,
+    session: AsyncSession | None,
     run: Callable[[], Awaitable[Response[Any]]],
 ) -> Response[Any]:
-    """Run ``run`` at most once per (organisation, Idempotency-Key); replay its response after."""
+    """Run ``run`` at most once per (organisation, Idempotency-Key); replay its response after.
+
+    ``session`` is the request's transaction, not begun yet; None when ``run`` commits its own."""
+    if session is not None and session.in_transaction():  # checked with or without a key: a bug either way
+        raise ClaimInsideTransaction(
+            f"{request.method} {request.url.path} began its transaction before its Idempotency-Key was claimed."
+        )
     key = request.headers.get(HEADER)
     if key is None:
         return await run()
@@ -80,10 +100,20 @@ async def idempotent(
     try:
         response = await run()
     except BaseException:
-        # End the request's transaction first: on SQLite it holds the write lock the release needs.
-        await session.rollback()
+        if session is not None:
+            # End the request's transaction first: on SQLite it holds the write lock the release needs.
+            await session.rollback()
         await _release(sessions, org_id, key)
         raise
+    if session is not None:
+        await _complete(session, org_id, key, response)
+    else:
+        async with write_transaction(sessions) as own:
+            await _complete(own, org_id, key, response)
+    return response
+
+
+async def _complete(session: AsyncSession, org_id: str, key: str, response: Response[Any]) -> None:
     body = msgspec.json.encode(response.content)
     headers = {k: v for k, v in response.headers.items() if k.lower() == "location"}
     await session.execute(
@@ -98,7 +128,6 @@ async def idempotent(
         )
         .execution_options(synchronize_session=False)
     )
-    return response
 
 
 async def _claim(
@@ -160,8 +189,16 @@ async def _claim(
             )
             if taken.rowcount == 1:
                 return None  # the earlier attempt died mid-request; this one carries on
-            raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
-    raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
+            raise _in_progress()
+    raise _in_progress()
+
+
+def _in_progress() -> Conflict:
+    return Conflict(
+        "A request with this Idempotency-Key is still in progress; retry once it has finished.",
+        code="idempotency_in_progress",
+        retry_after=RETRY_AFTER_S,
+    )
 
 
 async def _release(sessions: async_sessionmaker[AsyncSession], org_id: str, key: str) -> None:

@@ -54,6 +54,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     stripe_api_key: str = ""
     stripe_webhook_secrets: tuple[str, ...] = ()
     stripe_api_base: str = ""
+    # One try of a Stripe call, and how many more the SDK makes (same idempotency key) before
+    # the request answers 503 payment_provider_unavailable.
+    stripe_timeout_s: float = 10.0
+    stripe_max_retries: int = 2
+    # 0: the dialect's default (PostgreSQL 30, SQLite 15 connections per process).
+    db_max_connections: int = 0
+    db_pool_timeout_s: float = 5.0
     billing_grace_days: int = 7
     demo_seed: str = "lode-demo"
     log_level: str = "INFO"
@@ -185,6 +192,31 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
         problems.append(f"LODE_STRIPE_API_BASE must be an http(s) URL; got {api_base!r}.")
     values["stripe_api_base"] = api_base.rstrip("/")
 
+    for name, field, most in (
+        ("LODE_STRIPE_TIMEOUT_S", "stripe_timeout_s", 120),
+        ("LODE_DB_POOL_TIMEOUT_S", "db_pool_timeout_s", 300),
+    ):
+        raw = get(name)
+        if raw is None:
+            continue
+        seconds = _seconds(raw, most)
+        if seconds is None:
+            problems.append(f"{name} must be a number of seconds in (0, {most}]; got {raw!r}.")
+        else:
+            values[field] = seconds
+
+    for name, field, least, most in (
+        ("LODE_STRIPE_MAX_RETRIES", "stripe_max_retries", 0, 5),
+        ("LODE_DB_MAX_CONNECTIONS", "db_max_connections", 1, 1000),
+    ):
+        raw = get(name)
+        if raw is None:
+            continue
+        if not raw.isdigit() or not least <= int(raw) <= most:
+            problems.append(f"{name} must be a whole number in {least}..{most}; got {raw!r}.")
+        else:
+            values[field] = int(raw)
+
     grace = get("LODE_BILLING_GRACE_DAYS")
     if grace is not None:
         if not grace.isdigit() or not 0 <= int(grace) <= 90:
@@ -216,6 +248,14 @@ def _normalise_database_url(url: str) -> str:
 
 def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _seconds(text: str, most: float) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds <= most else None
 
 
 def _parse_size(text: str) -> int | None:

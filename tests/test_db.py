@@ -9,7 +9,8 @@ from sqlalchemy import event, func, select
 
 from catalog import audit, db
 from catalog.orgs.models import Organisation
-from tests.support import Actors, expect
+from tests.conftest import make_settings
+from tests.support import Actors, expect, problem
 
 pytestmark = pytest.mark.asyncio
 
@@ -99,3 +100,47 @@ class TestSingleRead:
                 assert raw.is_in_transaction()
             else:
                 assert raw._live().in_transaction
+
+
+class TestAFullPool:
+    @pytest.fixture(name="settings")
+    def fx_settings(self, database: str, tmp_path):
+        return make_settings(tmp_path, database, LODE_DB_MAX_CONNECTIONS="2", LODE_DB_POOL_TIMEOUT_S="0.5")
+
+    async def test_a_request_that_finds_no_free_connection_is_503_with_retry_after(
+        self, client, actors: Actors, app
+    ) -> None:
+        engine = app.state.engine
+        async with engine.connect() as first, engine.connect() as second:  # every connection busy
+            await first.execute(select(1))
+            await second.execute(select(1))
+            busy = await client.get("/v1/me", headers=actors.operator.headers)
+        problem(busy, 503, "database_busy")
+        assert busy.headers["retry-after"] == "1"
+        expect(await client.get("/v1/me", headers=actors.operator.headers), 200)  # served once one is free
+
+
+class TestNoNetworkUnderAConnection:
+    async def test_a_task_holding_a_connection_may_not_wait_on_the_network(self, app) -> None:
+        async with app.state.sessions() as session:
+            await session.execute(select(1))
+            with pytest.raises(db.ConnectionHeldAcrossNetwork):
+                db.ensure_no_connection_held("a network call")
+        db.ensure_no_connection_held("a network call")  # closed: the connection went back
+
+    async def test_another_tasks_connection_does_not_count(self, app) -> None:
+        holding, done = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(select(1))
+                holding.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        try:
+            db.ensure_no_connection_held("a network call")
+        finally:
+            done.set()
+            await holder

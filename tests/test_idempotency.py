@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from catalog.auth import Principal
+from catalog.idempotency import IdempotencyRecord, idempotent
 from catalog.orgs.models import Organisation
 from tests.support import Actors, expect, problem
 
@@ -86,3 +92,26 @@ class TestIdempotencyKey:
             "validation_error",
         )
         assert err["errors"][0]["field"] == "Idempotency-Key"
+
+
+class TestClaimedBeforeTheTransaction:
+    async def test_a_route_that_began_its_transaction_first_is_refused_and_claims_nothing(
+        self, app, client, actors: Actors, sessions
+    ) -> None:
+        @post("/v1/test/claim-late", status_code=201)
+        async def claim_late(
+            request: Request[Any, Any, Any], caller: NamedDependency[Principal], tx: NamedDependency[AsyncSession]
+        ) -> Response[Any]:
+            await tx.execute(select(1))  # the request's transaction begins before the claim: a bug
+
+            async def run() -> Response[Any]:
+                return Response({"ok": True}, status_code=201)
+
+            return await idempotent(request, caller.org_id, tx, run)
+
+        app.register(claim_late)
+        headers = {**actors.operator.headers, "Idempotency-Key": "claimed-late"}
+        problem(await client.post("/v1/test/claim-late", headers=headers), 500, "internal_error")
+        async with sessions() as s:
+            claims = (await s.execute(select(IdempotencyRecord.key))).scalars().all()
+        assert claims == []

@@ -34,6 +34,10 @@ def test_every_mistake_is_reported_by_name(tmp_path) -> None:
                 "LODE_LOG_LEVEL": "LOUD",
                 "LODE_POLICY_FILE": "/nonexistent.toml",
                 "LODE_QUERY_MEMORY_LIMIT": "lots",
+                "LODE_STRIPE_TIMEOUT_S": "0",
+                "LODE_STRIPE_MAX_RETRIES": "9",
+                "LODE_DB_MAX_CONNECTIONS": "none",
+                "LODE_DB_POOL_TIMEOUT_S": "nan",
             }
         )
     problems = caught.value.problems
@@ -49,6 +53,10 @@ def test_every_mistake_is_reported_by_name(tmp_path) -> None:
         "LODE_LOG_LEVEL",
         "LODE_POLICY_FILE",
         "LODE_QUERY_MEMORY_LIMIT",
+        "LODE_STRIPE_TIMEOUT_S",
+        "LODE_STRIPE_MAX_RETRIES",
+        "LODE_DB_MAX_CONNECTIONS",
+        "LODE_DB_POOL_TIMEOUT_S",
     ):
         assert sum(p.startswith(name) for p in problems) == 1, (name, problems)
 
@@ -80,3 +88,17 @@ def test_the_noise_secret_is_generated_once_and_required_in_production(tmp_path)
         load_settings({"LODE_DATA_DIR": str(tmp_path), "LODE_ENV": "production", "LODE_KEY_PEPPER": "p" * 40})
     with pytest.raises(SettingsError, match="LODE_NOISE_SECRET must be at least 32"):
         load_settings({"LODE_DATA_DIR": str(tmp_path), "LODE_NOISE_SECRET": "short"})
+
+
+def test_stripe_and_pool_limits_are_read(tmp_path) -> None:
+    settings = load_settings(
+        {
+            "LODE_DATA_DIR": str(tmp_path),
+            "LODE_STRIPE_TIMEOUT_S": "2.5",
+            "LODE_STRIPE_MAX_RETRIES": "0",
+            "LODE_DB_MAX_CONNECTIONS": "12",
+            "LODE_DB_POOL_TIMEOUT_S": "1",
+        }
+    )
+    assert (settings.stripe_timeout_s, settings.stripe_max_retries) == (2.5, 0)
+    assert (settings.db_max_connections, settings.db_pool_timeout_s) == (12, 1.0)

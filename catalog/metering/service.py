@@ -118,7 +118,7 @@ async def count_daily_query(session: AsyncSession, licence: Licence, cap: int) -
             f"This licence has asked its {cap} anonymised aggregate queries for today (UTC); "
             "the count starts again at midnight UTC.",
             code="daily_query_limit",
-            retry_after_s=int((midnight - now).total_seconds()) + 1,
+            retry_after=int((midnight - now).total_seconds()) + 1,
             cap=cap,
         )
 

@@ -1,7 +1,7 @@
 """each published table's column uniqueness, measured from its file, for releases published before it was
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 09:00:00
 
 Anonymised grades (L4) refuse to filter or group by columns that single persons out, and publish now
@@ -20,8 +20,8 @@ from alembic import context, op
 
 from catalog.db import JsonB
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
