@@ -27,8 +27,9 @@ from catalog import auth, db, errors, observability, outbox, policy
 from catalog.access import blocklists, licences
 from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
+from catalog.delivery import auditor
 from catalog.delivery.noise import Noise
-from catalog.delivery.routes import DeliveryController
+from catalog.delivery.routes import DeliveryController, QueryAlertController
 from catalog.metering import service as metering
 from catalog.metering.routes import MeteringController
 from catalog.ops import AuditController, Health
@@ -55,6 +56,7 @@ ROUTES: list[Any] = [
     BlocklistController,
     RegisterController,
     DeliveryController,
+    QueryAlertController,
     MeteringController,
     BillingController,
     WebhookController,
@@ -66,6 +68,7 @@ def build_registry(settings: Settings) -> outbox.Registry:
     registry = outbox.Registry()
     registry.every("licences.sweep", timedelta(minutes=5), licences.sweep)
     registry.every("reservations.sweep", timedelta(minutes=1), metering.sweep_reservations)
+    registry.every("queries.audit", auditor.INTERVAL, auditor.audit_queries)
     registry.every("meters.report", timedelta(hours=1), meters.report_due)
     registry.handler("usage.recorded", meters.on_usage)
     registry.handler(meters.METER_EVENT, meters.send)

@@ -9,11 +9,15 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from catalog import audit, auth
 from catalog.auth import Principal
+from catalog.delivery import auditor
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryRequest
 from catalog.delivery.service import DeliveryService
-from catalog.errors import problem_responses
+from catalog.errors import ValidationFailed, problem_responses
+from catalog.pagination import MAX_LIMIT
 
 
 async def provide_delivery_service(
@@ -89,3 +93,41 @@ class DeliveryController(Controller):
     )
     async def budget(self, licence_id: FromPath[str], delivery_service: NamedDependency[DeliveryService]) -> BudgetRead:
         return await delivery_service.budget(licence_id)
+
+
+class QueryAlertController(Controller):
+    """What the offline auditor (``auditor.py``) flagged in the anonymised query log."""
+
+    path = "/v1/query-alerts"
+    tags = ["Delivery"]
+    guards = [auth.operator("security")]
+
+    @get(
+        "/",
+        operation_id="ListQueryAlerts",
+        summary="Query patterns the auditor flagged on L4 licences, newest first (operator security)",
+        description=(
+            "Each alert is an audit event `licence.queries_flagged`: the licence (`subject_id`), and in `data` "
+            "the analyst, the pattern (`differencing`, `low_effect`, `split_averaging`, `padding`), how often it "
+            "was seen in the window against its threshold, and the audit seqs of example queries. Alerts never "
+            "refuse a query; they are for people to look at."
+        ),
+        responses=problem_responses(401, 403),
+    )
+    async def list_alerts(
+        self,
+        tx: NamedDependency[AsyncSession],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
+        cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
+        licence_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
+    ) -> audit.AuditList:
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            raise ValidationFailed.field("cursor", "is not a cursor returned by this list")
+        return await audit.list_events(
+            tx,
+            org_id=None,
+            limit=limit,
+            before_seq=int(cursor) if cursor else None,
+            action=auditor.FLAGGED,
+            subject_id=licence_id,
+        )

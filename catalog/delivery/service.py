@@ -135,6 +135,8 @@ class DeliveryService:
                     "query": msgspec.to_builtins(q),
                     "rows": len(answer.rows),
                     "suppressed": len(answer.suppressed),
+                    "anonymised": answer.noise_sd is not None,
+                    "low_effect": len(answer.low_effect),
                     "epsilon_micro": gate.epsilon_micro,
                 },
             )
