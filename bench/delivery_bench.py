@@ -133,12 +133,17 @@ def make_parquet(path: Path, rows: int) -> None:
 
 class Bench(Delivery):
     async def publish(self, owner: Party, grade: str, parquet: Path) -> dict[str, Any]:
-        product = await self.catalogue.draft(owner, grade=grade, dictionary=[TABLE])
+        return await self.publish_csv(owner, grade, TABLE, parquet)
+
+    async def publish_csv(self, owner: Party, grade: str, table: dict[str, Any], file: Path) -> dict[str, Any]:
+        """A listed product of ``grade`` whose first release is ``file`` (CSV or Parquet) for ``table``."""
+        product = await self.catalogue.draft(owner, grade=grade, dictionary=[table])
         offer = await self.catalogue.offer(owner, product["id"], terms=TERMS, plans=[CAPPED_PLAN])
         base = f"/v1/products/{product['id']}/releases"
         expect(await self.client.post(base, json={"version": "1"}, headers=owner.headers), 201)
-        content = await asyncio.to_thread(parquet.read_bytes)
-        expect(await self.client.put(f"{base}/1/files/visits.parquet", content=content, headers=owner.headers), 201)
+        content = await asyncio.to_thread(file.read_bytes)
+        name = f"{table['table']}{file.suffix}"
+        expect(await self.client.put(f"{base}/1/files/{name}", content=content, headers=owner.headers), 201)
         expect(await self.client.post(f"{base}/1/publish", headers=owner.headers), 200)
         release = expect(await self.client.get(f"{base}/1", headers=owner.headers), 200)
         expect(await self.client.post(f"/v1/products/{product['id']}/submit", headers=owner.headers), 200)

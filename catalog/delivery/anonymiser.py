@@ -37,8 +37,9 @@ is not in the answer was empty or too small, and the answer does not say which.
 per-person totals in a cell are brought to the mean of the next three or four, so one person's
 extreme value moves nothing, and the noise is scaled by that mean snapped up to 1, 2 or 5 × 10ⁿ —
 the size of a typical large contribution, not the largest (whose size the noise would otherwise
-give away). An average's noise is scaled by the spread of per-person means, over the persons in
-the cell. Values are rounded: counts to whole persons, sums and averages to the column's precision.
+give away). An average's noise is scaled the same way by how far one person can move it: the
+farthest flattened per-person mean from the cell's mean, over the persons in the cell. Values are
+rounded: counts to whole persons, sums and averages to the column's precision.
 The dominance rule still withholds a sum or average that two persons hold nearly all of.
 
 Residual risk is documented in the README: each suite's result, and what no defence here stops.
@@ -135,7 +136,7 @@ def protect(
                 continue
             field = fields[aggregate.field]
             t = summed.index(aggregate.field)
-            precision = _precision(field)
+            precision = precision_of(field)
             value, sd = _flattened(cell, t, aggregate.fn, persons, noise, seed, question, settings, layers, precision)
             if value is not None and rule.dominance is not None and _dominated(cell, t, rule.dominance):
                 value = None
@@ -216,7 +217,10 @@ def _flattened(
     low = sum(p["m"] for p in means_bottom[outliers : outliers + group]) / group
     total -= sum(max(0.0, p["m"] - high) * p["n"] for p in means_top[:outliers])
     total -= sum(min(0.0, p["m"] - low) * p["n"] for p in means_bottom[:outliers])
-    return total / rows, spread * _snap_up(high - low, unit) / max(persons, 1)
+    mean = total / rows
+    # One person moves a mean by their distance from it over the persons: the farthest (flattened) decides.
+    reach = max(high - mean, mean - low, 0.0)
+    return mean, spread * _snap_up(reach, unit) / max(persons, 1)
 
 
 def _dominated(cell: dict[str, Any], t: int, dominance: Any) -> bool:
@@ -236,7 +240,7 @@ def _snap_up(value: float, unit: float) -> float:
     return 10.0 ** (exponent + 1)
 
 
-def _precision(field: dict[str, Any]) -> int:
+def precision_of(field: dict[str, Any]) -> int:
     if field.get("precision") is not None:
         return int(field["precision"])
     return 0 if field["type"] == "integer" else 2

@@ -26,15 +26,12 @@ from typing import Any
 import duckdb
 
 from catalog.demo.catalog import PRODUCTS, DemoProduct, find_product
+from catalog.demo.dictionaries import DECIMALS
 from catalog.demo.synth import FIELDS, PROFILES, Ctx, Profile, generic, helpers, lit
 
 FORMAT = "csv"
 Layer = list[tuple[str, str]]
 DEFAULT_COVERAGE = (date(2018, 1, 1), date(2025, 6, 30))
-_DECIMALS = {
-    "total_cost": 2, "fund_paid": 2, "out_of_pocket": 2, "drug_cost": 2, "treatment_cost": 2,
-    "hospitalisation_cost": 2, "result": 2, "ldl": 2, "total_cholesterol": 2,
-}  # fmt: skip
 
 
 def write_table(
@@ -173,7 +170,7 @@ def _column(ctx: Ctx, spec: dict[str, Any], person_key: str) -> str:
         if numeric:
             lo = min(numeric) if lo is None else max(lo, min(numeric))
             hi = max(numeric) if hi is None else min(hi, max(numeric))
-        value = f"round(CAST({expr} AS DOUBLE), {0 if type_ == 'integer' else _DECIMALS.get(name, 1)})"
+        value = f"round(CAST({expr} AS DOUBLE), {0 if type_ == 'integer' else DECIMALS.get(name, 1)})"
         if lo is not None:
             value = f"greatest({lo}, {value})"
         if hi is not None:
