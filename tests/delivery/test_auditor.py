@@ -14,9 +14,7 @@ pytestmark = pytest.mark.asyncio
 
 def logged(seq: int, where: list[dict], group_by: list[str] | None = None, low_effect: int = 0) -> LoggedQuery:
     query = {"table": "visits", "aggregates": [{"fn": "count"}], "where": where, "group_by": group_by or []}
-    return LoggedQuery(
-        seq=seq, licence_id="lic_1", analyst_id="usr_1", data={"query": query, "low_effect": low_effect}
-    )
+    return LoggedQuery(seq=seq, licence_id="lic_1", analyst_id="usr_1", data={"query": query, "low_effect": low_effect})
 
 
 class TestPatterns:
