@@ -10,6 +10,7 @@
     ├── Conflict                     409 conflict           (invalid_transition, terms_mismatch, …)
     ├── PayloadTooLarge              413 body_too_large
     ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
+    ├── ClientDisconnected           499 client_disconnected (nobody reads it: for the access log)
     └── ServiceUnavailable           503 database_busy
 
 Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
@@ -137,6 +138,13 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class ClientDisconnected(DomainError):
+    """The client went away before its answer was ready; 499 is nginx's "client closed request"."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     code = "database_busy"
@@ -156,6 +164,9 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+_PHRASES = {499: ("Client Closed Request", "The client closed the connection before the answer was ready.")}
+
+
 def problem_response(request: Request, exc: Exception) -> Response:
     """The single exception handler: anything raised while serving becomes problem+json."""
     error = translate(exc)
@@ -166,12 +177,16 @@ def problem_response(request: Request, exc: Exception) -> Response:
             exc_info=(type(exc), exc, exc.__traceback__),
             extra={"request_id": request_id, "path": request.url.path},
         )
+    title, description = _PHRASES.get(error.status) or (
+        HTTPStatus(error.status).phrase,
+        HTTPStatus(error.status).description,
+    )
     body: dict[str, Any] = {
         "type": f"urn:lode:problem:{error.code}",
-        "title": HTTPStatus(error.status).phrase,
+        "title": title,
         "status": error.status,
         "code": error.code,
-        "detail": error.detail or HTTPStatus(error.status).description,
+        "detail": error.detail or description,
     }
     if error.errors:
         body["errors"] = [msgspec.to_builtins(e) for e in error.errors]

@@ -1,4 +1,9 @@
-"""HTTP routes of delivery: files, queries and the ε budget of a licence."""
+"""HTTP routes of delivery: files, queries and the ε budget of a licence.
+
+A download is a ``connection.MeteredStream``: metered in the bytes the server took for the client,
+settled once however the response ends. A query is cancelled when its client goes away
+(``connection.until_client_leaves``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import Stream
 
 from catalog.auth import Principal
+from catalog.delivery.connection import MeteredStream, until_client_leaves
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.errors import problem_responses
@@ -53,7 +58,7 @@ class DeliveryController(Controller):
         release: Annotated[str | None, QueryParameter(max_length=40)] = None,
     ) -> Response[Any]:
         ranged = request.headers.get("range")
-        about, chunks = await delivery_service.open_download(licence_id, name, release, ranged)
+        about, chunks, settle = await delivery_service.open_download(licence_id, name, release, ranged)
         headers = {
             "ETag": f'"{about.sha256}"',
             "Accept-Ranges": "bytes",
@@ -62,7 +67,9 @@ class DeliveryController(Controller):
         }
         if ranged:
             headers["Content-Range"] = f"bytes {about.start}-{about.end}/{about.size}"
-        return Stream(chunks, status_code=206 if ranged else 200, headers=headers, media_type=about.media_type)
+        return MeteredStream(
+            chunks, on_end=settle, status_code=206 if ranged else 200, headers=headers, media_type=about.media_type
+        )
 
     @post(
         "/query",
@@ -73,11 +80,12 @@ class DeliveryController(Controller):
     )
     async def query(
         self,
+        request: Request[Any, Any, State],
         licence_id: FromPath[str],
         data: JSONBody[QueryRequest],
         delivery_service: NamedDependency[DeliveryService],
     ) -> QueryAnswer:
-        return await delivery_service.query(licence_id, data)
+        return await until_client_leaves(request, delivery_service.query(licence_id, data))
 
     @get(
         "/budget",

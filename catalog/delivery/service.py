@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, policy
+from catalog import audit, policy, shielded
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
@@ -81,6 +82,11 @@ class DeliveryService:
     # --- queries ----------------------------------------------------------------------------
 
     async def query(self, licence_id: str, q: QueryRequest) -> QueryAnswer:
+        """The answer. A query cancelled before its answer is ready (its client went away:
+        ``connection.py``) gives its whole reservation back, ε excepted once noise was drawn; an
+        answer computed is metered and audited, whether or not anybody is left to read it. Both
+        run shielded from cancellation.
+        """
         gate = await self._open_query(licence_id, q)
         noise_drawn = False
         try:
@@ -114,14 +120,22 @@ class DeliveryService:
                     epsilon_spent=released.epsilon_spent_micro / policy.MICRO,
                 )
         except BaseException:
-            async with write_transaction(self.sessions) as session:
-                await metering.release(session, gate.reservation_id, keep_epsilon=noise_drawn)
+            await shielded.run(self._release(gate, keep_epsilon=noise_drawn), what="release a query")
             raise
+        await shielded.run(self._settle_query(gate, q, answer), what="settle a query")
+        return answer
+
+    async def _release(self, gate: Gate, *, keep_epsilon: bool) -> None:
+        async with write_transaction(self.sessions) as session:
+            await metering.release(session, gate.reservation_id, keep_epsilon=keep_epsilon)
+
+    async def _settle_query(self, gate: Gate, q: QueryRequest, answer: QueryAnswer) -> None:
         async with write_transaction(self.sessions) as session:
             used = {"queries": 1, "rows_returned": len(answer.rows)}
             if gate.epsilon_micro:
                 used["epsilon_spent"] = gate.epsilon_micro
-            await metering.settle(session, gate.reservation_id, used, licence=gate.licence)
+            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+                return  # settled already: counted and audited once
             self._audit(
                 session,
                 gate,
@@ -135,7 +149,6 @@ class DeliveryService:
                     "epsilon_micro": gate.epsilon_micro,
                 },
             )
-        return answer
 
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
@@ -227,9 +240,11 @@ class DeliveryService:
 
     async def open_download(
         self, licence_id: str, name: str, version: str | None, range_header: str | None
-    ) -> tuple[Download, AsyncIterator[bytes]]:
+    ) -> tuple[Download, AsyncGenerator[bytes, None], Callable[[int], Awaitable[None]]]:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
-        response says about the file, and its bytes — metered and audited as they are sent."""
+        response says about the file, its bytes, and phase two — ``settle(sent)``, to be awaited
+        exactly once when the response has ended however it ended, with the bytes actually sent
+        (``connection.MeteredStream`` does both)."""
         async with write_transaction(self.sessions) as session:
             licence, product = await usable_licence(session, self.caller, licence_id)
             allow_mode(product, licence, "download")
@@ -262,42 +277,47 @@ class DeliveryService:
             start=start,
             end=end,
         )
-        return about, self._stream(found, gate, (start, end))
+        settle = partial(self._settle_download, gate, found, (start, end))
+        return about, self._chunks(found, (start, end)), settle
 
-    async def _stream(self, found: ReleaseFile, gate: Gate, span: tuple[int, int]) -> AsyncIterator[bytes]:
-        """The bytes, metered as actually sent: settled when the stream ends, however it ends."""
-        sent = 0
+    async def _chunks(self, found: ReleaseFile, span: tuple[int, int]) -> AsyncGenerator[bytes, None]:
+        """The bytes ``span`` of a file; what is sent of them is counted by the response, not here."""
         start, end = span
-        try:
-            with self.storage.path(found.storage_key).open("rb") as fh:
-                fh.seek(start)
-                left = end - start + 1
-                while left > 0:
-                    # Off the event loop: a cold disk read must not stall every other request.
-                    chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-                    yield chunk
-                    sent += len(chunk)
-        finally:
-            async with write_transaction(self.sessions) as session:
-                await metering.settle(
-                    session, gate.reservation_id, {"bytes_downloaded": sent, "queries": 0}, licence=gate.licence
-                )
-                self._audit(
-                    session,
-                    gate,
-                    "licence.downloaded",
-                    {
-                        "release": gate.release.version,
-                        "file": found.name,
-                        "bytes": sent,
-                        "sha256": found.sha256,
-                        "range": [start, end],
-                        "complete": sent == end - start + 1,
-                    },
-                )
+        with self.storage.path(found.storage_key).open("rb") as fh:
+            fh.seek(start)
+            left = end - start + 1
+            while left > 0:
+                # Off the event loop: a cold disk read must not stall every other request.
+                chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+
+    async def _settle_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        """Phase two: the bytes sent metered and audited, the rest of the reservation given back —
+        once (a second call finds the reservation closed), and shielded from any cancellation."""
+        await shielded.run(self._record_download(gate, found, span, sent), what="settle a download")
+
+    async def _record_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        start, end = span
+        async with write_transaction(self.sessions) as session:
+            used = {"bytes_downloaded": sent, "queries": 0}
+            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+                return
+            self._audit(
+                session,
+                gate,
+                "licence.downloaded",
+                {
+                    "release": gate.release.version,
+                    "file": found.name,
+                    "bytes": sent,
+                    "sha256": found.sha256,
+                    "range": [start, end],
+                    "complete": sent == end - start + 1,
+                },
+            )
 
     # --- budget -----------------------------------------------------------------------------
 
