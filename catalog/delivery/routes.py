@@ -15,6 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from catalog.auth import Principal
+from catalog.delivery import paging
 from catalog.delivery.connection import MeteredStream, until_client_leaves
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryRequest
 from catalog.delivery.service import DeliveryService
@@ -25,7 +26,14 @@ async def provide_delivery_service(
     request: Request[Any, Any, State], caller: NamedDependency[Principal]
 ) -> DeliveryService:
     state = request.app.state
-    return DeliveryService(state.sessions, state.storage, caller, timeout_s=state.settings.query_timeout_s)
+    settings = state.settings
+    return DeliveryService(
+        state.sessions,
+        state.storage,
+        caller,
+        timeout_s=settings.query_timeout_s,
+        cursor_key=paging.cursor_key(settings.key_pepper),
+    )
 
 
 class DeliveryController(Controller):

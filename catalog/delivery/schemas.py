@@ -44,6 +44,7 @@ class QueryRequest(Body):
     aggregates: Annotated[list[Aggregate], Meta(max_length=20)] = []
     order_by: Annotated[list[OrderBy], Meta(max_length=10)] = []
     limit: Annotated[int, Meta(ge=1, le=MAX_ROWS)] | None = None
+    cursor: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,16384}$")] | None = None
     epsilon: Annotated[float, Meta(gt=0, le=10)] | None = None
 
 
@@ -54,6 +55,9 @@ class Suppressed(Struct, kw_only=True):
 
 
 class QueryAnswer(Struct, kw_only=True):
+    """``truncated``: more rows match than ``rows`` holds; ``next_cursor`` (rows answers) continues
+    the same query on the same release from the last row: send it back as ``cursor``."""
+
     release: str
     mode: Literal["rows", "aggregate", "dp_aggregate"]
     columns: list[str]
@@ -61,6 +65,8 @@ class QueryAnswer(Struct, kw_only=True):
     suppressed: list[Suppressed]
     perturbed: bool
     epsilon_spent: float
+    truncated: bool = False
+    next_cursor: str | None = None
 
 
 class FileEntry(Struct, kw_only=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -24,7 +25,7 @@ from catalog import audit, policy, shielded
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
-from catalog.delivery import compiler, disclosure, dp, validation
+from catalog.delivery import compiler, disclosure, dp, paging, validation
 from catalog.delivery import repository as repo
 from catalog.delivery.gate import Gate, allow_mode, most_rows, pick_release, usable_licence
 from catalog.delivery.schemas import (
@@ -73,36 +74,31 @@ class DeliveryService:
         caller: Principal,
         *,
         timeout_s: float = 30.0,
+        cursor_key: bytes | None = None,
     ) -> None:
+        """``cursor_key`` signs the cursors of row answers (``paging.cursor_key`` of the pepper);
+        without one, a random key: cursors then continue only on this service object."""
         self.sessions = sessions
         self.storage = storage
         self.caller = caller
         self.timeout_s = timeout_s
+        self.cursor_key = cursor_key or secrets.token_bytes(32)
 
     # --- queries ----------------------------------------------------------------------------
 
     async def query(self, licence_id: str, q: QueryRequest) -> QueryAnswer:
-        """The answer. A query cancelled before its answer is ready (its client went away:
-        ``connection.py``) gives its whole reservation back, ε excepted once noise was drawn; an
-        answer computed is metered and audited, whether or not anybody is left to read it. Both
-        run shielded from cancellation.
+        """The answer — for a rows query, one page of it (``paging.py``).
+
+        A query cancelled before its answer is ready (its client went away: ``connection.py``) gives
+        its whole reservation back, ε excepted once noise was drawn; an answer computed is metered
+        and audited, whether or not anybody is left to read it. Both run shielded from cancellation.
         """
         gate = await self._open_query(licence_id, q)
         noise_drawn = False
         try:
             path = str(self.storage.table_path(gate.release.id, q.table))
             if gate.mode == "rows":
-                compiled = compiler.rows_sql(q, gate.table, path, policy.rule(gate.product.grade))
-                rows = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
-                answer = QueryAnswer(
-                    release=gate.release.version,
-                    mode="rows",
-                    columns=compiled.columns,
-                    rows=rows,
-                    suppressed=[],
-                    perturbed=False,
-                    epsilon_spent=0.0,
-                )
+                answer = await self._rows(gate, q, path)
             elif gate.mode == "aggregate":
                 answer = await self._aggregate(gate, msgspec.structs.replace(q, limit=gate.rows), path)
             else:
@@ -143,8 +139,10 @@ class DeliveryService:
                 {
                     "release": gate.release.version,
                     "mode": gate.mode,
-                    "query": msgspec.to_builtins(q),
+                    "query": msgspec.to_builtins(msgspec.structs.replace(q, cursor=None)),
+                    "continued": q.cursor is not None,
                     "rows": len(answer.rows),
+                    "truncated": answer.truncated,
                     "suppressed": len(answer.suppressed),
                     "epsilon_micro": gate.epsilon_micro,
                 },
@@ -153,7 +151,9 @@ class DeliveryService:
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
             licence, product = await usable_licence(session, self.caller, licence_id)
-            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
+            position = paging.decode(self.cursor_key, q.cursor) if q.cursor is not None else None
+            covered = await repo.covered_releases(session, product.id, licence.ends_on)
+            release = pick_release(covered, q.release, cursor_release=position and position.release_id)
             rule = policy.rule(product.grade)
             mode = compiler.mode_of(q)
             if mode == "aggregate" and not rule.allows("aggregate") and rule.allows("dp_aggregate"):
@@ -163,6 +163,7 @@ class DeliveryService:
             if table is None:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
             validation.validate(q, table, rule, mode)
+            after = paging.continue_after(self.cursor_key, position, licence.id, q, table) if position else None
             epsilon = dp.check(q, table, rule) if mode == "dp_aggregate" else 0
             rows = most_rows(q, table, mode)
             reservation = await metering.reserve(
@@ -183,7 +184,33 @@ class DeliveryService:
                 reservation_id=reservation.id,
                 epsilon_micro=epsilon,
                 rows=rows,
+                after=after,
             )
+
+    async def _rows(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
+        """One page of a rows answer (``paging.py``)."""
+        page = compiler.rows_sql(q, gate.table, path, policy.rule(gate.product.grade), after=gate.after)
+        fetched = await self._run(gate, page)
+        columns = page.columns[:-1]  # the record key, last, is for the cursor only
+        limit = q.limit or compiler.DEFAULT_LIMIT
+        truncated = len(fetched) > limit
+        shown = [row[:-1] for row in fetched[:limit]]
+        next_cursor = None
+        if truncated:
+            last = fetched[limit - 1]
+            keyset = [*(last[columns.index(o.field)] for o in q.order_by), last[-1]]
+            next_cursor = paging.encode(self.cursor_key, gate.licence.id, gate.release.id, q, keyset)
+        return QueryAnswer(
+            release=gate.release.version,
+            mode="rows",
+            columns=columns,
+            rows=[dict(zip(columns, row, strict=True)) for row in shown],
+            suppressed=[],
+            perturbed=False,
+            epsilon_spent=0.0,
+            truncated=truncated,
+            next_cursor=next_cursor,
+        )
 
     async def _aggregate(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
         rule = policy.rule(gate.product.grade)

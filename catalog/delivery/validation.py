@@ -59,6 +59,8 @@ def validate(query: QueryRequest, table: dict, rule: GradeRule, mode: str) -> No
             errors.append(FieldError("epsilon", "applies to aggregate queries only"))
     else:
         _validate_aggregates(query, known, errors, mode, rule)
+        if query.cursor is not None:
+            errors.append(FieldError("cursor", "continues rows answers only"))
     outputs = output_columns(query, table, rule)
     for i, order in enumerate(query.order_by):
         if order.direction not in ("asc", "desc"):

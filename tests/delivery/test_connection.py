@@ -222,5 +222,5 @@ class TestQueries:
         status, headers = await read_head(reader)
         answer = json.loads(await reader.readexactly(int(headers["content-length"])))
         writer.close()
-        assert status == 200 and len(answer["rows"]) == 5
+        assert status == 200 and len(answer["rows"]) == 5 and answer["truncated"] is True
         assert await usage(app, licence["id"], "rows_returned") == [5]
