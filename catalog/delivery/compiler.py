@@ -41,6 +41,7 @@ ORDERABLE = frozenset({"integer", "number", "date", "string"})
 CELL_COLUMNS = ("_persons", "_rows", "_ckey")
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _RKEY = quote(RECORD_KEY)
+_PAGE = '"_lode_page"'
 
 
 class Compiled(msgspec.Struct, frozen=True):
@@ -112,6 +113,28 @@ def rows_sql(
     sql = f"SELECT {select} FROM read_parquet(?){where} ORDER BY {_page_order(query)} LIMIT ?"
     limit = (query.limit or DEFAULT_LIMIT) + 1
     return Compiled(sql=sql, params=[path, *params, limit], columns=[*columns, RECORD_KEY])
+
+
+def run_page_to_parquet(
+    conn: duckdb.DuckDBPyConnection, query: QueryRequest, page: Compiled, target: str
+) -> tuple[list[tuple[Any, ...]], bytes]:
+    """Run a rows page (``rows_sql``) and write its answer as Parquet: every row fetched (with its
+    record key, as ``run`` answers it), and the file's bytes — the page's rows, in the page's
+    order, without the row past the page or the record keys.
+
+    ``conn`` must be a database of the caller's own (``Sandbox.run_limited`` with ``scratch``): the
+    page goes through a temporary table, so DuckDB runs the query once for both.
+    """
+    conn.execute(f"CREATE TEMP TABLE {_PAGE} AS {page.sql}", page.params)
+    fetched = conn.execute(f"SELECT * FROM {_PAGE} ORDER BY {_page_order(query)}").fetchall()
+    shown = ", ".join(quote(c) for c in page.columns if c != RECORD_KEY)
+    kept = min(len(fetched), query.limit or DEFAULT_LIMIT)
+    conn.execute(
+        f"COPY (SELECT {shown} FROM {_PAGE} ORDER BY {_page_order(query)} LIMIT ?) TO ? (FORMAT parquet)",
+        [kept, target],
+    )
+    with open(target, "rb") as handle:
+        return fetched, handle.read()
 
 
 def _page_order(query: QueryRequest) -> str:

@@ -69,6 +69,18 @@ class QueryAnswer(Struct, kw_only=True):
     next_cursor: str | None = None
 
 
+class QueryFile(Struct, kw_only=True):
+    """A rows answer as a file (CSV or Parquet) and what the JSON answer says beside its rows."""
+
+    media_type: str
+    filename: str
+    content: bytes
+    release: str
+    rows: int
+    truncated: bool
+    next_cursor: str | None
+
+
 class FileEntry(Struct, kw_only=True):
     name: str
     release: str

@@ -25,7 +25,7 @@ from catalog import audit, policy, shielded
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
-from catalog.delivery import compiler, disclosure, dp, paging, validation
+from catalog.delivery import compiler, disclosure, dp, formats, paging, validation
 from catalog.delivery import repository as repo
 from catalog.delivery.gate import Gate, allow_mode, most_rows, pick_release, usable_licence
 from catalog.delivery.schemas import (
@@ -35,6 +35,7 @@ from catalog.delivery.schemas import (
     FileEntry,
     FileList,
     QueryAnswer,
+    QueryFile,
     QueryRequest,
 )
 from catalog.errors import DomainError, NotFound, ValidationFailed
@@ -86,19 +87,26 @@ class DeliveryService:
 
     # --- queries ----------------------------------------------------------------------------
 
-    async def query(self, licence_id: str, q: QueryRequest) -> QueryAnswer:
-        """The answer — for a rows query, one page of it (``paging.py``).
+    async def query(
+        self, licence_id: str, q: QueryRequest, as_file: formats.FileFormat | None = None
+    ) -> QueryAnswer | QueryFile:
+        """The answer — for a rows query, one page of it, or with ``as_file`` that page as a file.
 
         A query cancelled before its answer is ready (its client went away: ``connection.py``) gives
         its whole reservation back, ε excepted once noise was drawn; an answer computed is metered
         and audited, whether or not anybody is left to read it. Both run shielded from cancellation.
         """
+        if as_file is not None and compiler.mode_of(q) != "rows":
+            raise DomainError(
+                "Only rows answers come as files; ask for an aggregate as JSON.", code="not_acceptable", status=406
+            )
         gate = await self._open_query(licence_id, q)
         noise_drawn = False
+        content = None
         try:
             path = str(self.storage.table_path(gate.release.id, q.table))
             if gate.mode == "rows":
-                answer = await self._rows(gate, q, path)
+                answer, content = await self._rows(gate, q, path, as_file)
             elif gate.mode == "aggregate":
                 answer = await self._aggregate(gate, msgspec.structs.replace(q, limit=gate.rows), path)
             else:
@@ -119,7 +127,17 @@ class DeliveryService:
             await shielded.run(self._release(gate, keep_epsilon=noise_drawn), what="release a query")
             raise
         await shielded.run(self._settle_query(gate, q, answer), what="settle a query")
-        return answer
+        if as_file is None or content is None:
+            return answer
+        return QueryFile(
+            media_type=formats.MEDIA_TYPES[as_file],
+            filename=f"{q.table}.{formats.EXTENSIONS[as_file]}",
+            content=content,
+            release=answer.release,
+            rows=len(answer.rows),
+            truncated=answer.truncated,
+            next_cursor=answer.next_cursor,
+        )
 
     async def _release(self, gate: Gate, *, keep_epsilon: bool) -> None:
         async with write_transaction(self.sessions) as session:
@@ -187,10 +205,22 @@ class DeliveryService:
                 after=after,
             )
 
-    async def _rows(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
-        """One page of a rows answer (``paging.py``)."""
+    async def _rows(
+        self, gate: Gate, q: QueryRequest, path: str, as_file: formats.FileFormat | None
+    ) -> tuple[QueryAnswer, bytes | None]:
+        """One page of a rows answer (``paging.py``), and the file it makes when one was asked for."""
         page = compiler.rows_sql(q, gate.table, path, policy.rule(gate.product.grade), after=gate.after)
-        fetched = await self._run(gate, page)
+        content = None
+        if as_file == "parquet":
+            with self.storage.scratch() as scratch:
+                fetched, content = await self.storage.sandbox.run_limited(
+                    partial(compiler.run_page_to_parquet, query=q, page=page, target=str(scratch / "page.parquet")),
+                    allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
+                    timeout_s=self.timeout_s,
+                    scratch=scratch,
+                )
+        else:
+            fetched = await self._run(gate, page)
         columns = page.columns[:-1]  # the record key, last, is for the cursor only
         limit = q.limit or compiler.DEFAULT_LIMIT
         truncated = len(fetched) > limit
@@ -200,7 +230,9 @@ class DeliveryService:
             last = fetched[limit - 1]
             keyset = [*(last[columns.index(o.field)] for o in q.order_by), last[-1]]
             next_cursor = paging.encode(self.cursor_key, gate.licence.id, gate.release.id, q, keyset)
-        return QueryAnswer(
+        if as_file == "csv":
+            content = formats.to_csv(columns, shown)
+        answer = QueryAnswer(
             release=gate.release.version,
             mode="rows",
             columns=columns,
@@ -211,6 +243,7 @@ class DeliveryService:
             truncated=truncated,
             next_cursor=next_cursor,
         )
+        return answer, content
 
     async def _aggregate(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
         rule = policy.rule(gate.product.grade)

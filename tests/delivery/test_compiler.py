@@ -431,6 +431,26 @@ class TestRowPages:
             after = [*(last[o.field] for o in order_by), last[RECORD_KEY]]
         assert pages == whole
 
+    def test_a_page_as_parquet_holds_the_page_in_order_without_the_keys(
+        self, store: tuple[Storage, Path, str], tmp_path: Path
+    ) -> None:
+        storage, release, path = store
+        q = query(select=["age", "hba1c"], order_by=[OrderBy(field="hba1c", direction="desc")], limit=5)
+        page = compiler.rows_sql(q, TABLE, path, L1)
+        target = storage.root / "tmp" / "page.parquet"
+        with storage.sandbox.open_connection(release, target.parent) as conn:
+            fetched, content = compiler.run_page_to_parquet(conn, q, page, str(target))
+            expected = compiler.run(conn, page)
+        assert [dict(zip(page.columns, row, strict=True)) for row in fetched] == expected and len(expected) == 6
+        written = tmp_path / "written.parquet"
+        written.write_bytes(content)
+        with duckdb.connect() as plain:
+            rows = plain.execute("SELECT * FROM read_parquet(?)", [str(written)]).fetchall()
+            types = [
+                t for _, t, *_ in plain.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(written)]).fetchall()
+            ]
+        assert rows == [(r["age"], r["hba1c"]) for r in expected[:5]] and types == ["BIGINT", "DOUBLE"]
+
 
 def cells_by(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
     return {row[key]: row for row in rows}
