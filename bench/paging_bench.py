@@ -26,48 +26,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import shlex
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import duckdb
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.delivery_bench import Bench, make_parquet, percentiles
-from bench.scratch import prepare
-from catalog.app import create_app
+from bench.scratch import command_line, databases, served
 from catalog.delivery import compiler
-from tests.support import Actors, Catalogue, expect, lifespan
+from tests.support import Catalogue, expect
 
 SELECT = ["person_id", "age", "sex", "district", "hba1c"]
 PLAIN = {"table": "visits", "select": SELECT}
 SORTED = {**PLAIN, "order_by": [{"field": "hba1c", "direction": "desc"}]}
 
 
-def command_line() -> str:
-    env = os.environ.get("LODE_BENCH_PG_URL", "").strip()
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    words = [python, os.path.relpath(__file__), *sys.argv[1:]]
-    return ("$ " + (f"LODE_BENCH_PG_URL={env} " if env else "")) + " ".join(shlex.quote(w) for w in words)
-
-
 async def run(url: str, parquet: Path, reps: int, tmp: Path) -> None:
-    settings = await prepare(url, tmp)
-    print(f"\n== {'SQLite' if settings.is_sqlite else 'PostgreSQL'}")
-    app = create_app(settings, run_worker=False)
-    transport = httpx.ASGITransport(app=app)
-    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
-        actors = Actors(client, app, settings)
-        await actors.bootstrap()
+    async with served(url, tmp) as (settings, _, client, actors):
         bench = Bench(client, actors, Catalogue(client, actors))
         owner = await bench.provider()
         consumer = await bench.consumer()
@@ -168,18 +150,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
-    print(command_line())
-    pg_url = os.environ.get("LODE_BENCH_PG_URL", "").strip()
-    if pg_url and "bench" not in (urlparse(pg_url).path or ""):
-        raise SystemExit("LODE_BENCH_PG_URL must name a scratch database with 'bench' in its name: it is reset.")
+    print(command_line(__file__))
     with tempfile.TemporaryDirectory(prefix="lode-bench-") as name:
         tmp = Path(name)
         parquet = tmp / "visits.parquet"
         make_parquet(parquet, args.rows)
-        if not args.skip_sqlite:
-            asyncio.run(run(f"sqlite+aiosqlite:///{tmp}/bench.db", parquet, args.reps, tmp / "sqlite"))
-        if pg_url:
-            asyncio.run(run(pg_url, parquet, args.reps, tmp / "pg"))
+        for url, own in databases(tmp, skip_sqlite=args.skip_sqlite):
+            asyncio.run(run(url, parquet, args.reps, own))
 
 
 if __name__ == "__main__":
