@@ -11,7 +11,8 @@ that finished a query cleanly is kept (``QUERY_DATABASES_IDLE`` of them, the lea
 closed first) for the next query on the same allowed directory. A borrowed database serves one
 query at a time, on a cursor of its own that is closed afterwards, so each query still has its
 whole ``memory_limit`` and thread; a database whose query failed or was interrupted is closed,
-never lent again.
+never lent again. A query that writes a file (a Parquet answer) gets a fresh database instead,
+allowed one scratch directory besides, and closed afterwards.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -196,8 +196,7 @@ class Sandbox:
         the request is cancelled, since nobody is left to read the answer."""
         watch = _Watch(asyncio.get_running_loop(), timeout_s)
         try:
-            call = partial(self._call_limited, borrow=borrow, scratch=scratch)
-            return await asyncio.to_thread(call, fn, allowed_dir, watch)
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow, scratch=scratch)
         except asyncio.CancelledError:
             watch.stop()
             raise
