@@ -278,6 +278,17 @@ class TestReports:
         assert expect(await client.get("/v1/usage", headers=stranger["buyer"].headers), 200)["rows"] == []
 
 
+async def past_its_time(app, consumer, licence) -> Reservation:
+    """A query's reservation of 400 rows, open past its expiry, as a crashed (or slow) request leaves it."""
+    async with db.write_transaction(app.state.sessions) as session:
+        lic = await session.get(Licence, licence["id"])
+        reservation = await metering.reserve(
+            session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
+        )
+        await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+    return reservation
+
+
 class TestReservations:
     async def test_the_sweep_gives_back_what_a_crash_left_reserved(self, client, app, setup) -> None:
         _, consumer, licence = setup
@@ -325,12 +336,7 @@ class TestReservations:
     async def test_work_that_outlives_its_reservation_is_still_counted(self, client, app, setup) -> None:
         """A download slower than its reservation: the sweep gives the hold back, the settle still counts."""
         _, consumer, licence = setup
-        async with db.write_transaction(app.state.sessions) as session:
-            lic = await session.get(Licence, licence["id"])
-            reservation = await metering.reserve(
-                session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
-            )
-            await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        reservation = await past_its_time(app, consumer, licence)
         await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
         async with db.write_transaction(app.state.sessions) as session:
             assert await metering.settle(session, reservation.id, {"queries": 1, "rows_returned": 250})
@@ -346,12 +352,7 @@ class TestReservations:
 
     async def test_an_expiry_is_audited_once_and_a_late_settle_is_counted_once(self, app, setup) -> None:
         owner, consumer, licence = setup
-        async with db.write_transaction(app.state.sessions) as session:
-            lic = await session.get(Licence, licence["id"])
-            reservation = await metering.reserve(
-                session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
-            )
-            await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        reservation = await past_its_time(app, consumer, licence)
         for _ in range(2):  # a second sweep finds nothing left to expire
             await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
         async with db.write_transaction(app.state.sessions) as session:
