@@ -51,16 +51,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scratch import prepare
-from catalog.app import create_app
+from bench.scratch import served
 from catalog.delivery import compiler
 from catalog.metering import service as metering
 from tests.delivery.conftest import Delivery
-from tests.support import Actors, Catalogue, Party, expect, lifespan
+from tests.support import Catalogue, Party, expect
 
 DISTRICTS = [
     "Huangpu", "Xuhui", "Changning", "Jing'an", "Putuo", "Hongkou", "Yangpu", "Minhang",
@@ -210,13 +208,7 @@ class NoMetering:
 
 
 async def run(url: str, parquet: Path, reps: int, agg_reps: int, tmp: Path) -> None:
-    settings = await prepare(url, tmp)
-    print(f"\n== {'SQLite' if settings.is_sqlite else 'PostgreSQL'}")
-    app = create_app(settings, run_worker=False)
-    transport = httpx.ASGITransport(app=app)
-    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
-        actors = Actors(client, app, settings)
-        await actors.bootstrap()
+    async with served(url, tmp) as (settings, _, client, actors):
         bench = Bench(client, actors, Catalogue(client, actors))
         started = time.perf_counter()
         owner = await bench.provider()

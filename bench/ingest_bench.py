@@ -44,21 +44,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import msgspec
 import rfc8785
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scratch import prepare
+from bench.scratch import served
 from catalog import db
-from catalog.app import create_app
 from catalog.ids import new_id
 from catalog.metering.models import UsageEvent
 from catalog.settings import Settings
 from tests.delivery.conftest import Delivery
-from tests.support import Actors, Catalogue, expect, lifespan
+from tests.support import Catalogue, expect
 
 CAPPED_PLAN = {
     "name": "Research (free, capped)",
@@ -165,13 +163,7 @@ async def raw_inserter(settings: Settings) -> tuple[Callable[[list[tuple[Any, ..
 
 
 async def run(url: str, batches: int, size: int, tmp: Path) -> None:
-    settings = await prepare(url, tmp)
-    print(f"\n== {'SQLite' if settings.is_sqlite else 'PostgreSQL'}")
-    app = create_app(settings, run_worker=False)
-    transport = httpx.ASGITransport(app=app)
-    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
-        actors = Actors(client, app, settings)
-        await actors.bootstrap()
+    async with served(url, tmp) as (settings, app, client, actors):
         setup = Delivery(client, actors, Catalogue(client, actors))
         owner = await setup.provider()
         product = await setup.published(owner, "L1", plans=[CAPPED_PLAN])

@@ -23,7 +23,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 from billing import meters, payments, refunds, subscriptions, transfers, webhooks
 from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
-from catalog import auth, db, errors, observability, outbox, policy
+from catalog import auth, db, errors, observability, outbox, policy, shielded
 from catalog.access import blocklists, licences
 from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
@@ -137,6 +137,7 @@ def create_app(
             worker.stop()
             if task is not None:
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
+            await shielded.drain()  # settlements of requests the server cancelled, before the engine goes
             app.state.storage.sandbox.close()
             await engine.dispose()  # pooled connections die with the loop that made them
 

@@ -11,6 +11,7 @@
     ├── PayloadTooLarge              413 body_too_large
     ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
     ├── TooManyRequests              429 too_many_requests  (daily_query_limit)
+    ├── ClientDisconnected           499 client_disconnected (nobody reads it: for the access log)
     └── ServiceUnavailable           503 database_busy      (payment_provider_unavailable, …)
 
 Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
@@ -149,6 +150,13 @@ class TooManyRequests(DomainError):
     code = "too_many_requests"
 
 
+class ClientDisconnected(DomainError):
+    """The client went away before its answer was ready; 499 is nginx's "client closed request"."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     code = "database_busy"
@@ -168,6 +176,9 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+_PHRASES = {499: ("Client Closed Request", "The client closed the connection before the answer was ready.")}
+
+
 def problem_response(request: Request, exc: Exception) -> Response:
     """The single exception handler: anything raised while serving becomes problem+json."""
     error = translate(exc)
@@ -178,12 +189,16 @@ def problem_response(request: Request, exc: Exception) -> Response:
             exc_info=(type(exc), exc, exc.__traceback__),
             extra={"request_id": request_id, "path": request.url.path},
         )
+    title, description = _PHRASES.get(error.status) or (
+        HTTPStatus(error.status).phrase,
+        HTTPStatus(error.status).description,
+    )
     body: dict[str, Any] = {
         "type": f"urn:lode:problem:{error.code}",
-        "title": HTTPStatus(error.status).phrase,
+        "title": title,
         "status": error.status,
         "code": error.code,
-        "detail": error.detail or HTTPStatus(error.status).description,
+        "detail": error.detail or description,
     }
     if error.errors:
         body["errors"] = [msgspec.to_builtins(e) for e in error.errors]

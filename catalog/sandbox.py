@@ -11,7 +11,8 @@ that finished a query cleanly is kept (``QUERY_DATABASES_IDLE`` of them, the lea
 closed first) for the next query on the same allowed directory. A borrowed database serves one
 query at a time, on a cursor of its own that is closed afterwards, so each query still has its
 whole ``memory_limit`` and thread; a database whose query failed or was interrupted is closed,
-never lent again.
+never lent again. A query that writes a file (a Parquet answer) gets a fresh database instead,
+allowed one scratch directory besides, and closed afterwards.
 """
 
 from __future__ import annotations
@@ -104,11 +105,13 @@ class Sandbox:
         self._idle: deque[tuple[Path, duckdb.DuckDBPyConnection]] = deque()
         self._idle_lock = threading.Lock()
 
-    def open_connection(self, allowed_dir: Path) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB that can read and write only under ``allowed_dir`` (inside ``root``)."""
-        allowed = Path(allowed_dir).resolve()
-        if not allowed.is_relative_to(self.root):
-            raise ValueError(f"{allowed} is outside the store")
+    def open_connection(self, allowed_dir: Path, *more_dirs: Path) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB that can read and write only under ``allowed_dir`` and ``more_dirs``
+        (each inside ``root``)."""
+        allowed = [Path(d).resolve() for d in (allowed_dir, *more_dirs)]
+        outside = [str(d) for d in allowed if not d.is_relative_to(self.root)]
+        if outside:
+            raise ValueError(f"{', '.join(outside)} is outside the store")
         conn = duckdb.connect(
             ":memory:",
             config={
@@ -126,7 +129,7 @@ class Sandbox:
         try:
             # DuckDB refuses allowed_directories before the database has started, so these are
             # SET after connect, in this order: the allow-list, then the switch, then the lock.
-            conn.execute("SET allowed_directories = ?", [[str(allowed) + os.sep]])
+            conn.execute("SET allowed_directories = ?", [[str(d) + os.sep for d in allowed]])
             conn.execute("SET enable_external_access = false")
             conn.execute("SET lock_configuration = true")
         except BaseException:
@@ -158,9 +161,14 @@ class Sandbox:
         for _, database in idle:
             database.close()
 
-    def _call_limited(self, fn: Work[T], allowed_dir: Path, watch: _Watch, *, borrow: bool = False) -> T:
+    def _call_limited(
+        self, fn: Work[T], allowed_dir: Path, watch: _Watch, *, borrow: bool = False, scratch: Path | None = None
+    ) -> T:
         allowed = Path(allowed_dir).resolve()
-        database = self._borrow(allowed) if borrow else self.open_connection(allowed)
+        if borrow:
+            database = self._borrow(allowed)
+        else:
+            database = self.open_connection(allowed, *([scratch] if scratch is not None else []))
         conn = database.cursor() if borrow else database
         clean = False
         try:
@@ -181,19 +189,28 @@ class Sandbox:
                 else:
                     database.close()
 
-    async def _limited(self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False) -> T:
+    async def _limited(
+        self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False, scratch: Path | None = None
+    ) -> T:
         """``fn`` on a worker thread, interrupted by the event loop at the time limit — or at once if
         the request is cancelled, since nobody is left to read the answer."""
         watch = _Watch(asyncio.get_running_loop(), timeout_s)
         try:
-            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow)
+            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow, scratch=scratch)
         except asyncio.CancelledError:
             watch.stop()
             raise
         finally:
             watch.disarm()
 
-    async def run_limited(self, fn: Work[T], *, allowed_dir: Path | None = None, timeout_s: float | None = None) -> T:
+    async def run_limited(
+        self,
+        fn: Work[T],
+        *,
+        allowed_dir: Path | None = None,
+        timeout_s: float | None = None,
+        scratch: Path | None = None,
+    ) -> T:
         """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.
 
         ``allowed_dir`` (default: the whole store) is all the connection may touch; pass the
@@ -201,10 +218,13 @@ class Sandbox:
         module's docstring): ``fn`` must use ``conn`` itself, not a ``conn.cursor()``, which the
         timer's ``interrupt()`` would not reach, and must only read — temporary objects vanish with
         the cursor, but a table or view it created would outlive the query in the database.
+
+        With ``scratch`` (a directory in the store) the work gets a database of its own instead,
+        closed afterwards, that may also write under ``scratch`` and create what it likes.
         """
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return await self._limited(fn, allowed_dir or self.root, limit, borrow=True)
+            return await self._limited(fn, allowed_dir or self.root, limit, borrow=scratch is None, scratch=scratch)
         except _TimedOut:
             raise Unprocessable(
                 f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"

@@ -5,6 +5,8 @@ Where things live (keys are posix paths relative to ``root`` = ``<LODE_DATA_DIR>
     releases/<release_id>/uploads/<nonce>-<name>   a provider's file, exactly as uploaded (.csv or .parquet)
     releases/<release_id>/tables/<table>.parquet   written at publish; what delivery reads
     tmp/<random>/                                  DuckDB's spill directory, one per connection
+    tmp/scratch-<random>/                          a file DuckDB writes for one request (a Parquet
+                                                   answer), read back and removed before it ends
 
 A file is streamed to a hidden ``.<name>.<random>.part`` beside its final place and renamed only
 once it is complete and DuckDB has read it, so a reader never sees half a file and a failed upload
@@ -25,7 +27,9 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -117,6 +121,17 @@ class Storage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A fresh directory for files that outlive no request; removed with all it holds."""
+        directory = self.root / "tmp" / f"scratch-{secrets.token_hex(8)}"
+        directory.mkdir()
+        try:
+            yield directory
+        finally:
+            # Synchronous on purpose: it must run even when the request was cancelled.
+            shutil.rmtree(directory, ignore_errors=True)
 
     # --- ingest -----------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ write DuckDB SQL (STYLE rule 2); the grade's rule is consulted, never the grade'
 Semantics a consumer should know:
 
 * rows mode without ``select`` returns every column the grade allows, in dictionary order (at grades
-  without sensitive columns, the non-sensitive ones); ``limit`` defaults to 100.
+  without sensitive columns, the non-sensitive ones); ``limit`` defaults to 100. Rows come in one
+  fixed order — ``order_by``, nulls last, then the hidden record key — so an answer cut at
+  ``limit`` continues on the next page (``paging.py``).
 * conditions are SQL's: ``!=``, ``not_in``, ``<`` … never match a null; use ``is_null``.
 * an aggregate's output column is ``fn`` without a field, else ``f"{fn}_{field}"``. ``count`` without
   a field counts persons at grades with query-set control (the unit ``k`` protects), rows elsewhere;
@@ -40,6 +42,7 @@ ORDERABLE = frozenset({"integer", "number", "date", "string"})
 CELL_COLUMNS = ("_persons", "_rows", "_ckey")
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _RKEY = quote(RECORD_KEY)
+_PAGE = '"_lode_page"'
 
 
 class Compiled(msgspec.Struct, frozen=True):
@@ -88,14 +91,81 @@ def output_columns(query: QueryRequest, table: dict, rule: GradeRule | None) -> 
 # --- compiling ------------------------------------------------------------------------------------
 
 
-def rows_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule | None = None) -> Compiled:
-    """The selected rows; without ``select``, every column ``rule`` allows (no rule: no sensitive column)."""
+def rows_sql(
+    query: QueryRequest, table: dict, path: str, rule: GradeRule | None = None, after: list[Any] | None = None
+) -> Compiled:
+    """A page of the selected rows; without ``select``, every column ``rule`` allows (no rule: no
+    sensitive column).
+
+    Ordered as ``paging.py`` describes — ``order_by`` (nulls last), then the hidden record key — and
+    at most ``limit`` + 1 rows: the row past the page says the answer was cut. Each row carries its
+    record key after the answer's columns (``columns`` ends with ``RECORD_KEY``), for the cursor;
+    the caller strips it. ``after`` — the previous page's last row: its ``order_by`` values, then
+    its record key — continues the same query from there.
+    """
     fields = fields_of(table)
     columns = output_columns(query, table, rule)
     where, params = _where(query, fields)
-    select = ", ".join(_col(fields, c) for c in columns)
-    sql = f"SELECT {select} FROM read_parquet(?){where}{_order(query, columns)} LIMIT ?"
-    return Compiled(sql=sql, params=[path, *params, query.limit or DEFAULT_LIMIT], columns=columns)
+    if after is not None:
+        keyset, values = _after(query, fields, after)
+        where = f"{where} AND ({keyset})" if where else f" WHERE {keyset}"
+        params += values
+    select = ", ".join([*(_col(fields, c) for c in columns), _RKEY])
+    sql = f"SELECT {select} FROM read_parquet(?){where} ORDER BY {_page_order(query)} LIMIT ?"
+    limit = (query.limit or DEFAULT_LIMIT) + 1
+    return Compiled(sql=sql, params=[path, *params, limit], columns=[*columns, RECORD_KEY])
+
+
+def run_page_to_parquet(
+    conn: duckdb.DuckDBPyConnection, query: QueryRequest, page: Compiled, target: str
+) -> tuple[list[tuple[Any, ...]], bytes]:
+    """Run a rows page (``rows_sql``) and write its answer as Parquet: every row fetched (with its
+    record key, as ``run`` answers it), and the file's bytes — the page's rows, in the page's
+    order, without the row past the page or the record keys.
+
+    ``conn`` must be a database of the caller's own (``Sandbox.run_limited`` with ``scratch``): the
+    page goes through a temporary table, so DuckDB runs the query once for both.
+    """
+    conn.execute(f"CREATE TEMP TABLE {_PAGE} AS {page.sql}", page.params)
+    fetched = conn.execute(f"SELECT * FROM {_PAGE} ORDER BY {_page_order(query)}").fetchall()
+    shown = ", ".join(quote(c) for c in page.columns if c != RECORD_KEY)
+    kept = min(len(fetched), query.limit or DEFAULT_LIMIT)
+    conn.execute(
+        f"COPY (SELECT {shown} FROM {_PAGE} ORDER BY {_page_order(query)} LIMIT ?) TO ? (FORMAT parquet)",
+        [kept, target],
+    )
+    with open(target, "rb") as handle:
+        return fetched, handle.read()
+
+
+def _page_order(query: QueryRequest) -> str:
+    # order_by names a column of the answer (validation.py), spelt as the dictionary spells it.
+    keys = [f"{quote(o.field)} {'DESC' if o.direction == 'desc' else 'ASC'} NULLS LAST" for o in query.order_by]
+    return ", ".join([*keys, f"{_RKEY} ASC"])
+
+
+def _after(query: QueryRequest, fields: dict, last: list[Any]) -> tuple[str, list[Any]]:
+    """The rows strictly after ``last`` in ``_page_order``: for some key, equal on every key before
+    it and after ``last`` on that one. With nulls last, only a null follows a null, and equals it,
+    so a null in ``last`` adds no term of its own; a value is followed by greater ones (smaller,
+    descending) and by nulls. The record key is never null."""
+    keys = [(_col(fields, o.field), o.direction == "desc", "?") for o in query.order_by]
+    # A record key is UBIGINT; a Python int above 2**63 - 1 would otherwise bind as HUGEINT.
+    keys.append((_RKEY, False, "CAST(? AS UBIGINT)"))
+    terms: list[str] = []
+    params: list[Any] = []
+    equal: list[str] = []
+    equal_params: list[Any] = []
+    for (key, descending, mark), value in zip(keys, last, strict=True):
+        if value is None:
+            equal.append(f"{key} IS NULL")
+            continue
+        beyond = f"{key} {'<' if descending else '>'} {mark}"
+        terms.append(" AND ".join([*equal, f"({beyond} OR {key} IS NULL)" if mark == "?" else beyond]))
+        params += [*equal_params, value]
+        equal.append(f"{key} = {mark}")
+        equal_params.append(value)
+    return " OR ".join(f"({t})" for t in terms) or "FALSE", params
 
 
 def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) -> Compiled:

@@ -18,7 +18,7 @@ from catalog.access import usable
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import utcnow
-from catalog.delivery import compiler
+from catalog.delivery import compiler, paging
 from catalog.delivery.schemas import MAX_GROUPS, QueryRequest
 from catalog.errors import DomainError, Forbidden, NotFound
 from catalog.products.models import Product, Release
@@ -35,6 +35,7 @@ class Gate(msgspec.Struct, kw_only=True):
     reservation_id: str
     epsilon_micro: int = 0
     rows: int = 0  # the most rows the answer may hold (what was reserved)
+    after: list[Any] | None = None  # a rows page's keyset: where the cursor it came with stopped
 
 
 async def usable_licence(session: AsyncSession, caller: Principal, licence_id: str) -> tuple[Licence, Product]:
@@ -60,8 +61,14 @@ def allow_mode(product: Product, licence: Licence, mode: str) -> None:
         raise Forbidden(f"This licence's plan or terms do not include {mode}.", code="mode_not_licensed", mode=mode)
 
 
-def pick_release(releases: list[Release], version: str | None) -> Release:
-    """The named release, or the newest published one the licence covers."""
+def pick_release(releases: list[Release], version: str | None, *, cursor_release: str | None = None) -> Release:
+    """The named release, or the newest published one the licence covers — or, for a cursor, the
+    release it was returned for (``cursor_release``, an id), which ``version`` may name but not change."""
+    if cursor_release is not None:
+        chosen = next((r for r in releases if r.id == cursor_release), None)
+        if chosen is None or (version is not None and version != chosen.version):
+            raise paging.mismatch("was returned for another release")
+        version = chosen.version
     if version is None:
         published = [r for r in releases if r.status == "published"]
         if not published:

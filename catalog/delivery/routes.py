@@ -1,32 +1,75 @@
-"""HTTP routes of delivery: files, queries and the ε budget of a licence."""
+"""HTTP routes of delivery: files, queries and the ε budget of a licence.
+
+A download is a ``connection.MeteredStream``: metered in the bytes the server took for the client,
+settled once however the response ends. A query is cancelled when its client goes away
+(``connection.until_client_leaves``). ``Accept`` picks a rows answer's format: JSON, or one page as
+CSV or Parquet, with what the JSON answer says beside its rows in ``Lode-*`` headers.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import Accept, State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIMediaType, OpenAPIResponse, Operation, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, auth
 from catalog.auth import Principal
-from catalog.delivery import auditor
-from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryRequest
+from catalog.delivery import auditor, formats, paging
+from catalog.delivery.connection import MeteredStream, until_client_leaves
+from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryFile, QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.errors import ValidationFailed, problem_responses
 from catalog.pagination import MAX_LIMIT
+
+JSON = "application/json"
+PAGE_HEADERS = {
+    "Lode-Release": "The release the rows come from.",
+    "Lode-Rows": "How many rows the file holds.",
+    "Lode-Truncated": "true when more rows match than the file holds.",
+    "Lode-Next-Cursor": "Present when truncated: send it back as `cursor` for the next page.",
+}
 
 
 async def provide_delivery_service(
     request: Request[Any, Any, State], caller: NamedDependency[Principal]
 ) -> DeliveryService:
     state = request.app.state
+    settings = state.settings
     return DeliveryService(
-        state.sessions, state.storage, caller, noise=state.noise, timeout_s=state.settings.query_timeout_s
+        state.sessions,
+        state.storage,
+        caller,
+        noise=state.noise,
+        timeout_s=settings.query_timeout_s,
+        cursor_key=paging.cursor_key(settings.key_pepper),
     )
+
+
+@dataclass
+class QueryOperation(Operation):
+    """The query's 200 also comes as CSV or Parquet (rows answers), with the page in headers."""
+
+    def __post_init__(self) -> None:
+        answer = self.responses["200"] if self.responses else None
+        if isinstance(answer, OpenAPIResponse) and answer.content is not None:
+            binary = Schema(type="string", format="binary")  # type: ignore[arg-type]
+            for media_type in formats.MEDIA_TYPES.values():
+                answer.content[media_type] = OpenAPIMediaType(schema=binary)
+            answer.headers = {
+                name: OpenAPIHeader(schema=Schema(type="string"), description=text)  # type: ignore[arg-type]
+                for name, text in PAGE_HEADERS.items()
+            }
+            answer.description = (
+                "The answer. A rows answer is one page: `truncated` says more rows match, and `next_cursor` "
+                "continues it. With `Accept: text/csv` or `application/vnd.apache.parquet` the page comes as "
+                "a file, and the Lode-* headers carry the rest (rows answers only; else 406)."
+            )
 
 
 class DeliveryController(Controller):
@@ -59,7 +102,7 @@ class DeliveryController(Controller):
         release: Annotated[str | None, QueryParameter(max_length=40)] = None,
     ) -> Response[Any]:
         ranged = request.headers.get("range")
-        about, chunks = await delivery_service.open_download(licence_id, name, release, ranged)
+        about, chunks, settle = await delivery_service.open_download(licence_id, name, release, ranged)
         headers = {
             "ETag": f'"{about.sha256}"',
             "Accept-Ranges": "bytes",
@@ -68,22 +111,40 @@ class DeliveryController(Controller):
         }
         if ranged:
             headers["Content-Range"] = f"bytes {about.start}-{about.end}/{about.size}"
-        return Stream(chunks, status_code=206 if ranged else 200, headers=headers, media_type=about.media_type)
+        return MeteredStream(
+            chunks, on_end=settle, status_code=206 if ranged else 200, headers=headers, media_type=about.media_type
+        )
 
     @post(
         "/query",
         operation_id="QueryLicence",
         status_code=200,
         summary="Rows, aggregates under disclosure control, or DP aggregates — as the grade allows",
-        responses=problem_responses(401, 403, 404, 409, 422),
+        responses=problem_responses(401, 403, 404, 406, 409, 422),
+        operation_class=QueryOperation,
     )
     async def query(
         self,
+        request: Request[Any, Any, State],
         licence_id: FromPath[str],
         data: JSONBody[QueryRequest],
         delivery_service: NamedDependency[DeliveryService],
     ) -> QueryAnswer:
-        return await delivery_service.query(licence_id, data)
+        best = Accept(request.headers.get("accept") or JSON).best_match([JSON, *formats.MEDIA_TYPES.values()], JSON)
+        as_file = next((f for f, media in formats.MEDIA_TYPES.items() if media == best), None)
+        answer = await until_client_leaves(request, delivery_service.query(licence_id, data, as_file))
+        if not isinstance(answer, QueryFile):
+            return answer
+        headers = {
+            "Content-Disposition": f'attachment; filename="{answer.filename}"',
+            "Lode-Release": answer.release,
+            "Lode-Rows": str(answer.rows),
+            "Lode-Truncated": "true" if answer.truncated else "false",
+        }
+        if answer.next_cursor is not None:
+            headers["Lode-Next-Cursor"] = answer.next_cursor
+        # A file is a Response, not the QueryAnswer the signature (and so the JSON schema) names.
+        return Response(answer.content, media_type=answer.media_type, headers=headers)  # type: ignore[return-value]
 
     @get(
         "/budget",

@@ -44,6 +44,7 @@ class QueryRequest(Body):
     aggregates: Annotated[list[Aggregate], Meta(max_length=20)] = []
     order_by: Annotated[list[OrderBy], Meta(max_length=10)] = []
     limit: Annotated[int, Meta(ge=1, le=MAX_ROWS)] | None = None
+    cursor: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,16384}$")] | None = None
     epsilon: Annotated[float, Meta(gt=0, le=10)] | None = None
 
 
@@ -72,6 +73,9 @@ class Snapped(Struct, kw_only=True):
 
 
 class QueryAnswer(Struct, kw_only=True):
+    """``truncated``: more rows match than ``rows`` holds; ``next_cursor`` (rows answers) continues
+    the same query on the same release from the last row: send it back as ``cursor``."""
+
     release: str
     mode: Literal["rows", "aggregate", "dp_aggregate"]
     columns: list[str]
@@ -83,6 +87,20 @@ class QueryAnswer(Struct, kw_only=True):
     noise_sd: list[dict[str, float | None]] | None = None
     low_effect: list[LowEffect] = []
     snapped: list[Snapped] = []
+    truncated: bool = False
+    next_cursor: str | None = None
+
+
+class QueryFile(Struct, kw_only=True):
+    """A rows answer as a file (CSV or Parquet) and what the JSON answer says beside its rows."""
+
+    media_type: str
+    filename: str
+    content: bytes
+    release: str
+    rows: int
+    truncated: bool
+    next_cursor: str | None
 
 
 class FileEntry(Struct, kw_only=True):

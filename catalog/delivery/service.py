@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, policy
+from catalog import audit, policy, shielded
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
-from catalog.delivery import anonymiser, compiler, conditions, disclosure, dp, validation
+from catalog.delivery import anonymiser, compiler, conditions, disclosure, dp, formats, paging, validation
 from catalog.delivery import repository as repo
 from catalog.delivery.gate import Gate, allow_mode, isolating_columns, most_rows, pick_release, usable_licence
 from catalog.delivery.noise import Noise
@@ -34,6 +36,7 @@ from catalog.delivery.schemas import (
     FileEntry,
     FileList,
     QueryAnswer,
+    QueryFile,
     QueryRequest,
 )
 from catalog.errors import DomainError, NotFound, ValidationFailed
@@ -74,32 +77,39 @@ class DeliveryService:
         *,
         noise: Noise,
         timeout_s: float = 30.0,
+        cursor_key: bytes | None = None,
     ) -> None:
+        """``cursor_key`` signs the cursors of row answers (``paging.cursor_key`` of the pepper);
+        without one, a random key: cursors then continue only on this service object."""
         self.sessions = sessions
         self.storage = storage
         self.caller = caller
         self.noise = noise
         self.timeout_s = timeout_s
+        self.cursor_key = cursor_key or secrets.token_bytes(32)
 
     # --- queries ----------------------------------------------------------------------------
 
-    async def query(self, licence_id: str, q: QueryRequest) -> QueryAnswer:
+    async def query(
+        self, licence_id: str, q: QueryRequest, as_file: formats.FileFormat | None = None
+    ) -> QueryAnswer | QueryFile:
+        """The answer — for a rows query, one page of it, or with ``as_file`` that page as a file.
+
+        A query cancelled before its answer is ready (its client went away: ``connection.py``) gives
+        its whole reservation back, ε excepted once noise was drawn; an answer computed is metered
+        and audited, whether or not anybody is left to read it. Both run shielded from cancellation.
+        """
+        if as_file is not None and compiler.mode_of(q) != "rows":
+            raise DomainError(
+                "Only rows answers come as files; ask for an aggregate as JSON.", code="not_acceptable", status=406
+            )
         gate = await self._open_query(licence_id, q)
         noise_drawn = False
+        content = None
         try:
             path = str(self.storage.table_path(gate.release.id, q.table))
             if gate.mode == "rows":
-                compiled = compiler.rows_sql(q, gate.table, path, policy.rule(gate.product.grade))
-                rows = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
-                answer = QueryAnswer(
-                    release=gate.release.version,
-                    mode="rows",
-                    columns=compiled.columns,
-                    rows=rows,
-                    suppressed=[],
-                    perturbed=False,
-                    epsilon_spent=0.0,
-                )
+                answer, content = await self._rows(gate, q, path, as_file)
             elif gate.mode == "aggregate":
                 answer = await self._aggregate(gate, msgspec.structs.replace(q, limit=gate.rows), path)
             else:
@@ -117,14 +127,32 @@ class DeliveryService:
                     epsilon_spent=released.epsilon_spent_micro / policy.MICRO,
                 )
         except BaseException:
-            async with write_transaction(self.sessions) as session:
-                await metering.release(session, gate.reservation_id, keep_epsilon=noise_drawn)
+            await shielded.run(self._release(gate, keep_epsilon=noise_drawn), what="release a query")
             raise
+        await shielded.run(self._settle_query(gate, q, answer), what="settle a query")
+        if as_file is None or content is None:
+            return answer
+        return QueryFile(
+            media_type=formats.MEDIA_TYPES[as_file],
+            filename=f"{q.table}.{formats.EXTENSIONS[as_file]}",
+            content=content,
+            release=answer.release,
+            rows=len(answer.rows),
+            truncated=answer.truncated,
+            next_cursor=answer.next_cursor,
+        )
+
+    async def _release(self, gate: Gate, *, keep_epsilon: bool) -> None:
+        async with write_transaction(self.sessions) as session:
+            await metering.release(session, gate.reservation_id, keep_epsilon=keep_epsilon)
+
+    async def _settle_query(self, gate: Gate, q: QueryRequest, answer: QueryAnswer) -> None:
         async with write_transaction(self.sessions) as session:
             used = {"queries": 1, "rows_returned": len(answer.rows)}
             if gate.epsilon_micro:
                 used["epsilon_spent"] = gate.epsilon_micro
-            await metering.settle(session, gate.reservation_id, used, licence=gate.licence)
+            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+                return  # settled already: counted and audited once
             self._audit(
                 session,
                 gate,
@@ -132,20 +160,23 @@ class DeliveryService:
                 {
                     "release": gate.release.version,
                     "mode": gate.mode,
-                    "query": msgspec.to_builtins(q),
+                    "query": msgspec.to_builtins(msgspec.structs.replace(q, cursor=None)),
+                    "continued": q.cursor is not None,
                     "rows": len(answer.rows),
+                    "truncated": answer.truncated,
                     "suppressed": len(answer.suppressed),
                     "anonymised": answer.noise_sd is not None,
                     "low_effect": len(answer.low_effect),
                     "epsilon_micro": gate.epsilon_micro,
                 },
             )
-        return answer
 
     async def _open_query(self, licence_id: str, q: QueryRequest) -> Gate:
         async with write_transaction(self.sessions) as session:
             licence, product = await usable_licence(session, self.caller, licence_id)
-            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), q.release)
+            position = paging.decode(self.cursor_key, q.cursor) if q.cursor is not None else None
+            covered = await repo.covered_releases(session, product.id, licence.ends_on)
+            release = pick_release(covered, q.release, cursor_release=position and position.release_id)
             rule = policy.rule(product.grade)
             mode = compiler.mode_of(q)
             if mode == "aggregate" and not rule.allows("aggregate") and rule.allows("dp_aggregate"):
@@ -155,6 +186,7 @@ class DeliveryService:
             if table is None:
                 raise ValidationFailed.field("table", f"release {release.version} has no table {q.table!r}")
             validation.validate(q, table, rule, mode, isolating_columns(release, table, rule))
+            after = paging.continue_after(self.cursor_key, position, licence.id, q, table) if position else None
             epsilon = dp.check(q, table, rule) if mode == "dp_aggregate" else 0
             rows = most_rows(q, table, mode)
             if mode == "aggregate" and rule.anonymisation is not None:
@@ -177,7 +209,48 @@ class DeliveryService:
                 reservation_id=reservation.id,
                 epsilon_micro=epsilon,
                 rows=rows,
+                after=after,
             )
+
+    async def _rows(
+        self, gate: Gate, q: QueryRequest, path: str, as_file: formats.FileFormat | None
+    ) -> tuple[QueryAnswer, bytes | None]:
+        """One page of a rows answer (``paging.py``), and the file it makes when one was asked for."""
+        page = compiler.rows_sql(q, gate.table, path, policy.rule(gate.product.grade), after=gate.after)
+        content = None
+        if as_file == "parquet":
+            with self.storage.scratch() as scratch:
+                fetched, content = await self.storage.sandbox.run_limited(
+                    partial(compiler.run_page_to_parquet, query=q, page=page, target=str(scratch / "page.parquet")),
+                    allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
+                    timeout_s=self.timeout_s,
+                    scratch=scratch,
+                )
+        else:
+            fetched = await self._run(gate, page)
+        columns = page.columns[:-1]  # the record key, last, is for the cursor only
+        limit = q.limit or compiler.DEFAULT_LIMIT
+        truncated = len(fetched) > limit
+        shown = [row[:-1] for row in fetched[:limit]]
+        next_cursor = None
+        if truncated:
+            last = fetched[limit - 1]
+            keyset = [*(last[columns.index(o.field)] for o in q.order_by), last[-1]]
+            next_cursor = paging.encode(self.cursor_key, gate.licence.id, gate.release.id, q, keyset)
+        if as_file == "csv":
+            content = formats.to_csv(columns, shown)
+        answer = QueryAnswer(
+            release=gate.release.version,
+            mode="rows",
+            columns=columns,
+            rows=[dict(zip(columns, row, strict=True)) for row in shown],
+            suppressed=[],
+            perturbed=False,
+            epsilon_spent=0.0,
+            truncated=truncated,
+            next_cursor=next_cursor,
+        )
+        return answer, content
 
     async def _aggregate(self, gate: Gate, q: QueryRequest, path: str) -> QueryAnswer:
         rule = policy.rule(gate.product.grade)
@@ -257,9 +330,11 @@ class DeliveryService:
 
     async def open_download(
         self, licence_id: str, name: str, version: str | None, range_header: str | None
-    ) -> tuple[Download, AsyncIterator[bytes]]:
+    ) -> tuple[Download, AsyncGenerator[bytes, None], Callable[[int], Awaitable[None]]]:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
-        response says about the file, and its bytes — metered and audited as they are sent."""
+        response says about the file, its bytes, and phase two — ``settle(sent)``, to be awaited
+        exactly once when the response has ended however it ended, with the bytes actually sent
+        (``connection.MeteredStream`` does both)."""
         async with write_transaction(self.sessions) as session:
             licence, product = await usable_licence(session, self.caller, licence_id)
             allow_mode(product, licence, "download")
@@ -292,42 +367,47 @@ class DeliveryService:
             start=start,
             end=end,
         )
-        return about, self._stream(found, gate, (start, end))
+        settle = partial(self._settle_download, gate, found, (start, end))
+        return about, self._chunks(found, (start, end)), settle
 
-    async def _stream(self, found: ReleaseFile, gate: Gate, span: tuple[int, int]) -> AsyncIterator[bytes]:
-        """The bytes, metered as actually sent: settled when the stream ends, however it ends."""
-        sent = 0
+    async def _chunks(self, found: ReleaseFile, span: tuple[int, int]) -> AsyncGenerator[bytes, None]:
+        """The bytes ``span`` of a file; what is sent of them is counted by the response, not here."""
         start, end = span
-        try:
-            with self.storage.path(found.storage_key).open("rb") as fh:
-                fh.seek(start)
-                left = end - start + 1
-                while left > 0:
-                    # Off the event loop: a cold disk read must not stall every other request.
-                    chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-                    yield chunk
-                    sent += len(chunk)
-        finally:
-            async with write_transaction(self.sessions) as session:
-                await metering.settle(
-                    session, gate.reservation_id, {"bytes_downloaded": sent, "queries": 0}, licence=gate.licence
-                )
-                self._audit(
-                    session,
-                    gate,
-                    "licence.downloaded",
-                    {
-                        "release": gate.release.version,
-                        "file": found.name,
-                        "bytes": sent,
-                        "sha256": found.sha256,
-                        "range": [start, end],
-                        "complete": sent == end - start + 1,
-                    },
-                )
+        with self.storage.path(found.storage_key).open("rb") as fh:
+            fh.seek(start)
+            left = end - start + 1
+            while left > 0:
+                # Off the event loop: a cold disk read must not stall every other request.
+                chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+
+    async def _settle_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        """Phase two: the bytes sent metered and audited, the rest of the reservation given back —
+        once (a second call finds the reservation closed), and shielded from any cancellation."""
+        await shielded.run(self._record_download(gate, found, span, sent), what="settle a download")
+
+    async def _record_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        start, end = span
+        async with write_transaction(self.sessions) as session:
+            used = {"bytes_downloaded": sent, "queries": 0}
+            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+                return
+            self._audit(
+                session,
+                gate,
+                "licence.downloaded",
+                {
+                    "release": gate.release.version,
+                    "file": found.name,
+                    "bytes": sent,
+                    "sha256": found.sha256,
+                    "range": [start, end],
+                    "complete": sent == end - start + 1,
+                },
+            )
 
     # --- budget -----------------------------------------------------------------------------
 

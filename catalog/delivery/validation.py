@@ -67,6 +67,8 @@ def validate(
         _validate_aggregates(query, known, errors, mode, rule)
         if rule.anonymisation is not None and mode == "aggregate":
             errors += _anonymised_errors(query, fields, rule)
+        if query.cursor is not None:
+            errors.append(FieldError("cursor", "continues rows answers only"))
     outputs = output_columns(query, table, rule)
     for i, order in enumerate(query.order_by):
         if order.direction not in ("asc", "desc"):

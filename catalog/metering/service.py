@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import outbox, policy
+from catalog import audit, outbox, policy
 from catalog.access import repository as access_repo
 from catalog.access.licences import add_months
 from catalog.access.models import Licence
@@ -208,10 +208,35 @@ async def release(session: AsyncSession, reservation_id: str, *, keep_epsilon: b
 
 
 async def sweep_reservations(ctx: outbox.JobContext) -> None:
-    """Periodic: release what crashed (or very slow) requests left reserved — counters back, ε kept."""
+    """Periodic: release what crashed (or very slow) requests left reserved — counters back, ε kept.
+
+    Each expiry is audited (``reservation.expired``, with what was held): a request that died
+    between its two phases leaves that trace, and the use it may have made is not metered. Work
+    that was only slow still settles afterwards (``settle`` takes an expired reservation once) and
+    is audited then as usual, so nothing is counted twice.
+    """
     async with write_transaction(ctx.sessions) as session:
         for reservation in await repo.stale_reservations(session, utcnow()):
-            await release(session, reservation.id, keep_epsilon=True, status="expired")
+            if not await release(session, reservation.id, keep_epsilon=True, status="expired"):
+                continue
+            licence = await access_repo.licence(session, reservation.licence_id)
+            assert licence is not None
+            audit.record(
+                session,
+                None,
+                "reservation.expired",
+                "reservation",
+                reservation.id,
+                [licence.consumer_org_id, licence.owner_org_id],
+                {
+                    "licence_id": reservation.licence_id,
+                    "analyst_id": reservation.analyst_id,
+                    "kind": reservation.kind,
+                    "reserved": reservation.amounts,
+                    "epsilon_micro_kept": reservation.epsilon_micro,
+                    "created_at": reservation.created_at.isoformat(),
+                },
+            )
 
 
 class MeteringService:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.access.conftest import FREE, Circulation
@@ -45,17 +48,42 @@ def visits_csv() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def visits_parquet(rows: int, *, persons: str = "pairs") -> bytes:
+    """``rows`` visits as Parquet, the same on every call: two visits a person (``persons="pairs"``),
+    or (``"each"``) a person per visit whose 32-hex-digit id does not compress, so the file holds
+    ≈ 40 bytes a row — big enough to outgrow every socket buffer between a server and its client."""
+    person = {
+        "pairs": "'p' || lpad(CAST(i // 2 AS VARCHAR), 7, '0')",
+        "each": "printf('%016x%016x', hash(i), hash(-i))",
+    }[persons]
+    with tempfile.TemporaryDirectory() as tmp, duckdb.connect() as conn:
+        target = Path(tmp) / "visits.parquet"
+        conn.execute("SET enable_progress_bar = false")
+        conn.execute(
+            f"""COPY (
+                SELECT {person} AS person_id, CAST(18 + hash(i) % 72 AS BIGINT) AS age,
+                       ['F', 'M'][1 + CAST(hash(i * 3) % 2 AS INTEGER)] AS sex,
+                       {DISTRICTS!r}[1 + CAST(hash(i * 5) % 4 AS INTEGER)] AS district,
+                       round(5 + (hash(i * 7) % 150) / 10.0, 1) AS hba1c
+                FROM range(?) AS t(i)
+            ) TO ? (FORMAT parquet)""",
+            [rows, str(target)],
+        )
+        return target.read_bytes()
+
+
 TERMS = {"use_conditions": ["GRU"], "max_term_months": 24}
 
 
 class Delivery(Circulation):
-    async def published(self, owner: Party, grade: str, *, plans: list[dict] | None = None) -> dict[str, Any]:
+    async def published(
+        self, owner: Party, grade: str, *, plans: list[dict] | None = None, file: tuple[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """A listed product with release 1 published: ``file`` (name, content) is its visits table,
+        by default ``visits.csv`` of ``visits_csv()``."""
         product = await self.catalogue.draft(owner, grade=grade, dictionary=[TABLE])
         offer = await self.catalogue.offer(owner, product["id"], terms=TERMS, plans=plans or [FREE])
-        base = f"/v1/products/{product['id']}/releases"
-        expect(await self.client.post(base, json={"version": "1"}, headers=owner.headers), 201)
-        expect(await self.client.put(f"{base}/1/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
-        expect(await self.client.post(f"{base}/1/publish", headers=owner.headers), 200)
+        await self.release(owner, product["id"], "1", file)
         expect(await self.client.post(f"/v1/products/{product['id']}/submit", headers=owner.headers), 200)
         curator = await self.catalogue.curator()
         listed = expect(
@@ -65,6 +93,14 @@ class Delivery(Circulation):
             200,
         )
         return {**listed, "plans": offer["plans"]}
+
+    async def release(self, owner: Party, product_id: str, version: str, file: tuple[str, bytes] | None = None) -> None:
+        """Publish release ``version`` of the product with ``file`` (default: ``visits.csv``) as its visits table."""
+        name, content = file or ("visits.csv", visits_csv())
+        base = f"/v1/products/{product_id}/releases"
+        expect(await self.client.post(base, json={"version": version}, headers=owner.headers), 201)
+        expect(await self.client.put(f"{base}/{version}/files/{name}", content=content, headers=owner.headers), 201)
+        expect(await self.client.post(f"{base}/{version}/publish", headers=owner.headers), 200)
 
     async def licence_on(
         self, product: dict[str, Any], owner: Party, consumer: dict[str, Party], plan: int = 0

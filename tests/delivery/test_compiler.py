@@ -22,7 +22,7 @@ from catalog.delivery import compiler, validation
 from catalog.delivery.schemas import MAX_GROUPS, Aggregate, Condition, OrderBy, QueryRequest
 from catalog.errors import Forbidden, ValidationFailed
 from catalog.policy import rule
-from catalog.storage import Storage
+from catalog.storage import RECORD_KEY, Storage
 
 # L4 as it was before its revision — cell-key perturbation, exact query-set refusals — which a policy file
 # may still switch on below L4: the controls these tests exercise. The anonymised L4 has its own tests.
@@ -213,7 +213,7 @@ class TestInjection:
         q = QueryRequest(table="odd", select=[odd], where=[Condition(field=odd, op="=", value=7)])
         validation.validate(q, table, L1, "rows")
         with storage.sandbox.open_connection(storage.release_dir("rel_01")) as conn:
-            assert compiler.run(conn, compiler.rows_sql(q, table, str(target))) == [{odd: 7}]
+            assert compiler.run(conn, compiler.rows_sql(q, table, str(target))) == [{odd: 7, RECORD_KEY: 1}]
 
 
 class TestValidate:
@@ -329,8 +329,9 @@ class TestGradeRule:
         assert "person_id" not in at_l3.columns and at_l3.columns[0] == "age"
         assert compiler.rows_sql(q, TABLE, path).columns == at_l3.columns  # no rule: the safe default
         at_l1 = compiler.rows_sql(q, TABLE, path, L1)
-        assert at_l1.columns[0] == "person_id" and at_l1.params[-1] == compiler.DEFAULT_LIMIT
-        assert len(compiler.run(conn, at_l1)) == compiler.DEFAULT_LIMIT < len(ROWS)
+        # One row past the page, which says the answer was cut.
+        assert at_l1.columns[0] == "person_id" and at_l1.params[-1] == compiler.DEFAULT_LIMIT + 1
+        assert len(compiler.run(conn, at_l1)) == compiler.DEFAULT_LIMIT + 1 < len(ROWS)
 
     def test_an_aggregate_outside_the_grade_is_refused(self) -> None:
         q = query(aggregates=[Aggregate(fn="count"), Aggregate(fn="max", field="age")])
@@ -388,7 +389,72 @@ class TestOperators:
         )
         rows = compiler.run(conn, compiler.rows_sql(q, TABLE, path, L1))
         expected = sorted((r["age"] for r in ROWS if r["district"] == "Pudong" and r["age"] > 50), reverse=True)
-        assert [r["age"] for r in rows] == expected[:3]
+        assert [r["age"] for r in rows] == expected[:4]  # the page of 3 and the row past it
+
+
+def ordered(rows: list[dict[str, Any]], order_by: list[OrderBy]) -> list[dict[str, Any]]:
+    """Python's version of a page's order: each order_by key (nulls last), then the record key."""
+    rows = sorted(rows, key=lambda r: r[RECORD_KEY])
+    for o in reversed(order_by):  # stable sorts, least significant key first
+        present = [r for r in rows if r[o.field] is not None]
+        rows = sorted(present, key=lambda r: r[o.field], reverse=o.direction == "desc") + [
+            r for r in rows if r[o.field] is None
+        ]
+    return rows
+
+
+class TestRowPages:
+    SELECT = ["person_id", "age", "district", "hba1c", "visit_date", "smoker"]
+
+    @pytest.mark.parametrize(
+        "order_by",
+        [
+            [],
+            [OrderBy(field="hba1c")],  # with nulls
+            [OrderBy(field="hba1c", direction="desc"), OrderBy(field="visit_date")],
+            [OrderBy(field="smoker"), OrderBy(field="age", direction="desc")],
+            [OrderBy(field="district", direction="desc"), OrderBy(field="visit_date", direction="desc")],
+        ],
+    )
+    @pytest.mark.parametrize("size", [1, 7, 50])
+    def test_pages_joined_are_the_whole_answer_in_one_fixed_order(
+        self, conn: duckdb.DuckDBPyConnection, path: str, order_by: list[OrderBy], size: int
+    ) -> None:
+        q = query(select=self.SELECT, where=where("age", ">=", 0), order_by=order_by, limit=10_000)
+        whole = compiler.run(conn, compiler.rows_sql(q, TABLE, path, L1))
+        expected = ordered([r for r in ROWS if r["age"] >= 0], order_by)
+        assert whole == [{c: r[c] for c in [*self.SELECT, RECORD_KEY]} for r in expected]
+        pages: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = msgspec.structs.replace(q, limit=size)
+            fetched = compiler.run(conn, compiler.rows_sql(page, TABLE, path, L1, after=after))
+            pages += fetched[:size]
+            if len(fetched) <= size:
+                break
+            last = fetched[size - 1]
+            after = [*(last[o.field] for o in order_by), last[RECORD_KEY]]
+        assert pages == whole
+
+    def test_a_page_as_parquet_holds_the_page_in_order_without_the_keys(
+        self, store: tuple[Storage, Path, str], tmp_path: Path
+    ) -> None:
+        storage, release, path = store
+        q = query(select=["age", "hba1c"], order_by=[OrderBy(field="hba1c", direction="desc")], limit=5)
+        page = compiler.rows_sql(q, TABLE, path, L1)
+        target = storage.root / "tmp" / "page.parquet"
+        with storage.sandbox.open_connection(release, target.parent) as conn:
+            fetched, content = compiler.run_page_to_parquet(conn, q, page, str(target))
+            expected = compiler.run(conn, page)
+        assert [dict(zip(page.columns, row, strict=True)) for row in fetched] == expected and len(expected) == 6
+        written = tmp_path / "written.parquet"
+        written.write_bytes(content)
+        with duckdb.connect() as plain:
+            rows = plain.execute("SELECT * FROM read_parquet(?)", [str(written)]).fetchall()
+            types = [
+                t for _, t, *_ in plain.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(written)]).fetchall()
+            ]
+        assert rows == [(r["age"], r["hba1c"]) for r in expected[:5]] and types == ["BIGINT", "DOUBLE"]
 
 
 def cells_by(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:

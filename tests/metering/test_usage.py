@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from catalog import db, outbox
 from catalog.access.models import Licence
+from catalog.audit import AuditEvent
 from catalog.metering import service as metering
 from catalog.metering.models import Reservation, UsageCounter, UsageEvent
 from tests.support import expect, problem
@@ -276,6 +278,17 @@ class TestReports:
         assert expect(await client.get("/v1/usage", headers=stranger["buyer"].headers), 200)["rows"] == []
 
 
+async def past_its_time(app, consumer, licence) -> Reservation:
+    """A query's reservation of 400 rows, open past its expiry, as a crashed (or slow) request leaves it."""
+    async with db.write_transaction(app.state.sessions) as session:
+        lic = await session.get(Licence, licence["id"])
+        reservation = await metering.reserve(
+            session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
+        )
+        await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+    return reservation
+
+
 class TestReservations:
     async def test_the_sweep_gives_back_what_a_crash_left_reserved(self, client, app, setup) -> None:
         _, consumer, licence = setup
@@ -323,12 +336,7 @@ class TestReservations:
     async def test_work_that_outlives_its_reservation_is_still_counted(self, client, app, setup) -> None:
         """A download slower than its reservation: the sweep gives the hold back, the settle still counts."""
         _, consumer, licence = setup
-        async with db.write_transaction(app.state.sessions) as session:
-            lic = await session.get(Licence, licence["id"])
-            reservation = await metering.reserve(
-                session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
-            )
-            await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        reservation = await past_its_time(app, consumer, licence)
         await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
         async with db.write_transaction(app.state.sessions) as session:
             assert await metering.settle(session, reservation.id, {"queries": 1, "rows_returned": 250})
@@ -341,3 +349,19 @@ class TestReservations:
             ).scalars()
             assert list(recorded) == [250]
             assert (await s.get(Reservation, reservation.id)).status == "settled"
+
+    async def test_an_expiry_is_audited_once_and_a_late_settle_is_counted_once(self, app, setup) -> None:
+        owner, consumer, licence = setup
+        reservation = await past_its_time(app, consumer, licence)
+        for _ in range(2):  # a second sweep finds nothing left to expire
+            await metering.sweep_reservations(outbox.JobContext(sessions=app.state.sessions, services={}))
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.settle(session, reservation.id, {"queries": 1, "rows_returned": 250})
+        async with app.state.sessions() as s:
+            expired = (await s.execute(select(AuditEvent).where(AuditEvent.action == "reservation.expired"))).scalars()
+            (event,) = list(expired)
+            assert (await s.execute(select(UsageCounter.used))).scalar_one() == 250
+        assert event.subject_id == reservation.id and event.actor_user_id is None
+        assert set(event.org_ids) == {consumer["analyst"].org_id, owner.org_id}
+        data = json.loads(event.data)
+        assert (data["licence_id"], data["kind"], data["reserved"]) == (licence["id"], "query", {"rows_returned": 400})
