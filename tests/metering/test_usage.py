@@ -146,6 +146,7 @@ class TestIngest:
             ({"occurred_at": "2999-01-01T00:00:00Z"}, "events.0.occurred_at"),
             ({"occurred_at": "2001-01-01T00:00:00Z"}, "events.0.occurred_at"),
             ({"licence_id": "lic_01M8KA6FHNZP644F7TPRPS09WM"}, "events.0.licence_id"),
+            ({"idempotency_key": "ev-\x00"}, "events.0.idempotency_key"),  # PostgreSQL cannot store a NUL
         ],
     )
     async def test_invalid_events_are_refused_whole(self, client, app, setup, change, field) -> None:
