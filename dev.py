@@ -36,7 +36,7 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 POSTGRES_DATABASE = """
 import asyncio, sys, asyncpg
 async def main(server, action, name):
-    conn = await asyncpg.connect(server + "/postgres", timeout=3)
+    conn = await asyncpg.connect(server + "/postgres", timeout=10)
     try:
         if action == "create":
             await conn.execute(f'CREATE DATABASE "{name}"')
@@ -113,14 +113,16 @@ def test(args: list[str]) -> int:
     try:
         return subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
     finally:
-        if database is not None:
-            postgres_database(LOCAL_POSTGRES, "drop", database)
+        if database is not None and not postgres_database(LOCAL_POSTGRES, "drop", database):
+            print(f"dev.py: could not drop the test database {database}; drop it by hand", file=sys.stderr)
 
 
 def postgres_database(server: str, action: str, name: str) -> bool:
+    """Create or drop a database; False if the server does not answer or refuses. Generous time:
+    on a busy machine starting Python and ending the tests' connections takes a while."""
     try:
         done = subprocess.run(
-            [str(BIN / "python"), "-c", POSTGRES_DATABASE, server, action, name], capture_output=True, timeout=30
+            [str(BIN / "python"), "-c", POSTGRES_DATABASE, server, action, name], capture_output=True, timeout=180
         )
     except subprocess.TimeoutExpired:
         return False
