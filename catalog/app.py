@@ -23,7 +23,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 from billing import meters, payments, refunds, subscriptions, transfers, webhooks
 from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
-from catalog import auth, db, errors, observability, outbox, policy, shielded
+from catalog import auth, db, errors, intake, observability, outbox, policy, shielded
 from catalog.access import blocklists, licences
 from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
@@ -156,7 +156,8 @@ def create_app(
             "caller": Provide(auth.provide_caller),
             "viewer": Provide(auth.provide_viewer),
         },
-        middleware=[observability.AccessLogMiddleware(), auth.AuthenticationMiddleware()],
+        middleware=[observability.AccessLogMiddleware(), auth.AuthenticationMiddleware(), intake.IntakeMiddleware()],
+        request_class=intake.IntakeRequest,
         guards=[auth.require_caller],
         exception_handlers={Exception: errors.problem_response},
         before_send=[observability.add_request_id_header],
@@ -167,6 +168,7 @@ def create_app(
         logging_config=None,
     )
     app.state.settings = settings
+    app.state.query_parameters = intake.declared_query_parameters(app)
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.registry = registry

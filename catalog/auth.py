@@ -26,7 +26,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import single_read, utcnow, write_transaction
-from catalog.errors import Forbidden, NotAuthenticated
+from catalog.errors import Forbidden, NotAuthenticated, NotFound
 from catalog.orgs import repository as orgs_repo
 
 KEY_PREFIX = "lode_"
@@ -59,6 +59,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     def is_member_with(self, org_id: str, *roles: str) -> bool:
         return self.org_id == org_id and any(self.acts_as(r) for r in roles)
+
+    def holds(self, role: str) -> bool:
+        """Granted ``role`` itself: an admin's acting in every role does not count. Review decisions
+        ask this, so that an admin is one pair of eyes, not all of them."""
+        return role in self.roles
 
 
 def new_secret() -> str:
@@ -101,6 +106,8 @@ async def _authenticate(scope: Scope) -> Principal | None:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret.startswith(KEY_PREFIX):
         raise NotAuthenticated("Use 'Authorization: Bearer <api key>'.")
+    if not (secret.isascii() and secret.isprintable()):  # a NUL would fail the lookup on PostgreSQL
+        raise NotAuthenticated("The API key is unknown or revoked.")
     state = scope["litestar_app"].state
     expected = hash_secret(state.settings.key_pepper, secret)
     async with single_read(state.engine) as conn:
@@ -180,7 +187,9 @@ def any_of(*guards: Any) -> Any:
 
 
 def ensure_org_admin(principal: Principal, org_id: str) -> None:
-    """The organisation's own admin, or the operator's admin."""
+    """The organisation's own admin, or the operator's admin; another tenant is told the
+    organisation does not exist (as it would be for a made-up id)."""
+    ensure_sees_org(principal, org_id)
     if principal.is_member_with(org_id, "admin") or principal.is_operator_with("admin"):
         return
     raise Forbidden("Only the organisation's admin or the operator's admin may do this.")
@@ -196,8 +205,10 @@ def ensure_member_with(principal: Principal | None, org_id: str, *roles: str) ->
 
 
 def ensure_sees_org(principal: Principal, org_id: str) -> None:
+    """Its own members and the operator; to anyone else a real organisation's members, keys,
+    block-list or statement answer 404 exactly as a made-up one does, so ids cannot be probed."""
     if principal.org_id != org_id and not principal.is_operator:
-        raise Forbidden("You may only see your own organisation.")
+        raise NotFound(f"No organisation {org_id}.")
 
 
 async def provide_caller(request: Request[Any, Any, Any]) -> Principal:

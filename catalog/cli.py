@@ -172,16 +172,22 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     require_current_schema(settings)
     if args.no_worker:
-        import os
-
         os.environ["LODE_RUN_WORKER"] = "0"
-    print(
-        f"Lode serving on http://{args.host}:{args.port} — docs at http://{args.host}:{args.port}/docs", file=sys.stderr
-    )
+    if not os.environ.get("LODE_PUBLIC_URL", "").strip():
+        # Unset, the app's own links (DCAT, Stripe return URLs) and the docs URL printed below
+        # follow the port it serves on rather than the default :8000; uvicorn's app reads the env.
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        os.environ["LODE_PUBLIC_URL"] = (
+            f"http://[{shown}]:{args.port}" if ":" in shown else f"http://{shown}:{args.port}"
+        )
+    public = os.environ["LODE_PUBLIC_URL"].strip().rstrip("/")
+    print(f"Lode serving on {args.host}:{args.port} — API docs at {public}/docs", file=sys.stderr)
     uvicorn.run(
         "catalog.app:create_app",
         factory=True,

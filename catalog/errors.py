@@ -23,6 +23,7 @@ unexpected failure says only that it happened, with the request id that finds it
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from http import HTTPStatus
@@ -249,25 +250,37 @@ def _caused_by_decode_error(exc: BaseException) -> bool:
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at (?:`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED = re.compile(r"(?:missing required field|unknown field) `(?P<name>[^`]+)`")
+_MISSING = re.compile(r"^Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
+# msgspec quotes a pattern with repr(), which doubles every backslash: '^\\d{4}$' for ^\d{4}$.
+_REGEX = re.compile(r"matching regex (?P<quoted>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
 
 
 def _validation(exc: ValidationException) -> DomainError:
     errors: list[FieldError] = []
     cause = exc.__cause__
-    if isinstance(cause, msgspec.ValidationError):
+    missing = _MISSING.match(str(exc.detail))
+    if isinstance(cause, KeyError) and missing:  # Litestar's extractor found no value for a required parameter
+        errors.append(FieldError(missing.group("name"), f"required {missing.group('kind')} parameter is missing"))
+    elif isinstance(cause, msgspec.ValidationError):
         errors.append(_from_msgspec(str(cause)))
     elif isinstance(exc.extra, list):
         for item in exc.extra:
             if isinstance(item, dict):
-                errors.append(FieldError(str(item.get("key") or "body"), str(item.get("message") or "invalid")))
+                message = _readable(str(item.get("message") or "invalid"))
+                errors.append(FieldError(str(item.get("key") or "body"), message))
     if not errors:
         errors.append(FieldError("body", str(exc.detail)))
     return ValidationFailed.of(errors)
 
 
+def _readable(message: str) -> str:
+    """msgspec's message with a pattern shown as written, not as its repr."""
+    return _REGEX.sub(lambda m: f"matching regex `{ast.literal_eval(m.group('quoted'))}`", message)
+
+
 def _from_msgspec(text: str) -> FieldError:
     match = _AT.match(text)
-    message = match.group("message") if match else text
+    message = _readable(match.group("message") if match else text)
     path = (match.group("path") or "") if match else ""
     parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
     if parts and parts[0] == "data":

@@ -152,6 +152,8 @@ class Storage:
             columns, rows = await self.sandbox.work(
                 partial(_detect, path=incoming, fmt=fmt), release_dir, f"{name} could not be read as {fmt.upper()}"
             )
+            if any("\x00" in c.name for c in columns):  # PostgreSQL could not store the column list
+                raise Unprocessable(f"{name}: a column name holds a NUL character (U+0000).", code="unreadable_file")
             await asyncio.to_thread(os.replace, incoming, final)
         except BaseException:
             # Synchronous on purpose: it must run even when the request was cancelled.

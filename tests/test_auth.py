@@ -102,7 +102,7 @@ class TestRoles:
         buyer = await actors.member(a.org_id, ["buyer"])
         body = {"email": "new@a.test", "name": "New", "roles": ["analyst"]}
         problem(await client.post(f"/v1/orgs/{a.org_id}/members", json=body, headers=buyer.headers), 403, "forbidden")
-        problem(await client.post(f"/v1/orgs/{a.org_id}/members", json=body, headers=b.headers), 403, "forbidden")
+        problem(await client.post(f"/v1/orgs/{a.org_id}/members", json=body, headers=b.headers), 404, "not_found")
         expect(await client.post(f"/v1/orgs/{a.org_id}/members", json=body, headers=a.headers), 201)
 
     async def test_roles_must_fit_the_organisation_kind(self, client, actors: Actors) -> None:
@@ -128,10 +128,56 @@ class TestTenancy:
         a = await actors.org("consumer")
         b = await actors.org("provider")
         problem(await client.get(f"/v1/orgs/{b.org_id}", headers=a.headers), 404, "not_found")
-        problem(await client.get(f"/v1/orgs/{b.org_id}/members", headers=a.headers), 403, "forbidden")
-        problem(await client.get(f"/v1/orgs/{b.org_id}/api-keys", headers=a.headers), 403, "forbidden")
+        problem(await client.get(f"/v1/orgs/{b.org_id}/members", headers=a.headers), 404, "not_found")
+        problem(await client.get(f"/v1/orgs/{b.org_id}/api-keys", headers=a.headers), 404, "not_found")
         b_key = await _key_id(client, b)
         problem(await client.delete(f"/v1/api-keys/{b_key}", headers=a.headers), 404, "not_found")
+
+    async def test_every_org_scoped_route_answers_a_real_org_as_a_made_up_one(self, client, actors, app) -> None:
+        """Another tenant learns nothing from an organisation id: each route under /v1/orgs/{org_id}
+        answers the same for a real organisation as for one that does not exist — 404, or the 403
+        of a role guard that runs before any lookup."""
+        caller = await actors.org("consumer")
+        real = await actors.org("provider")
+        blocked = await actors.org("consumer")
+        real_ids = {"org_id": real.org_id, "user_id": real.user_id, "blocked_org_id": blocked.org_id}
+        made_up = {**DUMMY_IDS, "blocked_org_id": DUMMY_IDS["org_id"]}
+        bodies = {
+            "AddMember": {"email": "new@x.test", "name": "New", "roles": ["publisher"]},
+            "UpdateMember": {"name": "Renamed"},
+            "IssueApiKey": {"user_id": caller.user_id, "name": "mine"},
+            "BlockOrg": {"org_id": blocked.org_id, "reason": "test"},
+            "VerifyOrg": {"status": "rejected"},
+            "PayoutAccount": None,
+        }
+        role_guarded = {"VerifyOrg": 403}  # the operator admin's only: refused before anything is looked up
+        spec = app.openapi_schema.to_schema()
+        swept = []
+        for path, item in spec["paths"].items():
+            if "{org_id}" not in path:
+                continue
+            for method, operation in item.items():
+                name = operation["operationId"]
+                answers = []
+                for ids in (real_ids, made_up):
+                    url = re.sub(r"\{(\w+)\}", lambda m, ids=ids: ids[m.group(1)], path)
+                    query = "?period=2026-11" if name == "GetStatement" else ""
+                    response = await client.request(
+                        method.upper(), url + query, json=bodies.get(name), headers=caller.headers
+                    )
+                    answers.append((response.status_code, response.json()["code"]))
+                expected = role_guarded.get(name, 404)
+                assert answers[0] == answers[1] == (expected, "forbidden" if expected == 403 else "not_found"), (
+                    name,
+                    answers,
+                )
+                swept.append(name)
+        assert set(swept) >= {
+            "GetOrg", "ListMembers", "AddMember", "UpdateMember", "RemoveMember", "ListApiKeys", "IssueApiKey",
+            "ListBlocklist", "BlockOrg", "UnblockOrg", "GetStatement", "PayoutAccount", "VerifyOrg",
+        }  # fmt: skip
+        listed = expect(await client.get(f"/v1/orgs/{real.org_id}/members", headers=real.headers), 200)
+        assert [m["name"] for m in listed["items"]] != ["Renamed"]  # and nothing was changed on the way
 
     async def test_a_member_sees_only_its_own_keys_and_cannot_issue_for_others(self, client, actors) -> None:
         a = await actors.org("consumer")

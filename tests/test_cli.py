@@ -77,12 +77,15 @@ class TestServe:
                 assert json.loads(r.read())["organisation"]["kind"] == "operator"
             with urllib.request.urlopen(f"{base}/docs", timeout=5) as r:
                 assert r.headers["content-type"].startswith("text/html")
+            with urllib.request.urlopen(f"{base}/v1/catalog.jsonld", timeout=5) as r:
+                assert json.loads(r.read())["@id"] == f"{base}/v1/catalog.jsonld"  # its links follow the port
         finally:
             server.send_signal(signal.SIGTERM)
             _, logs = server.communicate(timeout=30)
         # uvicorn re-raises the signal after its graceful shutdown; the worker had stopped cleanly.
         assert server.returncode in (0, -signal.SIGTERM)
         assert '"worker stopped"' in logs and "Traceback" not in logs
+        assert f"API docs at {base}/docs" in logs  # not the default :8000
 
 
 class TestCommands:

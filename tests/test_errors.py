@@ -78,6 +78,47 @@ class TestBadInput:
             )
             assert err["errors"][0]["field"] == field, (query, err)
 
+    async def test_a_missing_query_parameter_is_named_as_itself(self, client, actors: Actors) -> None:
+        err = problem(
+            await client.get(f"/v1/orgs/{actors.operator.org_id}/statement", headers=actors.operator.headers),
+            400,
+            "validation_error",
+        )
+        assert err["errors"] == [{"field": "period", "message": "required query parameter is missing"}]
+
+    @pytest.mark.parametrize(
+        ("url", "body", "pattern"),
+        [
+            ("/v1/orgs/{org}/statement?period=2026", None, r"^\d{4}-\d{2}$"),
+            ("/v1/orgs", {**GOOD, "slug": "Not A Slug"}, r"^[a-z0-9]+(?:-[a-z0-9]+)*$"),
+            ("/v1/orgs", {**GOOD, "jurisdiction": "cn"}, r"^[A-Z]{2}$"),
+        ],
+    )
+    async def test_a_pattern_is_shown_as_written(self, client, actors: Actors, url, body, pattern) -> None:
+        url = url.format(org=actors.operator.org_id)
+        headers = actors.operator.headers
+        response = await (client.post(url, json=body, headers=headers) if body else client.get(url, headers=headers))
+        err = problem(response, 400, "validation_error")
+        assert err["errors"][0]["message"] == f"Expected `str` matching regex `{pattern}`"
+        assert pattern in err["detail"]
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field"),
+        [
+            ("/v1/orgs", {**GOOD, "name": "Ruijin\x00Hospital"}, "name"),
+            ("/v1/orgs/{org}/members", {"email": "a\x00@b.cn", "name": "A", "roles": ["curator"]}, "email"),
+            ("/v1/orgs/{org}/members", {"email": "a@b.cn", "name": "\x00", "roles": ["curator"]}, "name"),
+        ],
+    )
+    async def test_a_nul_character_is_refused_and_nothing_written(
+        self, client, actors: Actors, sessions, path, body, field
+    ) -> None:
+        before = await counts(sessions)
+        url = path.format(org=actors.operator.org_id)
+        err = problem(await client.post(url, json=body, headers=actors.operator.headers), 400, "validation_error")
+        assert [e["field"] for e in err["errors"]] == [field]
+        assert await counts(sessions) == before
+
     async def test_unknown_path_and_method(self, client, actors: Actors) -> None:
         problem(await client.get("/v1/nothing-here", headers=actors.operator.headers), 404, "not_found")
         problem(await client.put("/v1/me", headers=actors.operator.headers), 405, "method_not_allowed")

@@ -16,7 +16,7 @@ from catalog.access import repository as repo
 from catalog.access.holds import add_hold, lift_hold
 from catalog.access.models import BlocklistEntry
 from catalog.access.schemas import BlocklistCreate, BlocklistEntryRead, BlocklistRead
-from catalog.auth import Principal, ensure_org_admin
+from catalog.auth import Principal, ensure_org_admin, ensure_sees_org
 from catalog.db import utcnow
 from catalog.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from catalog.orgs import repository as orgs_repo
@@ -94,6 +94,7 @@ class BlocklistService:
         self.caller = caller
 
     async def _list_owner(self, org_id: str) -> None:
+        ensure_sees_org(self.caller, org_id)  # another tenant's list: 404, as for a made-up id
         org = await orgs_repo.get_org(self.session, org_id)
         if org is None:
             raise NotFound(f"No organisation {org_id}.")

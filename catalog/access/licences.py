@@ -10,9 +10,11 @@ revoked``. A licence is suspended exactly while it carries a hold, and each hold
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, outbox, policy
@@ -23,6 +25,7 @@ from catalog.access.models import Application, Licence, LicenceHold, LicencePart
 from catalog.access.schemas import (
     EthicsApproval,
     HoldRead,
+    LicenceCondition,
     LicenceList,
     LicenceRead,
     RegisterEntry,
@@ -52,8 +55,11 @@ def add_months(start: date, months: int) -> date:
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 
-async def issue_licence(session: AsyncSession, actor: Any, app: Application, product: Product) -> Licence:
-    """The licence an approval grants: everything pinned as it stands at this moment."""
+async def issue_licence(
+    session: AsyncSession, actor: Any, app: Application, product: Product, conditions: Sequence[dict[str, Any]] = ()
+) -> Licence:
+    """The licence an approval grants: everything pinned as it stands at this moment, with the
+    reviewers' conditions (``{track, text, decided_by, decided_at}``) it is granted under."""
     terms = await products_repo.current_terms(session, product.id)
     rule = await products_repo.current_revenue_share(session, product.id)
     plan = await products_repo.plan(session, app.plan_id)
@@ -83,6 +89,7 @@ async def issue_licence(session: AsyncSession, actor: Any, app: Application, pro
         caps=dict(plan.caps),
         cap_period=plan.cap_period,
         modes=policy.licensable_modes(product.grade, plan.modes, removed_modes(terms.local_conditions)),
+        conditions=[{**c, "decided_at": c["decided_at"].isoformat()} for c in conditions],
         status="pending_acceptance",
         ethics_expires_on=date.fromisoformat(app.ethics_approval["expires_on"]) if app.ethics_approval else None,
         created_at=now,
@@ -109,6 +116,7 @@ async def issue_licence(session: AsyncSession, actor: Any, app: Application, pro
             "starts_on": starts_on,
             "ends_on": licence.ends_on,
             "modes": licence.modes,
+            "conditions": licence.conditions,
         },
     )
     return licence
@@ -350,6 +358,7 @@ def _read(licence: Licence, holds: list[LicenceHold]) -> LicenceRead:
         caps=dict(licence.caps),
         cap_period=licence.cap_period,
         modes=list(licence.modes),
+        conditions=[msgspec.convert(c, LicenceCondition, strict=False) for c in licence.conditions],
         status=licence.status,
         holds=[HoldRead(kind=h.kind, source=h.source, reason=h.reason, set_at=h.set_at) for h in holds],
         ethics_expires_on=licence.ethics_expires_on,

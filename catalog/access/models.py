@@ -51,6 +51,22 @@ class ReviewTrack(IdMixin, CreatedMixin, Base):
     round: Mapped[int] = mapped_column(Integer, default=1)
 
 
+class ReviewDecider(Base):
+    """Four eyes: the one track of an application each person may decide.
+
+    Written on a person's first decision of the application and kept through every round, so a
+    resubmit that reopens a track (and clears its ``decided_by``) still remembers who decided what.
+    The key makes a second track for the same person impossible even if two requests race.
+    """
+
+    __tablename__ = "review_deciders"
+
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    track: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Licence(IdMixin, CreatedMixin, Base):
     __tablename__ = "licences"
     __table_args__ = (
@@ -76,6 +92,8 @@ class Licence(IdMixin, CreatedMixin, Base):
     caps: Mapped[dict[str, Any]]
     cap_period: Mapped[str] = mapped_column(String(16))
     modes: Mapped[list[str]]
+    # approve_with_conditions decisions, copied at approval: [{track, text, decided_by, decided_at}]
+    conditions: Mapped[list[Any]] = mapped_column(default=list)
     # pending_acceptance | declined | pending_payment | active | suspended | expired | revoked | cancelled
     status: Mapped[str] = mapped_column(String(24), default="pending_acceptance")
     ethics_expires_on: Mapped[date | None]

@@ -12,7 +12,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog.access.models import Application, BlocklistEntry, Licence, LicenceHold, LicenceParty, ReviewTrack
+from catalog.access.models import (
+    Application,
+    BlocklistEntry,
+    Licence,
+    LicenceHold,
+    LicenceParty,
+    ReviewDecider,
+    ReviewTrack,
+)
 from catalog.auth import Principal
 from catalog.errors import NotFound
 from catalog.orgs.models import Membership, Organisation
@@ -57,6 +65,12 @@ async def tracks(session: AsyncSession, app_ids: Sequence[str]) -> dict[str, lis
         for row in (await session.execute(stmt)).scalars():
             found[row.application_id].append(row)
     return found
+
+
+async def decided_track(session: AsyncSession, app_id: str, user_id: str) -> str | None:
+    """The track of the application this person decided before, in any round."""
+    stmt = select(ReviewDecider.track).where(ReviewDecider.application_id == app_id, ReviewDecider.user_id == user_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def licence_ids_for(session: AsyncSession, app_ids: Sequence[str]) -> dict[str, str]:

@@ -3,6 +3,14 @@
 A reject beats a return; a return cancels the pending tracks; a resubmit reopens only the tracks
 not already approved. The application row is locked for every decision, so two reviewers deciding
 the last open tracks at once still leave exactly one licence.
+
+Four eyes. A track is decided only by someone granted that track's role itself — the owner's
+``reviewer``, the operator's ``ethics``, ``security``, ``compliance``, or ``admin`` for the
+operator track; an admin's acting in every role of its organisation does not reach review. And
+one person decides at most one track of an application, in every round: whoever decided (or
+returned) a track may decide that same track again after a resubmit, never another one
+(409 ``four_eyes``). The conditions of ``approve_with_conditions`` decisions are copied onto the
+licence the approval issues.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog import audit, policy
 from catalog.access import repository as repo
 from catalog.access.licences import issue_licence
-from catalog.access.models import Application, Licence, ReviewTrack
+from catalog.access.models import Application, Licence, ReviewDecider, ReviewTrack
 from catalog.access.schemas import Decision
 from catalog.auth import Principal
 from catalog.db import utcnow
@@ -70,6 +78,10 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
     ensure_reviewer(caller, track_name, product)
     if data.decision in ("reject", "return") and not data.comment:
         raise ValidationFailed.field("comment", f"a comment is required to {data.decision}")
+    if data.decision == "approve_with_conditions" and not data.conditions:
+        raise ValidationFailed.field("conditions", "required to approve with conditions")
+    if data.decision != "approve_with_conditions" and data.conditions is not None:
+        raise ValidationFailed.field("conditions", "given only with approve_with_conditions")
     if app.status != "under_review":
         raise Conflict(f"The application is {app.status}: nothing to decide.", code="invalid_transition")
     tracks = {t.track: t for t in (await repo.tracks(session, [app.id]))[app.id]}
@@ -78,6 +90,7 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
         raise NotFound(f"This application has no {track_name} track.")
     if track.status != "pending":
         raise Conflict(f"The {track_name} track is already {track.status}.", code="track_decided")
+    await _one_track_each(session, caller, app, track_name)
     track.status, track.decision, track.comment = DECIDED[data.decision], data.decision, data.comment
     track.conditions, track.decided_by, track.decided_at = data.conditions, caller.user_id, utcnow()
     await audit_application(
@@ -86,7 +99,7 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
         "application.decided",
         app,
         product,
-        {"track": track_name, "decision": data.decision, "comment": data.comment},
+        {"track": track_name, "decision": data.decision, "comment": data.comment, "conditions": data.conditions},
     )
     statuses = [t.status for t in tracks.values()]
     if "rejected" in statuses:
@@ -100,15 +113,29 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
 
 
 def ensure_reviewer(caller: Principal, track: str, product: Product) -> None:
+    """The track's own role, granted explicitly (an admin does not act in it by being admin)."""
     if track == "provider":
-        if caller.is_member_with(product.owner_org_id, "reviewer"):
+        if caller.org_id == product.owner_org_id and caller.holds("reviewer"):
             return
-        raise Forbidden("The provider track is decided by the owner's reviewer or admin.")
+        raise Forbidden("The provider track is decided by a member of the owner with the reviewer role.")
     role = TRACK_ROLES.get(track)
     if role is None:
         raise NotFound(f"No track {track}.")
-    if not caller.is_operator_with(role):
-        raise Forbidden(f"The {track} track is decided by the operator's {role} role.")
+    if not (caller.is_operator and caller.holds(role)):
+        raise Forbidden(f"The {track} track is decided by an operator member with the {role} role.")
+
+
+async def _one_track_each(session: AsyncSession, caller: Principal, app: Application, track: str) -> None:
+    """Four eyes: the first decision binds a person to its track of this application for good."""
+    decided = await repo.decided_track(session, app.id, caller.user_id)
+    if decided is None:
+        session.add(ReviewDecider(application_id=app.id, user_id=caller.user_id, track=track, created_at=utcnow()))
+    elif decided != track:
+        raise Conflict(
+            f"You decided the {decided} track of this application; another person must decide the {track} track.",
+            code="four_eyes",
+            decided_track=decided,
+        )
 
 
 async def _close(
@@ -129,7 +156,16 @@ async def _close(
 
 async def approve(session: AsyncSession, caller: Principal, app: Application, product: Product) -> Licence:
     app.status, app.decided_at = "approved", utcnow()
-    licence = await issue_licence(session, caller, app, product)
+    order = policy.rule(product.grade).tracks
+    conditional = sorted(
+        (t for t in (await repo.tracks(session, [app.id]))[app.id] if t.status == "approved_with_conditions"),
+        key=lambda t: order.index(t.track) if t.track in order else len(order),
+    )
+    conditions = [
+        {"track": t.track, "text": t.conditions, "decided_by": t.decided_by, "decided_at": t.decided_at}
+        for t in conditional
+    ]
+    licence = await issue_licence(session, caller, app, product, conditions)
     await audit_application(session, caller, "application.approved", app, product, {"licence_id": licence.id})
     return licence
 

@@ -125,6 +125,15 @@ class HoldRead(Struct, kw_only=True):
     set_at: datetime
 
 
+class LicenceCondition(Struct, kw_only=True):
+    """A condition a reviewer approved the application under (``approve_with_conditions``)."""
+
+    track: Track
+    text: str
+    decided_by: str
+    decided_at: datetime
+
+
 class LicenceRead(Struct, kw_only=True):
     id: str
     application_id: str
@@ -144,6 +153,7 @@ class LicenceRead(Struct, kw_only=True):
     caps: dict[str, int]
     cap_period: str
     modes: list[str]
+    conditions: list[LicenceCondition]
     status: Literal[
         "pending_acceptance", "declined", "pending_payment", "active", "suspended", "expired", "revoked", "cancelled"
     ]

@@ -108,6 +108,7 @@ class DeliveryController(Controller):
             "Accept-Ranges": "bytes",
             "Content-Length": str(about.end - about.start + 1),
             "Content-Disposition": f'attachment; filename="{about.name}"',
+            "Content-Type": about.media_type,  # Stream would take the route's octet-stream over its own
         }
         if ranged:
             headers["Content-Range"] = f"bytes {about.start}-{about.end}/{about.size}"

@@ -129,10 +129,17 @@ class FileList(Struct, kw_only=True):
 
 
 class BudgetRead(Struct, kw_only=True):
+    """ε as decimals (as query answers give ``epsilon_spent``), and the same in micro-ε, the integer
+    unit the budget and usage events are kept in."""
+
     consumer_org_id: str
     product_id: str
     total: float
     spent: float
     left: float
     per_query_max: float
+    total_micro: int
+    spent_micro: int
+    left_micro: int
+    per_query_max_micro: int
     updated_at: datetime | None

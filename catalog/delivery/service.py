@@ -420,13 +420,18 @@ class DeliveryService:
             row = await metering_repo.budget(session, licence.consumer_org_id, licence.product_id)
         total = rule.epsilon_total_micro or 0  # the policy's word now, as try_spend enforces it
         spent = row.spent_micro if row else 0
+        left, per_query = max(0, total - spent), rule.epsilon_per_query_micro or 0
         return BudgetRead(
             consumer_org_id=licence.consumer_org_id,
             product_id=licence.product_id,
             total=total / policy.MICRO,
             spent=spent / policy.MICRO,
-            left=max(0, total - spent) / policy.MICRO,
-            per_query_max=(rule.epsilon_per_query_micro or 0) / policy.MICRO,
+            left=left / policy.MICRO,
+            per_query_max=per_query / policy.MICRO,
+            total_micro=total,
+            spent_micro=spent,
+            left_micro=left,
+            per_query_max_micro=per_query,
             updated_at=row.updated_at if row else None,
         )
 

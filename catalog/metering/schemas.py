@@ -47,17 +47,25 @@ class IngestResult(Struct, kw_only=True):
 
 
 class UsageRow(Struct, kw_only=True):
+    """``quantity`` is an integer in the dimension's unit — for ``epsilon_spent``, micro-ε — and
+    ``epsilon`` is that ε as a decimal, as budgets and query answers show it (null elsewhere)."""
+
     period: str  # the bucket's start in the requested time zone, ISO 8601
     dimension: str
     analyst_id: str | None
     licence_id: str
     quantity: int
+    epsilon: float | None
 
 
 class UsageReport(Struct, kw_only=True):
+    """``totals`` per dimension in integers (``epsilon_spent`` in micro-ε); ``epsilon_spent`` is
+    that total as a decimal ε."""
+
     granularity: Literal["day", "hour"]
     tz: str
     since: datetime
     until: datetime
     rows: list[UsageRow]
     totals: dict[str, int]
+    epsilon_spent: float

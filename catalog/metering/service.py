@@ -40,6 +40,7 @@ from catalog.metering.schemas import (
 from catalog.products import repository as products_repo
 
 RESERVATION_GRACE = timedelta(minutes=10)
+EPSILON = "epsilon_spent"
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -402,10 +403,24 @@ class MeteringService:
                 start = start.replace(hour=0)
             sums[(start.isoformat(), dimension, analyst, lic)] += quantity
         rows = [
-            UsageRow(period=p, dimension=d, analyst_id=a, licence_id=lic, quantity=q)
+            UsageRow(period=p, dimension=d, analyst_id=a, licence_id=lic, quantity=q, epsilon=_epsilon(d, q))
             for (p, d, a, lic), q in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3], kv[0][2] or ""))
         ]
         totals: dict[str, int] = defaultdict(int)
         for row in rows:
             totals[row.dimension] += row.quantity
-        return UsageReport(granularity=granularity, tz=tz, since=since, until=until, rows=rows, totals=dict(totals))
+        return UsageReport(
+            granularity=granularity,
+            tz=tz,
+            since=since,
+            until=until,
+            rows=rows,
+            totals=dict(totals),
+            epsilon_spent=totals.get(EPSILON, 0) / policy.MICRO,
+        )
+
+
+def _epsilon(dimension: str, quantity: int) -> float | None:
+    """ε as the decimal budgets and answers show, beside the micro-ε integer usage is counted in
+    (divided once from the integer sum, so no float error accumulates)."""
+    return quantity / policy.MICRO if dimension == EPSILON else None

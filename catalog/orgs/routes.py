@@ -170,7 +170,7 @@ class OrgController(Controller):
         "/orgs/{org_id:str}/api-keys",
         operation_id="ListApiKeys",
         summary="List API keys (admins see all, members their own); never the secrets",
-        responses=problem_responses(401, 403),
+        responses=problem_responses(401, 404),
     )
     async def list_keys(
         self, org_id: FromPath[str], org_service: NamedDependency[OrgService], page: NamedDependency[PageRequest]

@@ -284,6 +284,8 @@ class OrgService:
 
     async def issue_key(self, org_id: str, data: ApiKeyCreate) -> ApiKeyCreated:
         assert self.caller is not None
+        await self._org(org_id)
+        ensure_sees_org(self.caller, org_id)
         if data.user_id != self.caller.user_id:
             ensure_org_admin(self.caller, org_id)
         membership = await repo.membership(self.session, org_id, data.user_id)
@@ -320,6 +322,7 @@ class OrgService:
     async def list_keys(self, org_id: str, page: PageRequest) -> ApiKeyList:
         assert self.caller is not None
         ensure_sees_org(self.caller, org_id)
+        await self._org(org_id)
         admin = self.caller.is_member_with(org_id, "admin") or self.caller.is_operator_with("admin")
         result = await repo.list_keys(self.session, org_id, page, None if admin else self.caller.user_id)
         return ApiKeyList(items=[key_read(k) for k in result.items], next_cursor=result.next_cursor)

@@ -6,12 +6,17 @@ from typing import Any
 
 import msgspec
 
+from catalog.orgs.models import Organisation
 from catalog.products.models import Plan, Product, Release, ReleaseFile, RevenueShareRule, Terms
 from catalog.products.offer_schemas import RevenueShareRead
-from catalog.products.schemas import PlanRead, ReleaseFileRead, ReleaseRead, TermsRead
+from catalog.products.schemas import OrgRef, PlanRead, ReleaseFileRead, ReleaseRead, TermsRead
 
 
-def summary_fields(product: Product, plans: list[Plan]) -> dict[str, Any]:
+def org_ref(org: Organisation) -> OrgRef:
+    return OrgRef(id=org.id, name=org.name, slug=org.slug)
+
+
+def summary_fields(product: Product, plans: list[Plan], owner: Organisation) -> dict[str, Any]:
     kinds = sorted({p.kind for p in plans if p.active and not p.private_to})
     return {
         "id": product.id,
@@ -27,6 +32,7 @@ def summary_fields(product: Product, plans: list[Plan]) -> dict[str, Any]:
         "standards": list(product.standards),
         "jurisdiction": product.jurisdiction,
         "owner_org_id": product.owner_org_id,
+        "owner_org": org_ref(owner),
         "pricing": kinds,
         "population_size": product.population_size,
         "record_count": product.record_count,

@@ -195,6 +195,14 @@ class SourceRead(Struct, kw_only=True):
     share: float
 
 
+class OrgRef(Struct, kw_only=True):
+    """An organisation as a product names it: enough to show, with the id to look it up by."""
+
+    id: str
+    name: str
+    slug: str
+
+
 class ProductSummary(Struct, kw_only=True):
     id: str
     slug: str
@@ -209,6 +217,7 @@ class ProductSummary(Struct, kw_only=True):
     standards: list[str]
     jurisdiction: str
     owner_org_id: str
+    owner_org: OrgRef
     pricing: list[str]
     population_size: int | None
     record_count: int | None
@@ -311,8 +320,12 @@ class Facets(Struct, kw_only=True):
 
 
 class ProductList(Struct, kw_only=True):
+    """``facets.provider`` counts by organisation id, like every facet counts by value;
+    ``provider_names`` names each of those organisations."""
+
     items: list[ProductSummary]
     facets: Facets
+    provider_names: dict[str, str]
     total: int
     total_is_lower_bound: bool
     next_cursor: str | None

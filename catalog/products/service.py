@@ -21,6 +21,7 @@ from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, ValidationFailed
 from catalog.geo import is_country, is_region
 from catalog.ids import new_id
+from catalog.orgs import repository as orgs_repo
 from catalog.orgs.service import slugify
 from catalog.products import dictionary, search
 from catalog.products import repository as repo
@@ -316,8 +317,10 @@ class ProductService:
         files = await repo.files(self.session, [r.id for r in releases])
         sees_all = self.sees_unlisted(product)
         shown = [p for p in plans if sees_all or (p.active and self._may_see_plan(p))]
+        owner = await orgs_repo.get_org(self.session, product.owner_org_id)
+        assert owner is not None
         return ProductRead(
-            **summary_fields(product, plans),
+            **summary_fields(product, plans, owner),
             description=product.description,
             legal_basis=product.legal_basis,
             identified=product.identified,
@@ -343,11 +346,18 @@ class ProductService:
         result = await search.search(self.session, query)
         products = await repo.get_many(self.session, result.ids)
         plans = await repo.plans(self.session, result.ids)
-        items = [ProductSummary(**summary_fields(products[i], plans[i])) for i in result.ids if i in products]
         facets = {name: result.facets.get(name, {}) for name in search.FACETS}
+        named = {p.owner_org_id for p in products.values()} | set(facets["provider"])
+        orgs = await orgs_repo.get_orgs(self.session, sorted(named))
+        items = [
+            ProductSummary(**summary_fields(products[i], plans[i], orgs[products[i].owner_org_id]))
+            for i in result.ids
+            if i in products
+        ]
         return ProductList(
             items=items,
             facets=Facets(**facets),
+            provider_names={org_id: orgs[org_id].name for org_id in facets["provider"] if org_id in orgs},
             total=result.total,
             total_is_lower_bound=result.total_is_lower_bound,
             next_cursor=result.next_cursor,

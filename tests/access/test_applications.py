@@ -268,3 +268,112 @@ class TestConcurrentDecisions:
         assert count == 1
         final = expect(await client.get(f"/v1/applications/{application['id']}", headers=owner.headers), 200)
         assert final["status"] == "approved"
+
+
+async def _submitted(client, circulation, grade: str):
+    """A submitted application for a fresh product of ``grade``: (owner, consumer, its URL)."""
+    owner = await circulation.provider()
+    product = await circulation.product(owner, grade)
+    consumer = await circulation.consumer()
+    app = await circulation.apply(product, consumer)
+    expect(await client.post(f"/v1/applications/{app['id']}/submit", headers=consumer["buyer"].headers), 200)
+    return owner, consumer, f"/v1/applications/{app['id']}"
+
+
+async def _decide(client, url: str, track: str, party, decision: str = "approve", **body):
+    return await client.post(
+        f"{url}/tracks/{track}/decision", json={"decision": decision, **body}, headers=party.headers
+    )
+
+
+def _statuses(app) -> dict[str, str]:
+    return {t["track"]: t["status"] for t in app["tracks"]}
+
+
+class TestFourEyes:
+    async def test_a_person_holding_two_track_roles_decides_only_one_track(self, client, circulation, actors) -> None:
+        _, _, url = await _submitted(client, circulation, "L4")
+        both = await actors.member(actors.operator.org_id, ["ethics", "security"])
+        expect(await _decide(client, url, "ethics", both), 200)
+        err = problem(await _decide(client, url, "security", both), 409, "four_eyes")
+        assert err["decided_track"] == "ethics"
+        assert _statuses(expect(await client.get(url, headers=both.headers), 200))["security"] == "pending"
+        other = await actors.member(actors.operator.org_id, ["security"])
+        assert _statuses(expect(await _decide(client, url, "security", other), 200))["security"] == "approved"
+
+    async def test_the_operator_admin_decides_the_operator_track_and_no_other(
+        self, client, circulation, actors
+    ) -> None:
+        _, _, url = await _submitted(client, circulation, "L5")
+        admin = actors.operator  # holds only admin: it no longer acts in ethics, security or compliance
+        for track in ("ethics", "security", "compliance"):
+            problem(await _decide(client, url, track, admin), 403, "forbidden")
+        expect(await _decide(client, url, "operator", admin), 200)
+        also_ethics = await actors.member(actors.operator.org_id, ["admin", "ethics"])
+        expect(await _decide(client, url, "ethics", also_ethics), 200)
+        _, _, second = await _submitted(client, circulation, "L5")
+        expect(await _decide(client, second, "ethics", also_ethics), 200)
+        problem(await _decide(client, second, "operator", also_ethics), 409, "four_eyes")
+
+    async def test_the_provider_track_needs_the_reviewer_role_not_the_admin(self, client, circulation) -> None:
+        owner, _, url = await _submitted(client, circulation, "L3")
+        problem(await _decide(client, url, "provider", owner), 403, "forbidden")
+
+    async def test_after_a_return_the_same_track_again_but_never_another(self, client, circulation, actors) -> None:
+        _, consumer, url = await _submitted(client, circulation, "L4")
+        many = await actors.member(actors.operator.org_id, ["ethics", "security", "compliance"])
+        returned = expect(await _decide(client, url, "security", many, "return", comment="explain storage"), 200)
+        assert returned["status"] == "returned"
+        again = expect(await client.post(f"{url}/submit", headers=consumer["buyer"].headers), 200)
+        assert again["round"] == 2 and _statuses(again)["security"] == "pending"
+        for track in ("ethics", "compliance"):
+            problem(await _decide(client, url, track, many), 409, "four_eyes")
+        decided = expect(await _decide(client, url, "security", many), 200)
+        assert _statuses(decided) == {
+            "provider": "pending",
+            "ethics": "pending",
+            "security": "approved",
+            "compliance": "pending",
+        }
+
+    async def test_two_tracks_decided_at_once_by_one_person_only_one_passes(self, client, circulation, actors) -> None:
+        _, _, url = await _submitted(client, circulation, "L4")
+        both = await actors.member(actors.operator.org_id, ["ethics", "security"])
+        responses = await asyncio.gather(_decide(client, url, "ethics", both), _decide(client, url, "security", both))
+        assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+        assert next(r for r in responses if r.status_code == 409).json()["code"] == "four_eyes"
+        statuses = _statuses(expect(await client.get(url, headers=both.headers), 200))
+        assert sorted([statuses["ethics"], statuses["security"]]) == ["approved", "pending"]
+
+
+class TestConditions:
+    async def test_conditions_are_copied_onto_the_licence(self, client, circulation) -> None:
+        owner, consumer, url = await _submitted(client, circulation, "L3")
+        reviewers = await circulation.reviewers(owner)
+        conditional = {"provider": "Annual progress report to the hospital", "ethics": "Re-consent cohort by 2027"}
+        for track, text in conditional.items():
+            expect(await _decide(client, url, track, reviewers[track], "approve_with_conditions", conditions=text), 200)
+        done = expect(await _decide(client, url, "compliance", reviewers["compliance"]), 200)
+        licence = expect(await client.get(f"/v1/licences/{done['licence_id']}", headers=consumer["buyer"].headers), 200)
+        decided = {t["track"]: t for t in done["tracks"]}
+        assert licence["conditions"] == [
+            {
+                "track": track,
+                "text": text,
+                "decided_by": reviewers[track].user_id,
+                "decided_at": decided[track]["decided_at"],
+            }
+            for track, text in conditional.items()
+        ]
+
+    async def test_approving_with_conditions_needs_them_and_only_then(self, client, circulation) -> None:
+        owner, _, url = await _submitted(client, circulation, "L3")
+        reviewer = await circulation.actors.member(owner.org_id, ["reviewer"])
+        for decision, body in (
+            ("approve_with_conditions", {}),
+            ("approve_with_conditions", {"conditions": ""}),
+            ("approve", {"conditions": "annual report"}),
+        ):
+            err = problem(await _decide(client, url, "provider", reviewer, decision, **body), 400, "validation_error")
+            assert err["errors"][0]["field"] == "conditions"
+        assert _statuses(expect(await client.get(url, headers=reviewer.headers), 200))["provider"] == "pending"

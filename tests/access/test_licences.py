@@ -369,8 +369,8 @@ class TestBlocklists:
         consumer = await circulation.consumer()
         other = await circulation.provider()
         body = {"org_id": consumer["admin"].org_id, "reason": "x"}
-        problem(
-            await client.post(f"/v1/orgs/{owner.org_id}/blocklist", json=body, headers=other.headers), 403, "forbidden"
+        problem(  # another tenant's list: as for an organisation that does not exist
+            await client.post(f"/v1/orgs/{owner.org_id}/blocklist", json=body, headers=other.headers), 404, "not_found"
         )
         problem(
             await client.post(

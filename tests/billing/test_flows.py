@@ -421,8 +421,8 @@ class TestStatements:
         assert (spent["paid"], spent["refunds_and_reversals"]) == (3_333_333, 1_000_000)
         problem(
             await client.get(f"/v1/orgs/{owner.org_id}/statement?period={period}", headers=partner.headers),
-            403,
-            "forbidden",
+            404,
+            "not_found",  # another tenant: as for an organisation that does not exist
         )
         problem(
             await client.get(f"/v1/orgs/{owner.org_id}/statement?period=2025-13", headers=owner.headers),

@@ -89,3 +89,16 @@ async def test_a_byte_cap_holds(client, delivery) -> None:
         headers={**consumer["analyst"].headers, "Range": "bytes=0-499"},
     )
     assert part.status_code == 206 and len(part.content) == 500
+
+
+async def test_a_csv_file_is_served_as_text_csv(client, delivery) -> None:
+    owner = await delivery.provider()
+    product = await delivery.published(owner, "L1")
+    consumer = await delivery.consumer()
+    licence = await delivery.licence_on(product, owner, consumer)
+    url = f"/v1/licences/{licence['id']}/files/visits.csv"
+    for extra in ({}, {"Range": "bytes=0-9"}):
+        response = await client.get(url, headers={**consumer["analyst"].headers, **extra})
+        assert response.status_code in (200, 206), response.text
+        assert response.headers.get_list("content-type") == ["text/csv"]
+        assert response.headers["content-disposition"] == 'attachment; filename="visits.csv"'

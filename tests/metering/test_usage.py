@@ -88,9 +88,10 @@ class TestIngest:
         counts, a later identical one is a duplicate and a different one a conflict; against stored
         events the same, reported at the index of the key's first appearance."""
         owner, _, licence = setup
-        stored = events(licence["id"], 2)  # ev-0, ev-1 at 5 each
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)  # one time: a second may pass
+        stored = events(licence["id"], 2, at=at)  # ev-0, ev-1 at 5 each
         expect(await client.post("/v1/usage-events", json={"events": stored}, headers=owner.headers), 200)
-        ev = {e["idempotency_key"]: e for e in events(licence["id"], 4)}
+        ev = {e["idempotency_key"]: e for e in events(licence["id"], 4, at=at)}
         batch = [
             ev["ev-2"],  # 0: new
             ev["ev-2"],  # 1: repeats 0 exactly: duplicate
@@ -148,6 +149,7 @@ class TestIngest:
             ({"occurred_at": "2999-01-01T00:00:00Z"}, "events.0.occurred_at"),
             ({"occurred_at": "2001-01-01T00:00:00Z"}, "events.0.occurred_at"),
             ({"licence_id": "lic_01M8KA6FHNZP644F7TPRPS09WM"}, "events.0.licence_id"),
+            ({"idempotency_key": "ev-\x00"}, "events.0.idempotency_key"),  # PostgreSQL cannot store a NUL
         ],
     )
     async def test_invalid_events_are_refused_whole(self, client, app, setup, change, field) -> None:
@@ -265,6 +267,34 @@ class TestReports:
         assert await quantity(since=at, until=at + timedelta(microseconds=1)) == 5
         assert await quantity(since=at + timedelta(microseconds=1)) == 5
         assert await quantity(since=at - timedelta(hours=1), until=at) == 0
+
+    async def test_epsilon_is_one_unit_across_usage_budget_and_answers(self, client, delivery) -> None:
+        """Usage counts ε in micro-ε integers with the decimal beside them; the budget shows both;
+        the answer's epsilon_spent is the same decimal."""
+        owner = await delivery.provider()
+        product = await delivery.published(owner, "L5")
+        consumer = await delivery.consumer()
+        licence = await delivery.licence_on(product, owner, consumer)
+        body = {"table": "visits", "group_by": ["sex"], "aggregates": [{"fn": "count"}]}
+        spent = [
+            expect(await delivery.query(licence["id"], consumer["analyst"], {**body, "epsilon": e}), 200)[
+                "epsilon_spent"
+            ]
+            for e in (0.1, 0.2)
+        ]
+        assert spent == [0.1, 0.2]
+        usage = expect(await client.get(f"/v1/licences/{licence['id']}/usage", headers=consumer["buyer"].headers), 200)
+        rows = [r for r in usage["rows"] if r["dimension"] == "epsilon_spent"]  # one a day: two if midnight passed
+        assert all(r["epsilon"] * 1_000_000 == r["quantity"] for r in rows) and rows
+        assert usage["totals"]["epsilon_spent"] == 300_000
+        assert usage["epsilon_spent"] == 0.3  # 0.1 + 0.2 summed as integers: exactly 0.3
+        assert {r["epsilon"] for r in usage["rows"] if r["dimension"] != "epsilon_spent"} == {None}
+        budget = expect(
+            await client.get(f"/v1/licences/{licence['id']}/budget", headers=consumer["buyer"].headers), 200
+        )
+        assert (budget["spent"], budget["spent_micro"]) == (0.3, 300_000)
+        assert (budget["left"], budget["left_micro"]) == (2.7, 2_700_000)
+        assert (budget["total_micro"], budget["per_query_max_micro"]) == (3_000_000, 500_000)
 
     async def test_others_see_nothing(self, client, setup, delivery) -> None:
         owner, _, licence = setup

@@ -124,6 +124,26 @@ class TestVisibility:
         assert [p["id"] for p in expect(await client.get("/v1/products"), 200)["items"]] == [listed["id"]]
 
 
+class TestNames:
+    async def test_owner_and_provider_facets_carry_organisation_names(self, client, owner, actors, catalogue) -> None:
+        partner = await actors.org("provider", name="Zhongshan Hospital")
+        sources = [
+            {"institution": "Ruijin Hospital", "system": "HIS", "share": 0.7},
+            {"institution": "Zhongshan Hospital", "org_id": partner.org_id, "share": 0.3},
+        ]
+        listed = await catalogue.listed(owner, sources=sources)
+        me = expect(await client.get("/v1/me", headers=owner.headers), 200)["organisation"]
+        expected_owner = {"id": owner.org_id, "name": me["name"], "slug": me["slug"]}
+        read = expect(await client.get(f"/v1/products/{listed['id']}"), 200)
+        assert read["owner_org"] == expected_owner
+        page = expect(await client.get("/v1/products"), 200)
+        assert [item["owner_org"] for item in page["items"]] == [expected_owner]
+        assert page["facets"]["provider"] == {owner.org_id: 1, partner.org_id: 1}
+        assert page["provider_names"] == {owner.org_id: me["name"], partner.org_id: "Zhongshan Hospital"}
+        narrowed = expect(await client.get("/v1/products", params={"q": "diabetes", "grade": "L3"}), 200)
+        assert narrowed["provider_names"] == page["provider_names"]  # the ranked path names them too
+
+
 class TestLifecycle:
     async def test_submit_needs_terms_plan_and_revenue_share(self, client, owner, catalogue) -> None:
         draft = await catalogue.draft(owner)

@@ -115,6 +115,16 @@ class TestUpload:
         url = f"/v1/products/{product['id']}/releases/2025.1/files/visits.parquet"
         problem(await client.put(url, content=b"not parquet at all", headers=owner.headers), 422, "unreadable_file")
 
+    async def test_a_nul_in_a_column_name_is_422_and_nothing_is_kept(self, client, owner, product, app) -> None:
+        await new_release(client, owner, product)
+        url = f"/v1/products/{product['id']}/releases/2025.1/files/visits.csv"
+        err = problem(await client.put(url, content=b"a\x00b,c\n1,2\n", headers=owner.headers), 422, "unreadable_file")
+        assert "NUL" in err["detail"]
+        release = expect(await client.get(f"/v1/products/{product['id']}/releases/2025.1", headers=owner.headers), 200)
+        assert release["files"] == []
+        uploads = app.state.storage.release_dir(release["id"]) / "uploads"
+        assert not uploads.exists() or list(uploads.iterdir()) == []
+
 
 class TestPublish:
     async def test_publish_writes_tables_with_hidden_keys_and_freezes(self, client, owner, product, app) -> None:
