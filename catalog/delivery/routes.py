@@ -121,7 +121,15 @@ class DeliveryController(Controller):
         operation_id="QueryLicence",
         status_code=200,
         summary="Rows, aggregates under disclosure control, or DP aggregates — as the grade allows",
-        responses=problem_responses(401, 403, 404, 406, 409, 422),
+        description=(
+            "At L4 aggregates are anonymised: every released value carries sticky noise whose SD the answer "
+            "gives (`noise_sd`); conditions that move too few persons are answered as absent (`low_effect`); "
+            "ranges snap to a 1/2/5 × 10ⁿ grid, or to months for dates (`snapped`); cells under a fuzzy "
+            "threshold are withheld, never refused. `<`, `<=`, `>`, `>=`, `count` with a field, more than ten "
+            "conditions, and values or groups of columns that single persons out are refused on the text; each "
+            "licence has a daily cap on L4 queries (429 `daily_query_limit`, with `Retry-After`)."
+        ),
+        responses=problem_responses(401, 403, 404, 406, 409, 422, 429),
         operation_class=QueryOperation,
     )
     async def query(

@@ -84,9 +84,21 @@ class QueryAnswer(Struct, kw_only=True):
     perturbed: bool
     epsilon_spent: float
     # Anonymised aggregates (L4) only: per row, the noise SD of each released value; what was read.
-    noise_sd: list[dict[str, float | None]] | None = None
-    low_effect: list[LowEffect] = []
-    snapped: list[Snapped] = []
+    noise_sd: Annotated[
+        list[dict[str, float | None]] | None,
+        Meta(
+            description="Anonymised answers (L4): for each row, the noise SD of each released value "
+            "(null where withheld). Null for other answers."
+        ),
+    ] = None
+    low_effect: Annotated[
+        list[LowEffect],
+        Meta(description="Anonymised answers (L4): conditions answered as absent, because they moved too few persons"),
+    ] = []
+    snapped: Annotated[
+        list[Snapped],
+        Meta(description="Anonymised answers (L4): each between range as read, the grid bucket [low, high)"),
+    ] = []
     truncated: bool = False
     next_cursor: str | None = None
 
