@@ -251,9 +251,10 @@ def anonymised_sql(
        none of its values never count);
     2. per person in a cell: does some row pass, which single conjunct does each other row fail,
        and which list values do its passing rows hold — with the rows and value totals of each;
-    3. per cell (a window): each atom's *effect* — the persons in the cell who would join if a
-       conjunct were dropped (they fail it alone), or leave if a list value were (it is the only
-       value their passing rows hold) — and whether it is below the atom's threshold
+    3. per cell (grouped, then joined back to its persons): each atom's *effect* — the persons in
+       the cell who would join if a conjunct were dropped (they fail it alone), or leave if a list
+       value were (it is the only value their passing rows hold) — and whether it is below the atom's
+       threshold
        (``thresholds[atom.key]``). A person then counts, with the rows of their own that pass once
        the low-effect atoms are gone (a row failing two dropped conjuncts stays out: an
        approximation in the analyst's favour, of at most that handful of persons).
@@ -288,7 +289,9 @@ def anonymised_sql(
     source = [*groups, f"{person} AS {_h('p')}", *(f"{_col(fields, f)} AS {_h(f'v{t}')}" for t, f in enumerate(summed))]
     source.append(f"{' + '.join(passes(j, a) for j, a in enumerate(conj)) or '0'} AS {_h('f')}")
     source += [f"{route(n, values)} AS {_h(f'i{n}')}" for n, values in enumerate(lists)]
-    matched = " AND ".join(f"{_h(f'i{n}')} IS NOT NULL" for n in ns)
+    # A row failing two conjuncts never counts, however many are dropped (the approximation above), and
+    # one holding no value of an in-list never does either: neither reaches the per-person aggregate.
+    matched = " AND ".join([f"bit_count({_h('f')}) <= 1", *(f"{_h(f'i{n}')} IS NOT NULL" for n in ns)])
 
     # 2. per person in a cell: passing rows, and rows failing one conjunct alone
     def rows_where(mask: int, suffix: str) -> list[str]:
@@ -308,21 +311,23 @@ def anonymised_sql(
             f"max({_h(f'i{n}')}) FILTER (WHERE {_h('f')} = 0) AS {_h(f'hi{n}')}",
         ]
 
-    # 3. per cell: each atom's effect against its threshold
-    window = f"OVER (PARTITION BY {', '.join(groups)})" if groups else "OVER ()"
+    # 3. per cell: each atom's effect against its threshold, joined back to the cell's persons
     effects = [
-        f"count(*) FILTER (WHERE NOT {_h('pass')} AND {_h(f'o{j}')}) {window} < {bind(f'tc{j}', thresholds[a.key])}"
+        f"count(*) FILTER (WHERE NOT {_h('pass')} AND {_h(f'o{j}')}) < {bind(f'tc{j}', thresholds[a.key])}"
         f" AS {_h(f'x{j}')}"
         for j, a in enumerate(conj)
     ]
     for n, values in enumerate(lists):
         sole = f"{_h('pass')} AND {_h(f'lo{n}')} = {_h(f'hi{n}')}"
         dropped = ", ".join(
-            f"count(*) FILTER (WHERE {sole} AND {_h(f'lo{n}')} = {a.position}) {window}"
+            f"count(*) FILTER (WHERE {sole} AND {_h(f'lo{n}')} = {a.position})"
             f" < {bind(f'tl{n}v{a.position}', thresholds[a.key])}"
             for a in values
         )
         effects.append(f"[{dropped}] AS {_h(f'xl{n}')}")
+    decided = [_h(f"x{j}") for j in js] + [_h(f"xl{n}") for n in ns]
+    joined = "".join(f", {_h('e')}.{d}" for d in decided)
+    same_cell = " AND ".join(f"{_h('pp')}.{g} IS NOT DISTINCT FROM {_h('e')}.{g}" for g in groups) or "TRUE"
 
     # A person counts when a row passes through a value that stayed, or fails only dropped conjuncts.
     stayed = [f"NOT coalesce({_h(f'lo{n}')} = {_h(f'hi{n}')} AND {_h(f'xl{n}')}[{_h(f'lo{n}')}], false)" for n in ns]
@@ -367,11 +372,18 @@ def anonymised_sql(
     by = f" GROUP BY {', '.join(groups)}" if groups else ""
     order = f" ORDER BY {', '.join(groups)}" if groups else ""
     sql = (
-        f"WITH {_h('s')} AS (SELECT {', '.join(source)} FROM read_parquet($path)"
-        f"{' WHERE ' + matched if matched else ''}), "
+        f"WITH {_h('r')} AS (SELECT {', '.join(source)} FROM read_parquet($path)), "
+        f"{_h('s')} AS (SELECT * FROM {_h('r')} WHERE {matched}), "
         f"{_h('pp')} AS (SELECT {keys}, {', '.join(per_person)} FROM {_h('s')} GROUP BY {keys}), "
-        f"{_h('d')} AS (SELECT *{''.join(', ' + e for e in effects)} FROM {_h('pp')}), "
-        f"{_h('m')} AS (SELECT {', '.join(final)} FROM {_h('d')}) "
+        + (
+            f"{_h('e')} AS (SELECT {', '.join([*groups, *effects])} FROM {_h('pp')}"
+            f"{' GROUP BY ' + ', '.join(groups) if groups else ''}), "
+            f"{_h('d')} AS (SELECT {_h('pp')}.*{joined} "
+            f"FROM {_h('pp')} JOIN {_h('e')} ON {same_cell}), "
+            if effects
+            else f"{_h('d')} AS (SELECT * FROM {_h('pp')}), "
+        )
+        + f"{_h('m')} AS (SELECT {', '.join(final)} FROM {_h('d')}) "
         f"SELECT {', '.join(out)} FROM {_h('m')}{by}{order} LIMIT $limit"
     )
     names = [*query.group_by, "_persons", "_rows", "_asked", *(f"_x{j}" for j in js), *(f"_xl{n}" for n in ns)]

@@ -45,6 +45,7 @@ def between(field: str, low: Any, high: Any) -> dict[str, Any]:
 class Analyst:
     def __init__(self, client: httpx.AsyncClient, licence_id: str, headers: dict[str, str]) -> None:
         self.client = client
+        self.licence_id = licence_id
         self.path = f"/v1/licences/{licence_id}/query"
         self.headers = headers
         self.queries = 0
