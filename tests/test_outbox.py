@@ -146,27 +146,29 @@ class TestPeriodicJobs:
         assert overlap and max(overlap) == 1
 
     async def test_a_job_whose_worker_died_runs_again_once_its_lease_lapses(self, sessions) -> None:
-        runs: list[str] = []
+        starts: list[float] = []
 
         async def job(ctx: outbox.JobContext) -> None:
-            runs.append("start")
-            await asyncio.sleep(3600)
+            starts.append(time.monotonic())
+            await asyncio.Event().wait()  # never ends
 
         registry = outbox.Registry()
         registry.every("sweep", timedelta(hours=1), job)
         dying = asyncio.create_task(Worker(sessions, registry, lease=LEASE).run_once())
-        await until(lambda: runs, 10)
-        dying.cancel()  # the worker dies mid-run: nothing renews or finishes the run
+        await until(lambda: starts, 10)
+        await asyncio.sleep(LEASE.total_seconds() / 2)  # mid-run, after a renewal
+        dying.cancel()  # the worker dies: nothing renews or finishes the run
         with pytest.raises(asyncio.CancelledError):
             await dying
         died = time.monotonic()
-        other = Worker(sessions, registry, lease=LEASE)
-        while len(runs) < 2 and time.monotonic() - died < 10 * LEASE.total_seconds():
-            rerun = asyncio.create_task(other.run_once())
-            await asyncio.sleep(0.1)
-            if not rerun.done():  # started the job, which never ends: the run is what was asked
-                rerun.cancel()
-        assert runs == ["start", "start"] and time.monotonic() - died < 2 * LEASE.total_seconds()
+        other = asyncio.create_task(Worker(sessions, registry, lease=LEASE, poll_interval=0.05).run())
+        try:
+            await until(lambda: len(starts) == 2, 10 * LEASE.total_seconds())
+        finally:
+            other.cancel()  # its run of the job never ends either
+            with pytest.raises(asyncio.CancelledError):
+                await other
+        assert starts[1] - died < 2 * LEASE.total_seconds()
 
 
 class TestLease:
