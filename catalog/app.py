@@ -123,7 +123,7 @@ def create_app(
     sessions = db.create_sessionmaker(engine)
     registry = registry or build_registry(settings)
     services = services if services is not None else build_services(settings)
-    worker = Worker(sessions, registry, services)
+    worker = Worker(sessions, registry, services, lease=timedelta(seconds=settings.worker_lease_s))
     if run_worker is None:  # `lode serve --no-worker` reaches uvicorn's worker processes through the env
         run_worker = settings.env != "test" and os.environ.get("LODE_RUN_WORKER", "1") != "0"
     start_worker = run_worker
@@ -208,7 +208,12 @@ def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[No
     """A worker for ``lode worker``: the same handlers and jobs as the in-process one."""
     observability.configure_logging(settings.log_level)
     engine = db.create_engine(settings)
-    worker = Worker(db.create_sessionmaker(engine), build_registry(settings), build_services(settings))
+    worker = Worker(
+        db.create_sessionmaker(engine),
+        build_registry(settings),
+        build_services(settings),
+        lease=timedelta(seconds=settings.worker_lease_s),
+    )
     return worker, engine.dispose
 
 

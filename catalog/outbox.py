@@ -4,12 +4,17 @@
 committed. The worker (``catalog/worker.py``) delivers each to the handler registered under its
 name in ``app.py`` at least once: it claims a batch under a lease (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so several ``lode worker`` processes share the work), runs each handler, and marks it
-delivered. A crash before that mark leaves the lease to expire and the event is delivered again;
-handlers are therefore idempotent (their effects carry deterministic keys). Failures back off
+delivered. The lease is short (``LODE_WORKER_LEASE_S``, 30 s by default) and the worker renews it
+while the batch is in hand, so a worker killed mid-handler holds its events for at most one lease:
+another worker then claims them and delivers them again. Handlers are therefore idempotent (their
+effects carry deterministic keys). Every mark is conditional on the claim's ``lock_token``, so only
+the worker holding the lease marks an event, however late a stalled one wakes up. Failures back off
 exponentially and an event that keeps failing is parked as ``dead`` and logged.
 
-Periodic jobs live here too: one row per job whose ``next_run_at`` moves by a conditional update,
-so exactly one worker runs each due job.
+Periodic jobs live here too: one row per job whose ``next_run_at`` moves by conditional updates,
+so exactly one worker runs each due job. While a run is in hand its ``next_run_at`` is the end of
+that run's lease, renewed like an event's; the finished run sets it one interval after its start.
+A run whose worker died is due again when its lease lapses, not an interval later.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from catalog.db import Base, CreatedMixin, IdMixin, utcnow, write_transaction
 from catalog.ids import new_id
 
 MAX_ATTEMPTS = 25
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=30)  # the default of LODE_WORKER_LEASE_S
 
 
 class OutboxEvent(IdMixin, CreatedMixin, Base):
@@ -49,6 +54,9 @@ class OutboxEvent(IdMixin, CreatedMixin, Base):
 
 
 class PeriodicJob(Base):
+    """A job's schedule. ``last_started_at`` doubles as the running claim's token: the claim sets
+    it, and only the worker whose start it holds may renew or finish the run."""
+
     __tablename__ = "periodic_jobs"
 
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
@@ -137,8 +145,10 @@ async def emit_once(session: AsyncSession, name: str, payload: dict[str, Any], *
     return bool(result.rowcount)
 
 
-async def claim(sessions: async_sessionmaker[AsyncSession], limit: int = 20) -> list[OutboxEvent]:
-    """Lease up to ``limit`` due events to this worker, in their own short transaction."""
+async def claim(
+    sessions: async_sessionmaker[AsyncSession], limit: int = 20, lease: timedelta = LEASE
+) -> list[OutboxEvent]:
+    """Lease up to ``limit`` due events to this worker under one token, in their own short transaction."""
     now = utcnow()
     token = secrets.token_hex(8)
     async with write_transaction(sessions) as session:
@@ -159,11 +169,29 @@ async def claim(sessions: async_sessionmaker[AsyncSession], limit: int = 20) -> 
         await session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id.in_(ids))
-            .values(locked_until=now + LEASE, lock_token=token, attempts=OutboxEvent.attempts + 1)
+            .values(locked_until=now + lease, lock_token=token, attempts=OutboxEvent.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         rows = (await session.execute(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))).scalars().all()
         return sorted(rows, key=lambda r: (r.available_at, r.id))
+
+
+async def renew(sessions: async_sessionmaker[AsyncSession], token: str, lease: timedelta) -> set[str]:
+    """Extend the lease of every event still held under ``token``; return their ids.
+
+    An event missing from the answer was marked, or was claimed by another worker after this
+    one let its lease lapse: it is no longer this worker's to run or to mark.
+    """
+    now = utcnow()
+    async with write_transaction(sessions) as session:
+        held = await session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.lock_token == token, OutboxEvent.status == "pending")
+            .values(locked_until=now + lease)
+            .returning(OutboxEvent.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(held.scalars())
 
 
 async def mark_delivered(sessions: async_sessionmaker[AsyncSession], event: OutboxEvent) -> None:
@@ -171,7 +199,7 @@ async def mark_delivered(sessions: async_sessionmaker[AsyncSession], event: Outb
         await session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id == event.id, OutboxEvent.lock_token == event.lock_token)
-            .values(status="delivered", delivered_at=utcnow(), locked_until=None, last_error=None)
+            .values(status="delivered", delivered_at=utcnow(), locked_until=None, lock_token=None, last_error=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -187,6 +215,7 @@ async def mark_failed(sessions: async_sessionmaker[AsyncSession], event: OutboxE
                 status="dead" if dead else "pending",
                 available_at=utcnow() + timedelta(seconds=delay),
                 locked_until=None,
+                lock_token=None,  # the batch's renewals no longer hold it back from its retry
                 last_error=error[:4000],
             )
             .execution_options(synchronize_session=False)
@@ -194,14 +223,27 @@ async def mark_failed(sessions: async_sessionmaker[AsyncSession], event: OutboxE
     return "dead" if dead else "retry"
 
 
-async def claim_job(sessions: async_sessionmaker[AsyncSession], name: str, interval: timedelta) -> bool:
-    """True if this worker won the job's due run; the schedule moves in one conditional update."""
+async def claim_job(sessions: async_sessionmaker[AsyncSession], name: str, lease: timedelta = LEASE) -> datetime | None:
+    """The run's start, if this worker won the job's due run (None if not): one conditional update,
+    which makes the job due again only when this run's lease lapses."""
     now = utcnow()
     async with write_transaction(sessions) as session:
         moved = await session.execute(
             update(PeriodicJob)
             .where(PeriodicJob.name == name, PeriodicJob.next_run_at <= now)
-            .values(next_run_at=now + interval, last_started_at=now)
+            .values(next_run_at=now + lease, last_started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return now if moved.rowcount == 1 else None
+
+
+async def renew_job(sessions: async_sessionmaker[AsyncSession], name: str, started: datetime, lease: timedelta) -> bool:
+    """Extend the run's lease; False if another worker has started the job since (this run is not ours)."""
+    async with write_transaction(sessions) as session:
+        moved = await session.execute(
+            update(PeriodicJob)
+            .where(PeriodicJob.name == name, PeriodicJob.last_started_at == started)
+            .values(next_run_at=utcnow() + lease)
             .execution_options(synchronize_session=False)
         )
         return moved.rowcount == 1
@@ -214,14 +256,22 @@ async def ensure_jobs(sessions: async_sessionmaker[AsyncSession], names: list[st
         session.add_all(PeriodicJob(name=n, next_run_at=utcnow()) for n in names if n not in known)
 
 
-async def finish_job(sessions: async_sessionmaker[AsyncSession], name: str, error: str | None) -> None:
+async def finish_job(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    started: datetime,
+    interval: timedelta,
+    error: str | None,
+) -> bool:
+    """Record the run's end and schedule the next one an interval after its start, if the run is still ours."""
     async with write_transaction(sessions) as session:
-        await session.execute(
+        moved = await session.execute(
             update(PeriodicJob)
-            .where(PeriodicJob.name == name)
-            .values(last_finished_at=utcnow(), last_error=error)
+            .where(PeriodicJob.name == name, PeriodicJob.last_started_at == started)
+            .values(next_run_at=started + interval, last_finished_at=utcnow(), last_error=error)
             .execution_options(synchronize_session=False)
         )
+        return moved.rowcount == 1
 
 
 async def pending_count(session: AsyncSession) -> int:

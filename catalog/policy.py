@@ -143,7 +143,6 @@ DEFAULT_RULES: dict[str, GradeRule] = {
         **{
             **_COMMON,
             "listing_roles": ("curator", "security"),
-            "secondary_suppression": True,
             "dominance": Dominance(n=2, share=0.9),
             # Replaced by the anonymisation: noise that is a function of the contributing rows alone,
             # and refusals that depend on the data, are the oracles the L4 red team exploits.
@@ -305,11 +304,11 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 refuse(key, f"must be at least as strict as {base.licensable_by!r}")
             else:
                 changes["licensable_by"] = value
-        elif key in ("perturbation", "query_set_control") and base.anonymisation is not None:
+        elif key in ("perturbation", "query_set_control", "secondary_suppression") and base.anonymisation is not None:
+            # Noise from the rows alone, a refusal on the data, a partner cell chosen by true sizes: each
+            # is an oracle the anonymisation replaces.
             if value is not False:
-                refuse(
-                    key, "would weaken the anonymisation (a refusal or noise decided by the rows alone is an oracle)"
-                )
+                refuse(key, "would weaken the anonymisation, which replaces it")
         elif key == "anonymisation":
             anonymisation = _tighten_anonymisation(base.anonymisation, value, refuse)
             if anonymisation is not None:

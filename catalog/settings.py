@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     db_max_connections: int = 0
     db_pool_timeout_s: float = 5.0
     billing_grace_days: int = 7
+    worker_lease_s: float = 30.0
     demo_seed: str = "lode-demo"
     log_level: str = "INFO"
 
@@ -223,6 +224,15 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
             problems.append(f"LODE_BILLING_GRACE_DAYS must be a whole number of days in 0..90; got {grace!r}.")
         else:
             values["billing_grace_days"] = int(grace)
+
+    lease = get("LODE_WORKER_LEASE_S")
+    if lease is not None:
+        try:
+            values["worker_lease_s"] = float(lease)
+            if not 1 <= float(lease) <= 3600:
+                raise ValueError
+        except ValueError:
+            problems.append(f"LODE_WORKER_LEASE_S must be a number of seconds in [1, 3600]; got {lease!r}.")
 
     values["demo_seed"] = get("LODE_DEMO_SEED") or "lode-demo"
 

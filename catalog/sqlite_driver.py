@@ -13,8 +13,9 @@ The SQLAlchemy side reuses the aiosqlite dialect (type handling, DDL, reflection
 ``create_engine`` passes this module's ``dbapi`` as the dialect's ``module``, so the URL stays
 ``sqlite+aiosqlite://`` and only the connection underneath changes. Results are always buffered: Lode
 never asks for a server-side cursor. The adapter classes follow ``sqlalchemy.connectors.asyncio``,
-which SQLAlchemy's own asyncio dialects share; pyproject pins SQLAlchemy below 2.2 for that reason,
-and ``tests/test_sqlite_driver.py`` checks the behaviour it relies on.
+which SQLAlchemy's own asyncio dialects share from 2.1 on (2.0's aiosqlite dialect has classes of
+its own and no ``await_``); pyproject requires 2.1 and stays below 2.2 for that reason, CI runs
+``tests/test_sqlite_driver.py`` at that floor too, and it checks the behaviour this relies on.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ def test_defaults(tmp_path) -> None:
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.billing_grace_days == 7 and settings.demo_seed == "lode-demo"
     assert settings.query_timeout_s == 30 and settings.query_memory_limit == "1GB"
+    assert settings.worker_lease_s == 30
     assert len(settings.key_pepper) == 64
     assert load_settings({"LODE_DATA_DIR": str(tmp_path)}).key_pepper == settings.key_pepper  # generated once
 
@@ -38,6 +39,7 @@ def test_every_mistake_is_reported_by_name(tmp_path) -> None:
                 "LODE_STRIPE_MAX_RETRIES": "9",
                 "LODE_DB_MAX_CONNECTIONS": "none",
                 "LODE_DB_POOL_TIMEOUT_S": "nan",
+                "LODE_WORKER_LEASE_S": "0.1",
             }
         )
     problems = caught.value.problems
@@ -57,6 +59,7 @@ def test_every_mistake_is_reported_by_name(tmp_path) -> None:
         "LODE_STRIPE_MAX_RETRIES",
         "LODE_DB_MAX_CONNECTIONS",
         "LODE_DB_POOL_TIMEOUT_S",
+        "LODE_WORKER_LEASE_S",
     ):
         assert sum(p.startswith(name) for p in problems) == 1, (name, problems)
 

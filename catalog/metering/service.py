@@ -14,7 +14,9 @@ from collections import OrderedDict, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from catalog import audit, outbox, policy
 from catalog.access import repository as access_repo
@@ -168,6 +170,8 @@ async def settle(
 
 
 _NOTED: OrderedDict[str, None] = OrderedDict()  # (licence, hour) keys this process has emitted lately
+_NOTED_MAX = 10_000
+_PENDING = "lode.metering.noted"  # the session.info key of keys emitted in its open transaction
 
 
 async def _note_usage(session: AsyncSession, licence_id: str, now: datetime) -> None:
@@ -175,15 +179,35 @@ async def _note_usage(session: AsyncSession, licence_id: str, now: datetime) -> 
 
     Billing reports whole hours, and its hourly job reports every metered licence anyway: the event
     only lets it start sooner. One per request would make the worker repeat itself, and even the
-    deduplicated insert costs a statement a request, so a process remembers what it emitted.
+    deduplicated insert costs a statement a request, so a process remembers what it emitted — but
+    only once the transaction that emitted it has committed: a key remembered from a transaction
+    that rolled back would keep every later request of that hour from emitting it at all.
     """
     key = f"usage.recorded:{licence_id}:{now:%Y-%m-%dT%H}"
     if key in _NOTED:
         return
     await outbox.emit_once(session, "usage.recorded", {"licence_ids": [licence_id], "source": "server"}, dedupe_key=key)
-    _NOTED[key] = None
-    if len(_NOTED) > 10_000:
+    sync = session.sync_session
+    sync.info.setdefault(_PENDING, set()).add(key)
+    if not event.contains(sync, "after_commit", _remember_committed):
+        event.listen(sync, "after_commit", _remember_committed)
+        event.listen(sync, "after_transaction_end", _forget_uncommitted)
+
+
+def _remember_committed(sync: Session) -> None:
+    if sync.in_nested_transaction():  # a savepoint released: the outer transaction may still roll back
+        return
+    for key in sync.info.pop(_PENDING, ()):
+        _NOTED[key] = None
+    while len(_NOTED) > _NOTED_MAX:
         _NOTED.popitem(last=False)
+
+
+def _forget_uncommitted(sync: Session, transaction: SessionTransaction) -> None:
+    # Runs after after_commit, and alone after a rollback or a close without commit: whatever the
+    # outermost transaction did not commit must not be remembered by the session's next one.
+    if transaction.parent is None:
+        sync.info.pop(_PENDING, None)
 
 
 async def release(session: AsyncSession, reservation_id: str, *, keep_epsilon: bool, status: str = "released") -> bool:

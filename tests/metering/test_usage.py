@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from catalog import db, outbox
 from catalog.access.models import Licence
@@ -395,3 +395,59 @@ class TestReservations:
         assert set(event.org_ids) == {consumer["analyst"].org_id, owner.org_id}
         data = json.loads(event.data)
         assert (data["licence_id"], data["kind"], data["reserved"]) == (licence["id"], "query", {"rows_returned": 400})
+
+
+class TestBillingIsTold:
+    """Settling server-side usage emits ``usage.recorded`` once per licence and hour per process."""
+
+    @staticmethod
+    async def reservations(app, licence: dict, analyst_id: str, n: int) -> list[Reservation]:
+        async with db.write_transaction(app.state.sessions) as session:
+            lic = await session.get(Licence, licence["id"])
+            return [
+                await metering.reserve(session, lic, analyst_id, "query", {"queries": 1, "rows_returned": 10})
+                for _ in range(n)
+            ]
+
+    @staticmethod
+    async def usage_recorded(app, licence: dict) -> list[str]:
+        async with app.state.sessions() as s:
+            keys = await s.execute(
+                select(outbox.OutboxEvent.dedupe_key).where(
+                    outbox.OutboxEvent.name == "usage.recorded",
+                    outbox.OutboxEvent.dedupe_key.like(f"usage.recorded:{licence['id']}:%"),
+                )
+            )
+            return list(keys.scalars())
+
+    async def test_a_settle_that_rolled_back_does_not_stop_the_next_from_telling_billing(self, app, setup) -> None:
+        _, consumer, licence = setup
+        failed, settled = await self.reservations(app, licence, consumer["analyst"].user_id, 2)
+        with pytest.raises(RuntimeError):
+            async with db.write_transaction(app.state.sessions) as session:
+                assert await metering.settle(session, failed.id, {"queries": 1, "rows_returned": 7})
+                raise RuntimeError("the request failed after settling; its transaction rolls back")
+        assert await self.usage_recorded(app, licence) == []
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.settle(session, settled.id, {"queries": 1, "rows_returned": 7})
+        assert len(await self.usage_recorded(app, licence)) == 1
+
+    async def test_once_committed_the_same_hour_costs_no_further_outbox_statement(self, app, setup) -> None:
+        _, consumer, licence = setup
+        first, second = await self.reservations(app, licence, consumer["analyst"].user_id, 2)
+        async with db.write_transaction(app.state.sessions) as session:
+            assert await metering.settle(session, first.id, {"queries": 1, "rows_returned": 7})
+        statements: list[str] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+            statements.append(statement)
+
+        engine = app.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            async with db.write_transaction(app.state.sessions) as session:
+                assert await metering.settle(session, second.id, {"queries": 1, "rows_returned": 7})
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert statements and not [s for s in statements if "outbox_events" in s]
+        assert len(await self.usage_recorded(app, licence)) == 1
