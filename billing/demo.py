@@ -18,7 +18,6 @@ from billing import repository as repo
 from billing import webhooks
 from billing.schemas import CheckoutCreate
 from billing.service import BillingService
-from billing.simulator import StripeSimulator
 from catalog.access.models import Licence
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
@@ -27,6 +26,7 @@ from catalog.orgs import repository as orgs_repo
 from catalog.outbox import Registry
 from catalog.products import repository as products_repo
 from catalog.worker import Worker
+from stripe_simulator import StripeSimulator
 
 
 async def _principal(session: AsyncSession, slug: str, role: str) -> Principal:

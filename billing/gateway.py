@@ -7,7 +7,7 @@ errors with stable codes. Webhook signatures are checked against each configured
 (platform and Connect endpoints) with a 300-second tolerance.
 
 With ``LODE_STRIPE_API_KEY`` set, this talks to Stripe (``LODE_STRIPE_API_BASE`` may point it at
-a mock). The tests and ``lode demo`` hand it a client of ``billing/simulator.py`` instead.
+a mock). The tests and ``lode demo`` hand it a client of ``stripe_simulator/simulator.py`` instead.
 """
 
 from __future__ import annotations

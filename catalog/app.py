@@ -206,8 +206,8 @@ def render_openapi(settings: Settings) -> str:
 async def seed_demo(settings: Settings, *, progress: bool) -> dict[str, Any]:
     """Seed the demo; with no Stripe key its paid licence is paid through simulated Stripe."""
     from billing.demo import pay_pending
-    from billing.simulator import StripeSimulator
     from catalog.demo.seed import seed
+    from stripe_simulator import StripeSimulator
 
     simulator = None
     gateway = build_gateway(settings)

@@ -5,8 +5,8 @@ from stripe-mock, under ``resources``), with the sample's incidental values (dis
 shipping costs, foreign ids) reset, and then the fields the request set. So responses carry
 the full set of fields a real response has, and the SDK hydrates them like real ones.
 
-Only the simulator uses this module; it is not a Stripe client. ``simulator_state.py`` adds the
-money movements on top; see ``billing/simulator.py``.
+Only the simulator uses this module; it is not a Stripe client. ``state.py`` adds the
+money movements on top; see ``stripe_simulator/simulator.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ This module walks those classes at run time so that:
 
 * the gateway's tests can call ``check_params(TransferCreateParams, params)`` on the dict they
   are about to send and get a list of problems back (empty when fine);
-* the simulator (``billing/simulator.py``) can decode a form-encoded body back into a nested
+* the simulator (``stripe_simulator/simulator.py``) can decode a form-encoded body back into a nested
   dict, coerce the strings by the declared types and answer 400 the way Stripe does
   (``parameter_unknown``, ``parameter_missing``, ``parameter_invalid_integer`` …).
 

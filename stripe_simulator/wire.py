@@ -3,11 +3,11 @@
 The pipeline for each request, in Stripe's order: authenticate → injected failure
 (``fail_next``) → idempotent replay → route → parameter check against the SDK TypedDict →
 run the handler → store the response under the key. Handlers register with ``route``: the
-generic reads below, the rest in ``billing/simulator_api.py``.
+generic reads below, the rest in ``stripe_simulator/selling.py``.
 
 ``SimulatorHTTPClient`` is what ``StripeClient(http_client=…)`` calls: the async methods
 go through ``httpx.ASGITransport`` to the app in the caller's loop; the sync methods run the
-same coroutine in a private event-loop thread. Used only by ``billing/simulator.py``.
+same coroutine in a private event-loop thread. Used only by ``stripe_simulator/simulator.py``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import stripe.params.billing as pb
 import stripe.params.checkout as pc
 from litestar import Litestar, Request, Response
 
-from billing.simulator_objects import SimulatedStripeError
-from billing.simulator_state import BillingState
-from billing.stripe_params import decode_form, validate
+from stripe_simulator.objects import SimulatedStripeError
+from stripe_simulator.params import decode_form, validate
+from stripe_simulator.state import BillingState
 
 Handler = Callable[..., dict[str, Any]]
 
@@ -251,7 +251,7 @@ class Wire:
                         "param": unsupported[0],
                         "message": (
                             f"Stripe accepts '{unsupported[0]}' here but the simulator does not "
-                            "implement it; add it in billing/simulator_api.py or simulator_payouts.py."
+                            "implement it; add it in stripe_simulator/selling.py or payouts.py."
                         ),
                     }
                 ),

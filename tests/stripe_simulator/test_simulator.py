@@ -1,4 +1,4 @@
-"""Tests of the Stripe simulator (billing/simulator.py): Stripe's behaviour is SIMULATED here.
+"""Tests of the Stripe simulator (stripe_simulator/simulator.py): Stripe's behaviour is SIMULATED here.
 
 Every test drives the real stripe-python SDK (``client.v1.*``) against the in-process
 simulator, so what is checked is that the simulator answers the SDK the way Stripe does
@@ -16,8 +16,8 @@ import stripe
 from stripe.params import TransferCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from billing.simulator import StripeSimulator
-from billing.stripe_params import check_params
+from stripe_simulator import StripeSimulator
+from stripe_simulator.params import check_params
 
 SECRET = "whsec_simulated_platform"
 CONNECT_SECRET = "whsec_simulated_connect"

@@ -4,14 +4,14 @@
 Lode uses, reached by the *real* SDK: ``sim.client()`` is a ``stripe.StripeClient`` whose
 ``http_client`` sends each request through ``httpx.ASGITransport`` to ``sim.app`` (the sync
 methods go through a private event loop thread). So the production gateway runs unchanged, and every request is checked on the way
-in against the SDK's own parameter TypedDicts (``billing/stripe_params.py``).
+in against the SDK's own parameter TypedDicts (``stripe_simulator/params.py``).
 
 Modules: this one is the facade (wiring, inspection, webhooks, and the helpers that act for a
-paying customer, a bank or Stripe itself); ``simulator_http`` the wire (route table, request
-pipeline, Litestar app, ``stripe.HTTPClient``); ``simulator_objects`` the in-memory objects and
-``simulator_state`` the money movements on them;
-``simulator_api`` (selling), ``simulator_invoicing`` (invoices, subscriptions) and
-``simulator_payouts`` (Connect, transfers, refunds) the endpoint handlers.
+paying customer, a bank or Stripe itself); ``wire`` the wire (route table, request
+pipeline, Litestar app, ``stripe.HTTPClient``); ``objects`` the in-memory objects and
+``state`` the money movements on them;
+``selling`` (selling), ``invoicing`` (invoices, subscriptions) and
+``payouts`` (Connect, transfers, refunds) the endpoint handlers.
 
 What it does like Stripe: ids with Stripe's prefixes, objects shaped from Stripe's sample
 fixtures, list pagination, ``expand[]``, idempotency keys (replayed byte for byte with
@@ -44,10 +44,10 @@ from typing import Any
 
 import stripe
 
-from billing import simulator_api, simulator_invoicing, simulator_payouts  # noqa: F401 - register the REST handlers with the route table
-from billing.simulator_http import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
-from billing.simulator_objects import SimulatedStripeError
-from billing.simulator_state import BillingState
+from stripe_simulator import invoicing, payouts, selling  # noqa: F401 - register the REST handlers with the route table
+from stripe_simulator.objects import SimulatedStripeError
+from stripe_simulator.state import BillingState
+from stripe_simulator.wire import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
 
 __all__ = ["SimulatedRequest", "SimulatedStripeError", "SimulatorHTTPClient", "StripeSimulator"]
 
