@@ -64,12 +64,11 @@ class StripeSimulator:
         *,
         connect_webhook_secret: str | None = None,
         seed: int | None = None,
-        fixtures_path: str | None = None,
     ) -> None:
         self.webhook_secret = webhook_secret
         self.connect_webhook_secret = connect_webhook_secret
         self.webhook_sink = webhook_sink
-        self.state = BillingState(seed=seed, fixtures_path=fixtures_path)
+        self.state = BillingState(seed=seed)
         self._payloads: dict[str, bytes] = {}
         # Guards the state against the sync path (another thread); never held across an await.
         self._lock = threading.RLock()
