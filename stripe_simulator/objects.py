@@ -199,6 +199,8 @@ class Store:
     def __init__(self, *, seed: int | None = None) -> None:
         self.samples = load_samples()
         self.rng = random.Random(seed)
+        # Where a Checkout Session's ``url`` points: Stripe's hosted page, or one serving the simulator's.
+        self.checkout_page = "https://checkout.stripe.com/c/pay"
         self.clock_offset = 0
         self._by_id: dict[str, dict[str, Any]] = {}
         self._kinds: dict[str, dict[str, dict[str, Any]]] = {}
@@ -258,6 +260,27 @@ class Store:
 
     def by_key(self, kind: str) -> dict[str, dict[str, Any]]:
         return self._kinds.get(kind, {})
+
+    # -- persistence (see persistence.py) -------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The state as JSON-ready data (the same objects, not copies: dump it at once)."""
+        return {
+            "kinds": self._kinds,
+            "seq": self._seq,
+            "private": self.private,
+            "events": [event["id"] for event in self.events],
+            "undelivered": self.undelivered,
+            "clock_offset": self.clock_offset,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace the state with a ``snapshot`` (read back from JSON)."""
+        self._kinds, self._seq, self.private = data["kinds"], data["seq"], data["private"]
+        # One dict per object, reachable by id and by kind, as ``put`` keeps it.
+        self._by_id = {obj["id"]: obj for objects in self._kinds.values() for obj in objects.values() if "id" in obj}
+        self.events = [self._kinds["event"][id_] for id_ in data["events"]]
+        self.undelivered = data["undelivered"]
+        self.clock_offset = data["clock_offset"]
 
     def savepoint(self) -> tuple[int, int]:
         return len(self._seq), len(self.events)

@@ -282,7 +282,7 @@ def create_session(s: BillingState, q: Params) -> dict[str, Any]:
         subscription=None,
         invoice=None,
     )
-    session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}"
+    session["url"] = f"{s.checkout_page}/{session['id']}"
     s.private[session["id"]] = {
         "lines": lines,
         "payment_intent_data": q.get("payment_intent_data", {}),

@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -31,6 +32,7 @@ from litestar import Litestar, Request, Response
 
 from stripe_simulator.objects import SimulatedStripeError
 from stripe_simulator.params import decode_form, validate
+from stripe_simulator.persistence import StateLock
 from stripe_simulator.state import BillingState
 
 Handler = Callable[..., dict[str, Any]]
@@ -157,10 +159,12 @@ def _error(error: Mapping[str, Any]) -> bytes:
 class Wire:
     """The request pipeline and the Litestar app in front of the state."""
 
-    def __init__(self, state: BillingState, lock: threading.RLock) -> None:
+    def __init__(self, state: BillingState, lock: StateLock) -> None:
         self.state, self.lock = state, lock
-        self.requests: list[SimulatedRequest] = []
+        # The newest requests, for tests to inspect; bounded, so a long-running demo server does not grow.
+        self.requests: deque[SimulatedRequest] = deque(maxlen=10_000)
         self.failures: list[Failure] = []
+        self.after_request: Callable[[], None] | None = None  # called on the loop once a request is answered
         # (Stripe-Account, Idempotency-Key) → (request fingerprint, status, body, headers)
         self.idempotent: dict[tuple[str, str], tuple[tuple[Any, ...], int, bytes, dict[str, str]]] = {}
 
@@ -183,7 +187,22 @@ class Wire:
             status, payload, out = self.respond(
                 req, headers.get("authorization", ""), headers.get("stripe-version") or stripe.api_version
             )
+        if self.after_request is not None:
+            self.after_request()
         return Response(payload, status_code=status, headers=out, media_type="application/json")
+
+    def snapshot(self) -> list[list[Any]]:
+        """The stored idempotent results as JSON-ready data (see persistence.py)."""
+        return [
+            [account, key, *fingerprint, status, payload.decode(), headers]
+            for (account, key), (fingerprint, status, payload, headers) in self.idempotent.items()
+        ]
+
+    def restore(self, rows: list[list[Any]]) -> None:
+        self.idempotent = {
+            (account, key): ((method, path, params), status, payload.encode(), headers)
+            for account, key, method, path, params, status, payload, headers in rows
+        }
 
     def respond(self, req: SimulatedRequest, authorization: str, version: str) -> tuple[int, bytes, dict[str, str]]:
         headers = {"Request-Id": self.state.new_id("req"), "Stripe-Version": version}
