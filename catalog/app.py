@@ -187,8 +187,8 @@ def build_services(settings: Settings, gateway: Gateway | None = None) -> dict[s
     """Objects handlers, jobs and the demo need beyond the database.
 
     The gateway: the one given (tests), else Stripe when a key is configured, else — outside
-    production — the built-in Stripe simulator (``billing/simulated.py``, also under
-    ``stripe_simulator``); in production without a key, none: priced checkouts answer
+    production — the built-in Stripe simulator (``stripe_simulator``, wired by
+    ``billing/simulated.py``); in production without a key, none: priced checkouts answer
     ``503 billing_not_configured``.
     """
     if gateway is None and settings.stripe_api_key:

@@ -205,6 +205,7 @@ class Store:
         self._by_id: dict[str, dict[str, Any]] = {}
         self._kinds: dict[str, dict[str, dict[str, Any]]] = {}
         self._seq: dict[str, int] = {}
+        self.touched: set[tuple[str, str]] = set()  # (kind, key) of objects a request may have changed
         # What Stripe keeps about an object but does not show (checkout line items …), by id.
         self.private: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
@@ -247,40 +248,45 @@ class Store:
             self._by_id[obj["id"]] = obj
         self._kinds.setdefault(kind, {})[key] = obj
         self._seq.setdefault(key, len(self._seq))
+        self.touched.add((kind, key))
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, kind: str, id_: str, param: str | None = None) -> dict[str, Any]:
         obj = self._kinds.get(kind, {}).get(id_)
         if obj is None:
             raise missing(kind, id_, param)
+        self.touched.add((kind, id_))
         return obj
 
     def find(self, id_: str) -> dict[str, Any] | None:
-        return self._by_id.get(id_)
+        obj = self._by_id.get(id_)
+        if obj is not None:
+            self.touched.add((obj["object"], id_))
+        return obj
 
     def by_key(self, kind: str) -> dict[str, dict[str, Any]]:
+        """The objects of ``kind`` by key, to read: change one only through ``put``."""
         return self._kinds.get(kind, {})
 
     # -- persistence (see persistence.py) -------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """The state as JSON-ready data (the same objects, not copies: dump it at once)."""
-        return {
-            "kinds": self._kinds,
-            "seq": self._seq,
-            "private": self.private,
-            "events": [event["id"] for event in self.events],
-            "undelivered": self.undelivered,
-            "clock_offset": self.clock_offset,
-        }
+    # A request reaches every object it could change through get, find, objects or put, which
+    # note it in ``touched``; the state file writes those of them whose JSON did change.
+    def record(self, kind: str, key: str) -> tuple[int, dict[str, Any], dict[str, Any] | None] | None:
+        """(order, object, what Stripe keeps private about it), or None if it is gone (rolled back)."""
+        obj = self._kinds.get(kind, {}).get(key)
+        return None if obj is None else (self._seq[key], obj, self.private.get(key))
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Replace the state with a ``snapshot`` (read back from JSON)."""
-        self._kinds, self._seq, self.private = data["kinds"], data["seq"], data["private"]
-        # One dict per object, reachable by id and by kind, as ``put`` keeps it.
-        self._by_id = {obj["id"]: obj for objects in self._kinds.values() for obj in objects.values() if "id" in obj}
-        self.events = [self._kinds["event"][id_] for id_ in data["events"]]
-        self.undelivered = data["undelivered"]
-        self.clock_offset = data["clock_offset"]
+    def load(self, kind: str, key: str, seq: int, obj: dict[str, Any], private: dict[str, Any] | None) -> None:
+        """Take in an object another process saved; ``order_events`` once all are in."""
+        if "id" in obj:
+            self._by_id[obj["id"]] = obj
+        self._kinds.setdefault(kind, {})[key] = obj
+        self._seq[key] = seq
+        if private is not None:
+            self.private[key] = private
+
+    def order_events(self) -> None:
+        self.events = sorted(self._kinds.get("event", {}).values(), key=lambda e: self._seq[e["id"]])
 
     def savepoint(self) -> tuple[int, int]:
         return len(self._seq), len(self.events)
@@ -297,7 +303,9 @@ class Store:
         self.undelivered = [i for i in self.undelivered if i in self._by_id]
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
-        return list(self._kinds.get(kind, {}).values())
+        found = self._kinds.get(kind, {})
+        self.touched.update((kind, key) for key in found)
+        return list(found.values())
 
     def page(
         self, kind: str, url: str, params: Mapping[str, Any], where: Callable[[dict[str, Any]], bool] = lambda _: True

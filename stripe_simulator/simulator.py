@@ -53,7 +53,7 @@ import stripe
 
 from stripe_simulator import invoicing, payouts, selling  # noqa: F401 - register the REST handlers with the route table
 from stripe_simulator.objects import SimulatedStripeError, list_object
-from stripe_simulator.persistence import StateLock
+from stripe_simulator.persistence import StateFile, StateLock
 from stripe_simulator.state import BillingState
 from stripe_simulator.wire import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
 
@@ -93,8 +93,10 @@ class StripeSimulator:
             self.state.checkout_page = checkout_page.rstrip("/")
         # Guards the state against the sync path (another thread) and, with a file, against other
         # processes; never held across an await.
-        self._lock = StateLock(Path(state_file) if state_file else None, self._dump, self._load)
+        self._lock = StateLock()
         self._wire = Wire(self.state, self._lock)
+        if state_file:
+            self._lock.file = StateFile(Path(state_file), self.state, self._wire.idempotent)
         self.deliver_automatically = deliver_automatically
         self._wire.after_request = self._deliver_soon
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -121,13 +123,6 @@ class StripeSimulator:
     def close(self) -> None:
         self._http_client.close()
         self._lock.close()
-
-    def _dump(self) -> dict[str, Any]:
-        return {"store": self.state.snapshot(), "idempotent": self._wire.snapshot()}
-
-    def _load(self, data: dict[str, Any]) -> None:
-        self.state.restore(data["store"])
-        self._wire.restore(data["idempotent"])
 
     def fail_next(self, method: str, path_prefix: str, kind: str, times: int = 1) -> None:
         """Make the next ``times`` requests whose method matches and whose path starts with

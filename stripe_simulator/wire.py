@@ -191,19 +191,6 @@ class Wire:
             self.after_request()
         return Response(payload, status_code=status, headers=out, media_type="application/json")
 
-    def snapshot(self) -> list[list[Any]]:
-        """The stored idempotent results as JSON-ready data (see persistence.py)."""
-        return [
-            [account, key, *fingerprint, status, payload.decode(), headers]
-            for (account, key), (fingerprint, status, payload, headers) in self.idempotent.items()
-        ]
-
-    def restore(self, rows: list[list[Any]]) -> None:
-        self.idempotent = {
-            (account, key): ((method, path, params), status, payload.encode(), headers)
-            for account, key, method, path, params, status, payload, headers in rows
-        }
-
     def respond(self, req: SimulatedRequest, authorization: str, version: str) -> tuple[int, bytes, dict[str, str]]:
         headers = {"Request-Id": self.state.new_id("req"), "Stripe-Version": version}
         if req.idempotency_key:
@@ -216,7 +203,7 @@ class Wire:
             retry = {"Stripe-Should-Retry": "true"} if kind == "lock_timeout" else {}  # as Stripe does
             return FAILURES[kind][0], _error(FAILURES[kind][1]), headers | retry
         drop = {_DROP: "1"} if kind == "connection_reset" else {}
-        # POST results are kept per key and connected account (Stripe: 24 h; here: the simulator's life).
+        # POST results are kept per key and connected account (Stripe: 24 h; here: as long as the simulator's state).
         key = (req.stripe_account or "", req.idempotency_key) if req.method == "POST" else None
         key = key if req.idempotency_key else None
         fingerprint = (req.method, req.path, req.params)

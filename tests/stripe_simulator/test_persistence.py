@@ -6,6 +6,7 @@ Stripe is SIMULATED; each simulator here is what one process would hold.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -74,24 +75,38 @@ class TestSharedState:
         assert sink.types().count("checkout.session.completed") == 1 and late.types() == []
 
 
-WRITER = """
-import sys
+REFUNDER = """
+import sys, time
+from pathlib import Path
 from stripe_simulator import StripeSimulator
-sim = StripeSimulator(state_file=sys.argv[1])
-for i in range(int(sys.argv[3])):
-    sim.client().v1.customers.create({"name": f"{sys.argv[2]}-{i}"})
-sim.close()
+file, charge, ready, refunds = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+client = StripeSimulator(state_file=file).client()
+ready.touch()
+while len(list(ready.parent.iterdir())) < 3:  # all start together, so their requests interleave
+    time.sleep(0.005)
+for _ in range(refunds):
+    client.v1.refunds.create({"charge": charge, "amount": 10})
 """
 
 
-def test_processes_writing_at_once_lose_nothing(file, make):
-    """Each request reloads, changes and saves the whole state: one process at a time, or updates are lost."""
-    writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(file), name, "25"], stderr=subprocess.PIPE, text=True)
-        for name in ("a", "b", "c")
+def test_processes_refunding_one_charge_at_once_lose_no_update(file, make):
+    """Each process changes the same charge: they must take turns, each seeing the others' refunds."""
+    payer = make()
+    customer = payer.client().v1.customers.create({})
+    session = payer.client().v1.checkout.sessions.create(one_time_session(customer.id))
+    asyncio.run(payer.complete_checkout(session.id))
+    (charge,) = payer.objects("charge")
+    (file.parent / "ready").mkdir()
+    refunders = [
+        subprocess.Popen(
+            [sys.executable, "-c", REFUNDER, str(file), charge["id"], str(file.parent / "ready" / str(n)), "40"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
     ]
-    for writer in writers:
-        _, errors = writer.communicate(timeout=120)
-        assert writer.returncode == 0, errors
-    names = sorted(c["name"] for c in make().objects("customer"))
-    assert names == sorted(f"{w}-{i}" for w in "abc" for i in range(25))
+    for refunder in refunders:
+        _, errors = refunder.communicate(timeout=120)
+        assert refunder.returncode == 0, errors
+    assert payer.get("charge", charge["id"])["amount_refunded"] == 3 * 40 * 10
+    assert len(payer.objects("refund")) == 3 * 40
