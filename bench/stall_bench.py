@@ -51,10 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.scratch import command_line, prepare
 from billing.gateway import Gateway
 from billing.models import Checkout
-from billing.simulator import StripeSimulator
 from catalog import db
 from catalog.app import build_services, create_app
 from catalog.worker import Worker
+from stripe_simulator import StripeSimulator
 from tests.billing.conftest import PLATFORM_SECRET, market
 from tests.delivery.conftest import Delivery
 from tests.support import Actors, Catalogue, expect, lifespan

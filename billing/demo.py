@@ -1,25 +1,25 @@
 """The demo's paid licence: paid through simulated Stripe, split, and paid out to the hospitals.
 
-``lode demo`` (the composition root) calls this after seeding when no Stripe key is configured:
-the demo's priced licence is checked out as its buyer, the simulated customer pays, the signed
-webhooks are processed by the worker, and the hospitals' shares are transferred to their
-(simulated) Connect accounts. With a real key nobody can pay on the demo's behalf, so the checkout
-URL is printed instead. Already-paid licences are left alone: a rerun changes nothing.
+``lode demo`` (the composition root) calls this after seeding with the licences the demo pays
+for itself. When no Stripe key is configured the demo's priced licence is checked out as its
+buyer, the simulated customer pays, the signed webhooks are processed by the worker, and the
+hospitals' shares are transferred to their (simulated) Connect accounts. With a real key nobody
+can pay on the demo's behalf, so the checkout URL is printed instead. A licence not awaiting
+payment is left alone, and so is every licence not named — a user's own, or the one the demo
+leaves for a newcomer to pay — so a rerun changes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing import repository as repo
 from billing import webhooks
 from billing.checkout import CheckoutService
 from billing.schemas import CheckoutCreate
-from billing.simulator import StripeSimulator
-from catalog.access.models import Licence
+from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
 from catalog.demo import catalog as demo
@@ -46,13 +46,11 @@ async def _principal(session: AsyncSession, slug: str, role: str) -> Principal:
 
 
 async def pay_pending(
-    sessions: async_sessionmaker[AsyncSession],
-    services: dict[str, Any],
-    registry: Registry,
-    simulator: StripeSimulator | None,
+    sessions: async_sessionmaker[AsyncSession], services: dict[str, Any], registry: Registry, licence_ids: list[str]
 ) -> list[dict[str, Any]]:
-    """Pay every demo licence still awaiting payment; answers what was paid and how it was split."""
+    """Pay those of ``licence_ids`` still awaiting payment; answers what was paid and how it was split."""
     settings = services["settings"]
+    simulator = services.get("stripe_simulator")
     worker = Worker(sessions, registry, services)
 
     async def sink(payload: bytes, headers: dict[str, str]) -> None:
@@ -63,10 +61,11 @@ async def pay_pending(
     if simulator is not None:
         simulator.webhook_sink = sink
     paid = []
-    async with write_transaction(sessions) as session:
-        pending = list((await session.execute(select(Licence).where(Licence.status == "pending_payment"))).scalars())
-    for licence in pending:
+    for licence_id in licence_ids:
         async with read_transaction(sessions) as session:
+            licence = await access_repo.licence(session, licence_id)
+            if licence is None or licence.status != "pending_payment":
+                continue
             product = await products_repo.get(session, licence.product_id)
             item = demo.find_product(product.slug) if product else None
             consumer = None
@@ -92,7 +91,7 @@ async def pay_pending(
                 await simulator.activate_account(account.account_id)
         await simulator.complete_checkout(checkout.session_id or "")
         while await worker.run_once(jobs=False):
-            pass
+            await simulator.deliver_pending()  # the transfers' own events, so none waits for `lode serve`
         paid.append({"licence_id": licence.id, "paid": True, **await _split(sessions, checkout.payment_id)})
     return paid
 

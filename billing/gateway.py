@@ -7,7 +7,7 @@ errors with stable codes. Webhook signatures are checked against each configured
 (platform and Connect endpoints) with a 300-second tolerance.
 
 With ``LODE_STRIPE_API_KEY`` set, this talks to Stripe (``LODE_STRIPE_API_BASE`` may point it at
-a mock). The tests and ``lode demo`` hand it a client of ``billing/simulator.py`` instead.
+a mock). The tests and ``lode demo`` hand it a client of ``stripe_simulator/simulator.py`` instead.
 
 Calls are bounded in time. One try waits at most ``LODE_STRIPE_TIMEOUT_S`` (connecting at most
 ``CONNECT_TIMEOUT_S``) and the SDK tries ``LODE_STRIPE_MAX_RETRIES`` more times, with the same

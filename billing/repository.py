@@ -74,6 +74,13 @@ async def payout_account_by_stripe_id(session: AsyncSession, account_id: str) ->
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def stripe_identities(session: AsyncSession) -> tuple[list[StripeCustomer], list[PayoutAccount]]:
+    """Every customer and Connect account Lode has made at Stripe."""
+    customers = (await session.execute(select(StripeCustomer))).scalars().all()
+    accounts = (await session.execute(select(PayoutAccount))).scalars().all()
+    return list(customers), list(accounts)
+
+
 # --- checkouts and subscriptions ----------------------------------------------------------------
 
 

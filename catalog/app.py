@@ -20,7 +20,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 
-from billing import meters, payments, refunds, subscriptions, transfers, webhooks
+from billing import meters, payments, refunds, simulated, subscriptions, transfers, webhooks
 from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
 from catalog import auth, db, errors, intake, observability, outbox, policy, shielded
@@ -123,6 +123,7 @@ def create_app(
     sessions = db.create_sessionmaker(engine)
     registry = registry or build_registry(settings)
     services = services if services is not None else build_services(settings)
+    simulator = services.get("stripe_simulator")
     worker = Worker(sessions, registry, services, lease=timedelta(seconds=settings.worker_lease_s))
     if run_worker is None:  # `lode serve --no-worker` reaches uvicorn's worker processes through the env
         run_worker = settings.env != "test" and os.environ.get("LODE_RUN_WORKER", "1") != "0"
@@ -139,6 +140,8 @@ def create_app(
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
             await shielded.drain()  # settlements of requests the server cancelled, before the engine goes
             app.state.storage.sandbox.close()
+            if simulator is not None:
+                simulator.close()
             await engine.dispose()  # pooled connections die with the loop that made them
 
     alchemy = SQLAlchemyAsyncConfig(
@@ -148,7 +151,7 @@ def create_app(
         create_all=False,
     )
     app = Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, simulated.pages(simulator)] if simulator is not None else ROUTES,
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         dependencies={
             "tx": Provide(db.provide_transaction),
@@ -177,6 +180,8 @@ def create_app(
     app.state.storage = services.get("storage") or build_storage(settings)
     app.state.noise = Noise(settings.noise_secret)
     app.state.org_hooks = [blocklists.on_verification_changed]
+    if simulator is not None:
+        simulated.serve(simulator, app, settings)
     return app
 
 
@@ -186,35 +191,50 @@ def build_storage(settings: Settings) -> Storage:
     )
 
 
-def build_gateway(settings: Settings) -> Gateway | None:
-    """Stripe when a key is configured; without one, priced checkouts answer billing_not_configured."""
-    if not settings.stripe_api_key:
-        return None
-    return Gateway.from_key(
-        settings.stripe_api_key,
-        settings.stripe_webhook_secrets,
-        settings.stripe_api_base,
-        timeout_s=settings.stripe_timeout_s,
-        max_retries=settings.stripe_max_retries,
-    )
-
-
 def build_services(settings: Settings, gateway: Gateway | None = None) -> dict[str, Any]:
-    """Objects handlers, jobs and the demo need beyond the database."""
-    return {"settings": settings, "storage": build_storage(settings), "gateway": gateway or build_gateway(settings)}
+    """Objects handlers, jobs and the demo need beyond the database.
+
+    The gateway: the one given (tests), else Stripe when a key is configured, else — outside
+    production — the built-in Stripe simulator (``stripe_simulator``, wired by
+    ``billing/simulated.py``); in production without a key, none: priced checkouts answer
+    ``503 billing_not_configured``.
+    """
+    if gateway is None and settings.stripe_api_key:
+        gateway = Gateway.from_key(
+            settings.stripe_api_key,
+            settings.stripe_webhook_secrets,
+            settings.stripe_api_base,
+            timeout_s=settings.stripe_timeout_s,
+            max_retries=settings.stripe_max_retries,
+        )
+    services: dict[str, Any] = {"settings": settings, "storage": build_storage(settings), "gateway": gateway}
+    if gateway is None and settings.stripe_simulated:
+        services["stripe_simulator"], services["gateway"] = simulated.build(settings)
+    return services
 
 
 def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[None]]]:
-    """A worker for ``lode worker``: the same handlers and jobs as the in-process one."""
+    """A worker for ``lode worker``: the same handlers and jobs as the in-process one.
+
+    On simulated Stripe its calls' webhooks wait in the simulator's state until a served
+    process sends them (this process serves no webhook endpoint).
+    """
     observability.configure_logging(settings.log_level)
     engine = db.create_engine(settings)
+    services = build_services(settings)
     worker = Worker(
         db.create_sessionmaker(engine),
         build_registry(settings),
-        build_services(settings),
+        services,
         lease=timedelta(seconds=settings.worker_lease_s),
     )
-    return worker, engine.dispose
+
+    async def dispose() -> None:
+        if services.get("stripe_simulator") is not None:
+            services["stripe_simulator"].close()
+        await engine.dispose()
+
+    return worker, dispose
 
 
 def render_openapi(settings: Settings) -> str:
@@ -223,23 +243,23 @@ def render_openapi(settings: Settings) -> str:
 
 
 async def seed_demo(settings: Settings, *, progress: bool) -> dict[str, Any]:
-    """Seed the demo; with no Stripe key its paid licence is paid through simulated Stripe."""
+    """Seed the demo; with no Stripe key its paid licence is paid through simulated Stripe (the
+    same simulated Stripe, kept in the data directory, that ``lode serve`` then uses)."""
     from billing.demo import pay_pending
-    from billing.simulator import StripeSimulator
+    from catalog.demo.licences import paid_by_demo
     from catalog.demo.seed import seed
 
-    simulator = None
-    gateway = build_gateway(settings)
-    if gateway is None:
-        secret = "whsec_lode_demo_simulated"
-        simulator = StripeSimulator(webhook_secret=secret)
-        gateway = Gateway(simulator.client(), (secret,), simulated=True)
+    services = build_services(settings)
+    simulator = services.get("stripe_simulator")
     engine = db.create_engine(settings)
     try:
         sessions = db.create_sessionmaker(engine)
-        services = build_services(settings, gateway)
+        if simulator is not None:
+            await simulated.adopt_known_ids(sessions, simulator)
         result = await seed(sessions, settings, services, progress=progress)
-        result["payments"] = await pay_pending(sessions, services, build_registry(settings), simulator)
+        # Only the licences the demo pays for itself: never one a user made, nor the one left to pay.
+        to_pay = [made["licence_id"] for made in result["licences"] if paid_by_demo(made)]
+        result["payments"] = await pay_pending(sessions, services, build_registry(settings), to_pay)
         async with db.read_transaction(sessions) as session:  # payment moved some licences on
             for made in result["licences"]:
                 made["status"] = (await session.get(Licence, made["licence_id"])).status

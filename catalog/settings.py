@@ -74,6 +74,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def stripe_simulated(self) -> bool:
+        """No Stripe key outside production: billing runs on the built-in Stripe simulator."""
+        return not self.stripe_api_key and not self.is_production
+
 
 def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool = True) -> Settings:
     """Build Settings from the environment, or raise SettingsError listing every mistake."""

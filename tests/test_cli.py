@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class TestServe:
         port = free_port()
         server = subprocess.Popen(
             [*LODE, "serve", "--port", str(port)],
-            env={**env, "LODE_LOG_LEVEL": "INFO"},
+            env={**env, "LODE_LOG_LEVEL": "INFO", "LODE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -79,6 +80,7 @@ class TestServe:
                 assert r.headers["content-type"].startswith("text/html")
             with urllib.request.urlopen(f"{base}/v1/catalog.jsonld", timeout=5) as r:
                 assert json.loads(r.read())["@id"] == f"{base}/v1/catalog.jsonld"  # its links follow the port
+            pay_the_left_licence_on_the_page(base, json.loads(again.stdout))
         finally:
             server.send_signal(signal.SIGTERM)
             _, logs = server.communicate(timeout=30)
@@ -86,6 +88,33 @@ class TestServe:
         assert server.returncode in (0, -signal.SIGTERM)
         assert '"worker stopped"' in logs and "Traceback" not in logs
         assert f"API docs at {base}/docs" in logs  # not the default :8000
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 303 itself is what the test reads
+
+
+def pay_the_left_licence_on_the_page(base: str, demo: dict) -> None:
+    """The demo's licence left awaiting payment, paid by its buyer on the simulated checkout page."""
+    (left,) = [made for made in demo["licences"] if made["status"] == "pending_payment"]
+    buyer = {"Authorization": f"Bearer {demo['keys'][left['consumer']]}", "Content-Type": "application/json"}
+    licence = f"{base}/v1/licences/{left['licence_id']}"
+    checkout = urllib.request.Request(f"{licence}/checkout", data=b'{"method": "card"}', headers=buyer)
+    with urllib.request.urlopen(checkout, timeout=30) as r:
+        url = json.loads(r.read())["url"]
+    assert url.startswith(f"{base}/simulator/checkout/")
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert "Pay — simulated" in r.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as paid:  # the 303, not followed
+        urllib.request.build_opener(_NoRedirects).open(urllib.request.Request(url, data=b"", method="POST"))
+    assert paid.value.code == 303 and paid.value.headers["Location"] == f"{licence}?checkout=success"
+    for _ in range(100):  # the in-process worker processes the webhook within a poll or two
+        with urllib.request.urlopen(urllib.request.Request(licence, headers=buyer), timeout=5) as r:
+            if json.loads(r.read())["status"] == "active":
+                return
+        time.sleep(0.1)
+    raise AssertionError("the licence did not become active after paying on the page")
 
 
 class TestCommands:

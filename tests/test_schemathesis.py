@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from billing.gateway import Gateway
-from billing.simulator import StripeSimulator
 from catalog import db
 from catalog.app import build_services, create_app
 from catalog.orgs.service import OrgService
+from stripe_simulator import StripeSimulator
 from tests.conftest import make_settings
 
 

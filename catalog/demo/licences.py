@@ -3,6 +3,9 @@
 Each goes the whole way through circulation — application, eligibility, the review tracks the
 grade requires, decided by the demo reviewers, and acceptance under the pinned terms hash. The
 consumer's admin is named as an analyst too, so the printed admin key can use the data.
+
+Of the two priced licences the demo pays one itself (``lode demo``, through simulated Stripe when
+no key is set) and leaves the other awaiting payment, for a newcomer to pay on the checkout page.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class DemoLicence(NamedTuple):
     commercial: bool
     territory: str
     summary: str
+    paid_by_demo: bool = True  # False: a priced licence left for a newcomer to pay
 
 
 LICENCES: tuple[DemoLicence, ...] = (
@@ -53,7 +57,15 @@ LICENCES: tuple[DemoLicence, ...] = (
     # A priced licence: accepted here, paid through (simulated) Stripe by the composition root.
     DemoLicence("shanghai-pharma-rd", "t2d-ehr-cohort", "Annual research licence", "DS", ("E11",), True, "CN",
                 "Real-world comparative effectiveness of SGLT2 inhibitors"),
+    # Another, accepted and left awaiting payment: the README's tour pays it on the checkout page.
+    DemoLicence("shanghai-pharma-rd", "risk-factor-survey", "Research licence", "HMB", (), True, "CN",
+                "Cardiovascular risk factors for a hypertension trial's site selection", paid_by_demo=False),
 )  # fmt: skip
+
+
+def paid_by_demo(made: dict[str, Any]) -> bool:
+    """Whether the demo pays for this licence itself (``made`` as ``ensure_licence`` answers it)."""
+    return next(s.paid_by_demo for s in LICENCES if (s.consumer, s.product) == (made["consumer"], made["product"]))
 
 
 async def ensure_licence(session: AsyncSession, people: People, spec: DemoLicence) -> dict[str, Any]:

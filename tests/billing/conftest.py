@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 
 from billing.gateway import Gateway
-from billing.simulator import StripeSimulator
 from catalog import db, outbox
 from catalog.app import build_services, create_app
 from catalog.worker import Worker
+from stripe_simulator import StripeSimulator
 from tests.conftest import make_settings
 from tests.delivery.conftest import Delivery
 from tests.support import expect

@@ -1,6 +1,6 @@
 """Checkout and payout accounts wait on Stripe with no transaction open (billing/checkout.py): a
 slow Stripe delays only its own request, and every attempt at a checkout gets the same Stripe
-objects. Stripe is simulated (billing/simulator.py); ``latency`` makes each of its answers slow."""
+objects. Stripe is simulated (stripe_simulator/); ``latency`` makes each of its answers slow."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Billing end to end on simulated Stripe: checkout, webhooks, the split, transfers, refunds,
-disputes, metered usage and statements. Stripe behaviour here is simulated (billing/simulator.py)."""
+disputes, metered usage and statements. Stripe behaviour here is simulated (stripe_simulator/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Money under failure and out of the ordinary, on simulated Stripe (billing/simulator.py): refunds
+"""Money under failure and out of the ordinary, on simulated Stripe (stripe_simulator/): refunds
 that race payouts, refusals, won disputes, abandoned checkouts, late payments, unpaid invoices,
 cancelled subscriptions, late usage — never lost, never doubled."""
 

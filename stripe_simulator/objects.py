@@ -1,12 +1,13 @@
 """The simulator's in-memory Stripe state: objects, ids, lists, expansion and events.
 
-Every object starts as a deep copy of Stripe's own sample of that type (``fixtures3.json``
-from stripe-mock, under ``resources``), with the sample's incidental values (discounts,
-shipping costs, foreign ids) reset, and then the fields the request set. So responses carry
-the full set of fields a real response has, and the SDK hydrates them like real ones.
+Every object starts as a deep copy of Stripe's own sample of that type, with the sample's
+incidental values (discounts, shipping costs, foreign ids) reset, and then the fields the request
+set. So responses carry the full set of fields a real response has, and the SDK hydrates them like
+real ones. The samples ship inside this package (``samples/``, see ``SAMPLES``); without them the
+simulator refuses to start rather than answer with objects missing most of their fields.
 
-Only the simulator uses this module; it is not a Stripe client. ``simulator_state.py`` adds the
-money movements on top; see ``billing/simulator.py``.
+Only the simulator uses this module; it is not a Stripe client. ``state.py`` adds the
+money movements on top; see ``stripe_simulator/simulator.py``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import random
 import string
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
-from stripe._api_version import _ApiVersion
+import stripe
 
-# ../shared/stripe/fixtures3.json next to the repository; LODE_STRIPE_FIXTURES overrides it.
-# Without the file the objects carry only the fields the simulator sets.
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "stripe" / "fixtures3.json"
+# Stripe's sample object of each type the simulator makes: ``resources[type]`` of
+# ``openapi/fixtures3.json`` in the public stripe/openapi repository (MIT, ``samples/LICENSE``).
+# Making a new type of object? Copy its sample in from there, under the same key.
+SAMPLES = "samples/stripe-objects.json"
+
+
+class MissingSamples(RuntimeError):
+    """The package's Stripe samples are missing or lack a type: an installation, not a request, is broken."""
 
 
 def _nulls(*fields: str) -> dict[str, Any]:
@@ -138,10 +143,19 @@ _PREFIXES = {  # Stripe's id prefixes (cs_test_ as in test mode)
 
 
 @functools.cache
-def load_fixtures(path: str | None = None) -> Mapping[str, Any]:
-    """Stripe's sample objects by type (empty when the file is not there)."""
-    file = Path(path or os.environ.get("LODE_STRIPE_FIXTURES") or DEFAULT_FIXTURES)
-    return json.loads(file.read_text("utf-8"))["resources"] if file.exists() else {}
+def load_samples() -> Mapping[str, Any]:
+    """Stripe's sample objects by type, checked to hold every type the simulator makes."""
+    file = resources.files(__package__).joinpath(SAMPLES)
+    try:
+        samples = json.loads(file.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MissingSamples(
+            f"The Stripe simulator cannot read its sample objects ({file}): {exc}. They ship inside the "
+            "stripe_simulator package; restore the file from the repository or reinstall Lode."
+        ) from exc
+    if lacking := sorted(set(_PREFIXES) - {"event"} - set(samples)):  # events are built, not sampled
+        raise MissingSamples(f"{file} has no Stripe sample for {', '.join(lacking)}.")
+    return samples
 
 
 class SimulatedStripeError(Exception):
@@ -182,13 +196,16 @@ def list_object(data: list[dict[str, Any]], url: str, has_more: bool = False) ->
 class Store:
     """Objects by id and kind, with Stripe-like ids, lists, expansion and events."""
 
-    def __init__(self, *, seed: int | None = None, fixtures_path: str | None = None) -> None:
-        self.fixtures = load_fixtures(fixtures_path)
+    def __init__(self, *, seed: int | None = None) -> None:
+        self.samples = load_samples()
         self.rng = random.Random(seed)
+        # Where a Checkout Session's ``url`` points: Stripe's hosted page, or one serving the simulator's.
+        self.checkout_page = "https://checkout.stripe.com/c/pay"
         self.clock_offset = 0
         self._by_id: dict[str, dict[str, Any]] = {}
         self._kinds: dict[str, dict[str, dict[str, Any]]] = {}
         self._seq: dict[str, int] = {}
+        self.touched: set[tuple[str, str]] = set()  # (kind, key) of objects a request may have changed
         # What Stripe keeps about an object but does not show (checkout line items …), by id.
         self.private: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
@@ -208,7 +225,7 @@ class Store:
         return f"{prefix}_{self.token()}"
 
     def template(self, kind: str) -> dict[str, Any]:
-        obj = copy.deepcopy(self.fixtures.get(kind, {}))
+        obj = copy.deepcopy(self.samples[kind])
         obj.update(copy.deepcopy(_RESETS.get(kind, {})))
         return obj
 
@@ -231,19 +248,45 @@ class Store:
             self._by_id[obj["id"]] = obj
         self._kinds.setdefault(kind, {})[key] = obj
         self._seq.setdefault(key, len(self._seq))
+        self.touched.add((kind, key))
 
     # -- lookup -------------------------------------------------------------------------
     def get(self, kind: str, id_: str, param: str | None = None) -> dict[str, Any]:
         obj = self._kinds.get(kind, {}).get(id_)
         if obj is None:
             raise missing(kind, id_, param)
+        self.touched.add((kind, id_))
         return obj
 
     def find(self, id_: str) -> dict[str, Any] | None:
-        return self._by_id.get(id_)
+        obj = self._by_id.get(id_)
+        if obj is not None:
+            self.touched.add((obj["object"], id_))
+        return obj
 
     def by_key(self, kind: str) -> dict[str, dict[str, Any]]:
+        """The objects of ``kind`` by key, to read: change one only through ``put``."""
         return self._kinds.get(kind, {})
+
+    # -- persistence (see persistence.py) -------------------------------------------------
+    # A request reaches every object it could change through get, find, objects or put, which
+    # note it in ``touched``; the state file writes those of them whose JSON did change.
+    def record(self, kind: str, key: str) -> tuple[int, dict[str, Any], dict[str, Any] | None] | None:
+        """(order, object, what Stripe keeps private about it), or None if it is gone (rolled back)."""
+        obj = self._kinds.get(kind, {}).get(key)
+        return None if obj is None else (self._seq[key], obj, self.private.get(key))
+
+    def load(self, kind: str, key: str, seq: int, obj: dict[str, Any], private: dict[str, Any] | None) -> None:
+        """Take in an object another process saved; ``order_events`` once all are in."""
+        if "id" in obj:
+            self._by_id[obj["id"]] = obj
+        self._kinds.setdefault(kind, {})[key] = obj
+        self._seq[key] = seq
+        if private is not None:
+            self.private[key] = private
+
+    def order_events(self) -> None:
+        self.events = sorted(self._kinds.get("event", {}).values(), key=lambda e: self._seq[e["id"]])
 
     def savepoint(self) -> tuple[int, int]:
         return len(self._seq), len(self.events)
@@ -260,7 +303,9 @@ class Store:
         self.undelivered = [i for i in self.undelivered if i in self._by_id]
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
-        return list(self._kinds.get(kind, {}).values())
+        found = self._kinds.get(kind, {})
+        self.touched.update((kind, key) for key in found)
+        return list(found.values())
 
     def page(
         self, kind: str, url: str, params: Mapping[str, Any], where: Callable[[dict[str, Any]], bool] = lambda _: True
@@ -323,7 +368,7 @@ class Store:
         if account:
             event["account"] = account  # a Connect event, sent to the Connect endpoint
         event.update(
-            api_version=_ApiVersion.CURRENT,
+            api_version=stripe.api_version,
             created=self.now(),
             data=data,
             livemode=False,

@@ -1,11 +1,11 @@
 """The Stripe REST subset the simulator answers for selling: customers, products, prices, meters
-and checkout (invoices and subscriptions are in ``simulator_invoicing.py``; Connect, transfers
-and refunds in ``simulator_payouts.py``).
+and checkout (invoices and subscriptions are in ``invoicing.py``; Connect, transfers
+and refunds in ``payouts.py``).
 
 One small handler per endpoint.
 
 Each handler is registered with the SDK ``TypedDict`` its parameters are checked against
-(``billing/stripe_params.py``) and the top-level parameters it implements: one Stripe accepts
+(``stripe_simulator/params.py``) and the top-level parameters it implements: one Stripe accepts
 but the simulator would ignore is refused (``simulator_unsupported_parameter``), not dropped.
 Handlers get the coerced parameters and the path ids, change the ``BillingState`` and return
 the object to render; refusals are ``SimulatedStripeError`` with Stripe's status, code, param.
@@ -20,9 +20,9 @@ import stripe.params as p
 import stripe.params.billing as pb
 import stripe.params.checkout as pc
 
-from billing.simulator_http import ID, route
-from billing.simulator_objects import SimulatedStripeError
-from billing.simulator_state import BillingState
+from stripe_simulator.objects import SimulatedStripeError
+from stripe_simulator.state import BillingState
+from stripe_simulator.wire import ID, route
 
 Params = dict[str, Any]
 
@@ -282,7 +282,7 @@ def create_session(s: BillingState, q: Params) -> dict[str, Any]:
         subscription=None,
         invoice=None,
     )
-    session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}"
+    session["url"] = f"{s.checkout_page}/{session['id']}"
     s.private[session["id"]] = {
         "lines": lines,
         "payment_intent_data": q.get("payment_intent_data", {}),

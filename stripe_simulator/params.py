@@ -7,7 +7,7 @@ This module walks those classes at run time so that:
 
 * the gateway's tests can call ``check_params(TransferCreateParams, params)`` on the dict they
   are about to send and get a list of problems back (empty when fine);
-* the simulator (``billing/simulator.py``) can decode a form-encoded body back into a nested
+* the simulator (``stripe_simulator/simulator.py``) can decode a form-encoded body back into a nested
   dict, coerce the strings by the declared types and answer 400 the way Stripe does
   (``parameter_unknown``, ``parameter_missing``, ``parameter_invalid_integer`` …).
 
@@ -28,10 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import stripe
 import typing_extensions
-from stripe._request_options import RequestOptions
-from stripe._stripe_context import StripeContext
-from stripe._stripe_object import UntypedStripeObject
 from stripe.params import (
     AccountCreateParams,
     AccountLinkCreateParams,
@@ -49,11 +47,11 @@ _REQUIRED = {typing.Required, typing.NotRequired, typing_extensions.Required, ty
 _LITERAL = {typing.Literal, typing_extensions.Literal}
 _UNION = {typing.Union, types.UnionType}
 _LIST = {list, tuple, Sequence, Iterable}  # what typing.get_origin returns for List[...] etc.
-_MAP = {dict, Mapping, UntypedStripeObject}
+_MAP = {dict, Mapping}  # and StripeObject's subclasses (UntypedStripeObject[str] types metadata): see _is_map
 # RequestOptions keys (api_key, idempotency_key …) are declared on every *Params class because
 # the class inherits RequestOptions, but with StripeClient they are *options*, not parameters:
 # put into params they would be form-encoded and Stripe answers parameter_unknown.
-_OPTION_KEYS = frozenset(RequestOptions.__annotations__)
+_OPTION_KEYS = frozenset(stripe.RequestOptions.__annotations__)
 _INT = re.compile(r"-?\d+\Z")
 _DECIMAL = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 
@@ -151,8 +149,12 @@ def _hints(cls: type) -> dict[str, Any]:
     # inherited annotations are evaluated in the subclass's module, so give every lookup
     # the typing names plus the few SDK names that are otherwise missing.
     module = sys.modules[cls.__module__]
-    namespace = {**vars(typing), "StripeContext": StripeContext, **vars(module)}
+    namespace = {**vars(typing), "StripeContext": stripe.StripeContext, **vars(module)}
     return typing.get_type_hints(cls, globalns=namespace, include_extras=True)
+
+
+def _is_map(tp: Any) -> bool:
+    return tp in _MAP or (isinstance(tp, type) and issubclass(tp, stripe.StripeObject))
 
 
 def _is_typed_dict(tp: Any) -> bool:
@@ -203,7 +205,7 @@ class _Checker:
             return value
         if origin in _LIST:
             return self.list(args[0] if args else Any, value, name)
-        if origin in _MAP or tp in _MAP:
+        if _is_map(origin) or _is_map(tp):
             return self.mapping(args[-1] if args else Any, value, name)
         if _is_typed_dict(tp):
             return self.typed_dict(tp, value, name)
@@ -233,10 +235,10 @@ class _Checker:
     def _kind_matches(self, tp: Any, value: Any) -> bool:
         base = typing.get_origin(tp) or tp
         if isinstance(value, Mapping):
-            return _is_typed_dict(tp) or base in _MAP or (self.from_form and base in _LIST)
+            return _is_typed_dict(tp) or _is_map(base) or (self.from_form and base in _LIST)
         if isinstance(value, list | tuple):
             return base in _LIST
-        return not (_is_typed_dict(tp) or base in _MAP or base in _LIST)
+        return not (_is_typed_dict(tp) or _is_map(base) or base in _LIST)
 
     def list(self, item_tp: Any, value: Any, name: str) -> Any:
         if self.from_form and isinstance(value, Mapping):

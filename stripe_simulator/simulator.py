@@ -1,17 +1,19 @@
-"""The in-process Stripe stand-in used by the tests and by ``lode demo`` (no Stripe key needed).
+"""The in-process Stripe stand-in used by the tests, by ``lode demo`` and by a development server
+with no Stripe key (see ``billing/simulated.py``).
 
 ``StripeSimulator`` is a stateful Litestar app answering the part of Stripe's REST API that
 Lode uses, reached by the *real* SDK: ``sim.client()`` is a ``stripe.StripeClient`` whose
 ``http_client`` sends each request through ``httpx.ASGITransport`` to ``sim.app`` (the sync
-methods go through a private event loop thread). So the production gateway runs unchanged, and every request is checked on the way
-in against the SDK's own parameter TypedDicts (``billing/stripe_params.py``).
+methods go through a private event loop thread). So the production gateway runs unchanged, and
+every request is checked on the way in against the SDK's own parameter TypedDicts (``params.py``).
 
 Modules: this one is the facade (wiring, inspection, webhooks, and the helpers that act for a
-paying customer, a bank or Stripe itself); ``simulator_http`` the wire (route table, request
-pipeline, Litestar app, ``stripe.HTTPClient``); ``simulator_objects`` the in-memory objects and
-``simulator_state`` the money movements on them;
-``simulator_api`` (selling), ``simulator_invoicing`` (invoices, subscriptions) and
-``simulator_payouts`` (Connect, transfers, refunds) the endpoint handlers.
+paying customer, a bank or Stripe itself); ``wire`` the wire (route table, request
+pipeline, Litestar app, ``stripe.HTTPClient``); ``objects`` the objects and ``state`` the money
+movements on them; ``persistence`` the lock around them and the file that can keep them;
+``selling`` (selling), ``invoicing`` (invoices, subscriptions) and
+``payouts`` (Connect, transfers, refunds) the endpoint handlers; ``hosted`` the Checkout page a
+buyer pays on.
 
 What it does like Stripe: ids with Stripe's prefixes, objects shaped from Stripe's sample
 fixtures, list pagination, ``expand[]``, idempotency keys (replayed byte for byte with
@@ -21,9 +23,12 @@ errors, and webhook events signed with ``stripe.WebhookSignature.generate_signat
 
 Simplified on purpose:
 * Events caused by API calls (``charge.refunded``, ``customer.subscription.deleted`` …) are
-  queued and sent to ``webhook_sink`` by ``await sim.deliver_pending()``, never inside the
+  queued and sent to ``webhook_sink`` by ``await sim.deliver_pending()`` — or, with
+  ``deliver_automatically``, by a task started once the call is answered — never inside the
   API call: the caller may hold a database transaction that the webhook handler needs.
   The customer-side helpers (``complete_checkout`` …) deliver everything queued before returning.
+  An event the sink fails on stays queued (at the head) for the next delivery; nothing retries
+  on a timer.
 * One namespace for all objects: ``Stripe-Account`` is logged and scopes idempotency keys only.
 * No balances: a transfer without ``source_transaction`` never fails for lack of funds.
 * ``fail_next`` failures of kind ``lock_timeout``/``rate_limit``/``server_error`` happen
@@ -35,27 +40,39 @@ Simplified on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
-import threading
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import stripe
 
-from billing import simulator_api, simulator_invoicing, simulator_payouts  # noqa: F401 - register the REST handlers with the route table
-from billing.simulator_http import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
-from billing.simulator_objects import SimulatedStripeError
-from billing.simulator_state import BillingState
+from stripe_simulator import invoicing, payouts, selling  # noqa: F401 - register the REST handlers with the route table
+from stripe_simulator.objects import SimulatedStripeError, list_object
+from stripe_simulator.persistence import StateFile, StateLock
+from stripe_simulator.state import BillingState
+from stripe_simulator.wire import FAILURES, Failure, SimulatedRequest, SimulatorHTTPClient, Wire
 
 __all__ = ["SimulatedRequest", "SimulatedStripeError", "SimulatorHTTPClient", "StripeSimulator"]
 
 WebhookSink = Callable[[bytes, dict[str, str]], Awaitable[None]]
+log = logging.getLogger("stripe_simulator")
 
 
 class StripeSimulator:
-    """Stripe, simulated in memory. See the module docstring for what is and is not simulated."""
+    """Stripe, simulated. See the module docstring for what is and is not simulated.
+
+    ``state_file`` keeps the state in that file, shared with every process given the same file
+    (see ``persistence.py``); without one it lives and dies with this object. ``checkout_page``
+    is the base of the Checkout Sessions' ``url`` (a page serving ``hosted.py``'s routes; by
+    default Stripe's own, which nobody can pay at). ``deliver_automatically`` sends the events an
+    API call queued to ``webhook_sink`` soon after the call is answered, as Stripe does, rather
+    than waiting for ``deliver_pending``.
+    """
 
     def __init__(
         self,
@@ -64,18 +81,27 @@ class StripeSimulator:
         *,
         connect_webhook_secret: str | None = None,
         seed: int | None = None,
-        fixtures_path: str | None = None,
+        state_file: str | Path | None = None,
+        checkout_page: str | None = None,
+        deliver_automatically: bool = False,
     ) -> None:
         self.webhook_secret = webhook_secret
         self.connect_webhook_secret = connect_webhook_secret
         self.webhook_sink = webhook_sink
-        self.state = BillingState(seed=seed, fixtures_path=fixtures_path)
-        self._payloads: dict[str, bytes] = {}
-        # Guards the state against the sync path (another thread); never held across an await.
-        self._lock = threading.RLock()
+        self.state = BillingState(seed=seed)
+        if checkout_page:
+            self.state.checkout_page = checkout_page.rstrip("/")
+        # Guards the state against the sync path (another thread) and, with a file, against other
+        # processes; never held across an await.
+        self._lock = StateLock()
         self._wire = Wire(self.state, self._lock)
+        if state_file:
+            self._lock.file = StateFile(Path(state_file), self.state, self._wire.idempotent)
+        self.deliver_automatically = deliver_automatically
+        self._wire.after_request = self._deliver_soon
+        self._deliveries: set[asyncio.Task[None]] = set()
         self.app = self._wire.app  # the ASGI app; also servable with uvicorn at LODE_STRIPE_API_BASE
-        self.requests: list[SimulatedRequest] = self._wire.requests
+        self.requests = self._wire.requests
         self._http_client = SimulatorHTTPClient(self.app)
 
     # -- wiring --------------------------------------------------------------------------
@@ -96,6 +122,7 @@ class StripeSimulator:
 
     def close(self) -> None:
         self._http_client.close()
+        self._lock.close()
 
     def fail_next(self, method: str, path_prefix: str, kind: str, times: int = 1) -> None:
         """Make the next ``times`` requests whose method matches and whose path starts with
@@ -108,32 +135,56 @@ class StripeSimulator:
 
     def advance_clock(self, seconds: int) -> None:
         """Move the simulator's clock (e.g. past the 24 h meter-event identifier window)."""
-        self.state.clock_offset += seconds
+        with self._lock:
+            self.state.clock_offset += seconds
+
+    def adopt(self, kind: str, id_: str, **fields: Any) -> bool:
+        """Make a ``customer`` or ``account`` under an id a database kept from a simulator whose
+        state is gone (before there was a state file); answers whether it was missing. The object
+        has ``fields`` and its sample's defaults, as if it had been made here."""
+        if kind not in ("customer", "account"):
+            raise ValueError(f"only customers and accounts are adopted, not {kind!r}")
+        with self._lock:
+            if self.state.find(id_) is not None:
+                return False
+            made = self.state.make(kind, id=id_, **fields)
+            if kind == "account":
+                made["external_accounts"] = list_object([], f"/v1/accounts/{id_}/external_accounts")
+            return True
 
     # -- inspection ----------------------------------------------------------------------
     def objects(self, kind: str) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.state.objects(kind))
+        with self._lock:
+            return copy.deepcopy(self.state.objects(kind))
 
     def get(self, kind: str, id_: str) -> dict[str, Any]:
-        return copy.deepcopy(self.state.get(kind, id_))
+        with self._lock:
+            return copy.deepcopy(self.state.get(kind, id_))
+
+    def checkout_session(self, session_id: str) -> dict[str, Any]:
+        """A Checkout Session with its ``line_items`` (what Stripe's hosted page shows)."""
+        with self._lock:
+            return self.state.render(self.state.get("checkout.session", session_id), ["line_items"])
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return self.state.events
+        with self._lock:
+            return self.state.events
 
     def meter_usage(self, event_name: str, customer: str | None = None) -> Decimal:
         """Sum of the values of the stored meter events (the meter's payload keys)."""
-        meter = next(m for m in self.state.objects("billing.meter") if m["event_name"] == event_name)
-        who = meter["customer_mapping"]["event_payload_key"]
-        value = meter["value_settings"]["event_payload_key"]
-        return sum(
-            (
-                Decimal(e["payload"][value])
-                for e in self.state.objects("billing.meter_event")
-                if e["event_name"] == event_name and customer in (None, e["payload"][who])
-            ),
-            Decimal(0),
-        )
+        with self._lock:
+            meter = next(m for m in self.state.objects("billing.meter") if m["event_name"] == event_name)
+            who = meter["customer_mapping"]["event_payload_key"]
+            value = meter["value_settings"]["event_payload_key"]
+            return sum(
+                (
+                    Decimal(e["payload"][value])
+                    for e in self.state.objects("billing.meter_event")
+                    if e["event_name"] == event_name and customer in (None, e["payload"][who])
+                ),
+                Decimal(0),
+            )
 
     # -- webhooks ------------------------------------------------------------------------
     def sign(self, payload: bytes | str, timestamp: int | None = None, secret: str | None = None) -> str:
@@ -144,22 +195,45 @@ class StripeSimulator:
         )
 
     async def deliver_pending(self) -> None:
-        """Send every queued event to ``webhook_sink``, oldest first."""
-        while True:
+        """Send every queued event to ``webhook_sink``, oldest first; with no sink they stay queued.
+
+        An event the sink fails on goes back to the head of the queue (Stripe retries), and the
+        failure is raised.
+        """
+        while self.webhook_sink is not None:
             with self._lock:
                 if not self.state.undelivered:
                     return
                 event_id = self.state.undelivered.pop(0)
-            await self.redeliver(event_id)
+            try:
+                await self.redeliver(event_id)
+            except BaseException:
+                with self._lock:
+                    self.state.undelivered.insert(0, event_id)
+                raise
+
+    def _deliver_soon(self) -> None:
+        """After an API call: its events go out once the caller has its answer (not inside the call)."""
+        if not self.deliver_automatically or self.webhook_sink is None or not self.state.undelivered:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver_in_background())
+        self._deliveries.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_in_background(self) -> None:
+        try:
+            await self.deliver_pending()
+        except Exception:  # queued again; the next call or page retries, as Stripe would
+            log.warning("a simulated webhook was not accepted; it stays queued", exc_info=True)
 
     async def redeliver(self, event_id: str) -> None:
         """Send an event (again): the same bytes, freshly signed."""
-        event = self.state.get("event", event_id)
-        # Stripe sends pretty-printed JSON; the bytes are fixed once so a redelivery is identical.
-        payload = self._payloads.get(event_id) or json.dumps(event, indent=2, ensure_ascii=False).encode()
-        self._payloads[event_id] = payload
         if self.webhook_sink is None:
             return
+        with self._lock:
+            event = self.state.get("event", event_id)
+            # Stripe sends pretty-printed JSON: the same event renders to the same bytes every time.
+            payload = json.dumps(event, indent=2, ensure_ascii=False).encode()
         # Connect events go to the Connect endpoint, which has its own secret when one is given.
         secret = self.connect_webhook_secret if event.get("account") else None
         headers = {
@@ -223,7 +297,7 @@ class StripeSimulator:
         await self.deliver_pending()
         if async_payment and clears is not None:
             return await self.clear_async_payment(session_id, succeeded=clears)
-        return copy.deepcopy(session)
+        return self.get("checkout.session", session_id)
 
     async def clear_async_payment(self, session_id: str, *, succeeded: bool = True) -> dict[str, Any]:
         """The bank debit behind a completed, still unpaid Checkout Session succeeds or fails."""
@@ -246,7 +320,7 @@ class StripeSimulator:
                     intent.update(status="requires_payment_method")
                 s.emit("checkout.session.async_payment_failed", session)
         await self.deliver_pending()
-        return copy.deepcopy(session)
+        return self.get("checkout.session", session_id)
 
     async def pay_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The customer pays an open invoice (emits invoice.paid)."""
@@ -254,7 +328,7 @@ class StripeSimulator:
             invoice = self.state.get("invoice", invoice_id)
             self.state.pay_invoice(invoice)
         await self.deliver_pending()
-        return copy.deepcopy(invoice)
+        return self.get("invoice", invoice_id)
 
     async def fail_invoice(self, invoice_id: str) -> dict[str, Any]:
         """A collection attempt fails (emits invoice.payment_failed; the subscription goes past_due)."""
@@ -273,7 +347,7 @@ class StripeSimulator:
             if (sub := s.subscription_of(invoice)) and sub["status"] == "active":
                 s.emit("customer.subscription.updated", sub, previous=s.update(sub, status="past_due"))
         await self.deliver_pending()
-        return copy.deepcopy(invoice)
+        return self.get("invoice", invoice_id)
 
     async def create_dispute(self, charge_id: str, amount: int | None = None) -> dict[str, Any]:
         """The cardholder disputes a charge (emits charge.dispute.created)."""
@@ -304,7 +378,7 @@ class StripeSimulator:
             charge["disputed"] = True
             s.emit("charge.dispute.created", dispute)
         await self.deliver_pending()
-        return copy.deepcopy(dispute)
+        return self.get("dispute", dispute["id"])
 
     async def close_dispute(self, dispute_id: str, status: str = "lost") -> dict[str, Any]:
         """The network decides a dispute (emits charge.dispute.closed)."""
@@ -317,7 +391,7 @@ class StripeSimulator:
             previous = self.state.update(dispute, status=status)
             self.state.emit("charge.dispute.closed", dispute, previous=previous)
         await self.deliver_pending()
-        return copy.deepcopy(dispute)
+        return self.get("dispute", dispute["id"])
 
     async def activate_account(self, account_id: str) -> dict[str, Any]:
         """The provider finishes Connect onboarding (emits account.updated as a Connect event)."""
@@ -341,4 +415,4 @@ class StripeSimulator:
             )
             self.state.emit("account.updated", account, account=account_id, previous=previous)
         await self.deliver_pending()
-        return copy.deepcopy(account)
+        return self.get("account", account_id)

@@ -2,7 +2,7 @@
 finalising an invoice, its items (metered late usage arrives this way), sending it for payment,
 and pausing or cancelling a subscription.
 
-Registered like ``simulator_api.py``'s handlers, each with its SDK ``TypedDict`` and the
+Registered like ``selling.py``'s handlers, each with its SDK ``TypedDict`` and the
 parameters it implements.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import stripe.params as p
 
-from billing.simulator_api import Params, bad, metadata_of, need, new_price
-from billing.simulator_http import ID, route
-from billing.simulator_state import BillingState
+from stripe_simulator.selling import Params, bad, metadata_of, need, new_price
+from stripe_simulator.state import BillingState
+from stripe_simulator.wire import ID, route
 
 
 # -- invoices ----------------------------------------------------------------------------------

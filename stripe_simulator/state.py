@@ -2,7 +2,7 @@
 and the invoice life cycle (lines, totals, finalising, paying) that checkout, invoices and
 subscriptions share, and starting a subscription with its first invoice.
 
-``BillingState`` is the object ``Store`` of ``simulator_objects.py`` plus these rules; the REST
+``BillingState`` is the object ``Store`` of ``objects.py`` plus these rules; the REST
 handlers and the helpers that act for a paying customer both change state only through it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from billing.simulator_objects import SimulatedStripeError, Store, list_object
+from stripe_simulator.objects import SimulatedStripeError, Store, list_object
 
 # Simulated processing fee on every charge — a round figure like a card rate, not Stripe's price list.
 FEE_BPS, FEE_FIXED = 290, 30

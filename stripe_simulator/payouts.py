@@ -1,7 +1,7 @@
 """The Stripe REST subset the simulator answers for paying out and paying back: Connect accounts and
 their onboarding links, transfers and their reversals, refunds.
 
-Registered like ``simulator_api.py``'s handlers (each with its SDK ``TypedDict`` and the parameters
+Registered like ``selling.py``'s handlers (each with its SDK ``TypedDict`` and the parameters
 it implements); the same checks Stripe makes on these calls are made here, because they are the
 ones Lode's money paths must survive: an account without the transfers capability, a transfer
 beyond what is left on its source charge, a reversal or refund beyond what is left.
@@ -13,10 +13,10 @@ from typing import Any
 
 import stripe.params as p
 
-from billing.simulator_api import Params, bad, metadata_of, need
-from billing.simulator_http import ID, route
-from billing.simulator_objects import list_object
-from billing.simulator_state import BillingState
+from stripe_simulator.objects import list_object
+from stripe_simulator.selling import Params, bad, metadata_of, need
+from stripe_simulator.state import BillingState
+from stripe_simulator.wire import ID, route
 
 
 # -- Connect: accounts, links, transfers -------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of the Stripe simulator (billing/simulator.py): Stripe's behaviour is SIMULATED here.
+"""Tests of the Stripe simulator (stripe_simulator/simulator.py): Stripe's behaviour is SIMULATED here.
 
 Every test drives the real stripe-python SDK (``client.v1.*``) against the in-process
 simulator, so what is checked is that the simulator answers the SDK the way Stripe does
@@ -16,8 +16,8 @@ import stripe
 from stripe.params import TransferCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from billing.simulator import StripeSimulator
-from billing.stripe_params import check_params
+from stripe_simulator import StripeSimulator
+from stripe_simulator.params import check_params
 
 SECRET = "whsec_simulated_platform"
 CONNECT_SECRET = "whsec_simulated_connect"
@@ -103,6 +103,21 @@ async def active_account(client: stripe.StripeClient, sim: StripeSimulator) -> s
     return account.id
 
 
+async def metered_price(client: stripe.StripeClient, currency: str = "cny") -> stripe.Price:
+    """A monthly price per row returned, on a meter of its own (a metered price needs one)."""
+    meter = await client.v1.billing.meters.create_async(
+        {"display_name": "Rows", "event_name": "rows_returned", "default_aggregation": {"formula": "sum"}}
+    )
+    return await client.v1.prices.create_async(
+        {
+            "currency": currency,
+            "unit_amount": 20,
+            "product_data": {"name": "Rows"},
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
+        }
+    )
+
+
 class TestSimulatedCheckout:
     """Checkout Sessions and what a (simulated) paying customer makes Stripe do."""
 
@@ -162,17 +177,7 @@ class TestSimulatedCheckout:
         assert {"invoice.paid", "checkout.session.completed"} <= set(sink.types())
 
     async def test_simulated_metered_price_line_takes_no_quantity(self, client):
-        meter = await client.v1.billing.meters.create_async(
-            {"display_name": "Rows", "event_name": "rows_returned", "default_aggregation": {"formula": "sum"}}
-        )
-        price = await client.v1.prices.create_async(
-            {
-                "currency": "cny",
-                "unit_amount": 20,
-                "product_data": {"name": "Rows"},
-                "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-            }
-        )
+        price = await metered_price(client)
         customer = await client.v1.customers.create_async({})
         base = {"mode": "subscription", "customer": customer.id}
         without_quantity = {**base, "line_items": [{"price": price.id}]}

@@ -3,11 +3,11 @@
 The pipeline for each request, in Stripe's order: authenticate → injected failure
 (``fail_next``) → idempotent replay → route → parameter check against the SDK TypedDict →
 run the handler → store the response under the key. Handlers register with ``route``: the
-generic reads below, the rest in ``billing/simulator_api.py``.
+generic reads below, the rest in ``stripe_simulator/selling.py``.
 
 ``SimulatorHTTPClient`` is what ``StripeClient(http_client=…)`` calls: the async methods
 go through ``httpx.ASGITransport`` to the app in the caller's loop; the sync methods run the
-same coroutine in a private event-loop thread. Used only by ``billing/simulator.py``.
+same coroutine in a private event-loop thread. Used only by ``stripe_simulator/simulator.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -29,9 +30,10 @@ import stripe.params.billing as pb
 import stripe.params.checkout as pc
 from litestar import Litestar, Request, Response
 
-from billing.simulator_objects import SimulatedStripeError
-from billing.simulator_state import BillingState
-from billing.stripe_params import decode_form, validate
+from stripe_simulator.objects import SimulatedStripeError
+from stripe_simulator.params import decode_form, validate
+from stripe_simulator.persistence import StateLock
+from stripe_simulator.state import BillingState
 
 Handler = Callable[..., dict[str, Any]]
 
@@ -157,10 +159,12 @@ def _error(error: Mapping[str, Any]) -> bytes:
 class Wire:
     """The request pipeline and the Litestar app in front of the state."""
 
-    def __init__(self, state: BillingState, lock: threading.RLock) -> None:
+    def __init__(self, state: BillingState, lock: StateLock) -> None:
         self.state, self.lock = state, lock
-        self.requests: list[SimulatedRequest] = []
+        # The newest requests, for tests to inspect; bounded, so a long-running demo server does not grow.
+        self.requests: deque[SimulatedRequest] = deque(maxlen=10_000)
         self.failures: list[Failure] = []
+        self.after_request: Callable[[], None] | None = None  # called on the loop once a request is answered
         # (Stripe-Account, Idempotency-Key) → (request fingerprint, status, body, headers)
         self.idempotent: dict[tuple[str, str], tuple[tuple[Any, ...], int, bytes, dict[str, str]]] = {}
 
@@ -183,6 +187,8 @@ class Wire:
             status, payload, out = self.respond(
                 req, headers.get("authorization", ""), headers.get("stripe-version") or stripe.api_version
             )
+        if self.after_request is not None:
+            self.after_request()
         return Response(payload, status_code=status, headers=out, media_type="application/json")
 
     def respond(self, req: SimulatedRequest, authorization: str, version: str) -> tuple[int, bytes, dict[str, str]]:
@@ -197,7 +203,7 @@ class Wire:
             retry = {"Stripe-Should-Retry": "true"} if kind == "lock_timeout" else {}  # as Stripe does
             return FAILURES[kind][0], _error(FAILURES[kind][1]), headers | retry
         drop = {_DROP: "1"} if kind == "connection_reset" else {}
-        # POST results are kept per key and connected account (Stripe: 24 h; here: the simulator's life).
+        # POST results are kept per key and connected account (Stripe: 24 h; here: as long as the simulator's state).
         key = (req.stripe_account or "", req.idempotency_key) if req.method == "POST" else None
         key = key if req.idempotency_key else None
         fingerprint = (req.method, req.path, req.params)
@@ -251,7 +257,7 @@ class Wire:
                         "param": unsupported[0],
                         "message": (
                             f"Stripe accepts '{unsupported[0]}' here but the simulator does not "
-                            "implement it; add it in billing/simulator_api.py or simulator_payouts.py."
+                            "implement it; add it in stripe_simulator/selling.py or payouts.py."
                         ),
                     }
                 ),
