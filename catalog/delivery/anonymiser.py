@@ -59,6 +59,7 @@ from catalog.delivery.disclosure import order_and_cut
 from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import MAX_GROUPS, LowEffect, QueryRequest, Snapped, Suppressed
 from catalog.policy import Anonymisation, GradeRule
+from catalog.products import dictionary
 
 DEPTH = 6  # per-person totals aggregate_sql lists per cell: up to two outliers and four of the top group
 
@@ -136,7 +137,7 @@ def protect(
                 continue
             field = fields[aggregate.field]
             t = summed.index(aggregate.field)
-            precision = precision_of(field)
+            precision = dictionary.precision(field)
             value, sd = _flattened(cell, t, aggregate.fn, persons, noise, seed, question, settings, layers, precision)
             if value is not None and rule.dominance is not None and _dominated(cell, t, rule.dominance):
                 value = None
@@ -238,12 +239,6 @@ def _snap_up(value: float, unit: float) -> float:
         if candidate >= value * (1 - 1e-12):
             return candidate
     return 10.0 ** (exponent + 1)
-
-
-def precision_of(field: dict[str, Any]) -> int:
-    if field.get("precision") is not None:
-        return int(field["precision"])
-    return 0 if field["type"] == "integer" else 2
 
 
 def _round(value: float, precision: int) -> float | int:

@@ -1,26 +1,28 @@
 """Statistical disclosure control for aggregate answers, driven only by the grade's rule.
 
-Every aggregate answer passes through ``protect`` before it leaves Lode; which controls run is read
-from the ``GradeRule`` (never from the grade's name), so an operator who tightens the policy
-tightens them here too. In the order they run:
+Every aggregate answer of a grade without anonymisation (L1–L3) passes through ``protect`` before it
+leaves Lode; which controls run is read from the ``GradeRule`` (never from the grade's name), so an
+operator who tightens the policy tightens them here too. By default only small-cell suppression
+runs; controls 1, 3, 4 and 5 are what L4 used before its anonymisation (``anonymiser.py``) replaced
+them, and what a policy file may still switch on below L4. In the order they run:
 
-1. **Query-set-size control** (``rule.query_set_control``; L4 by default), before any cell is
+1. **Query-set-size control** (``rule.query_set_control``), before any cell is
    computed: the persons a query's ``where`` selects, and the persons it leaves out when there are
    any, must each number at least ``k``. Otherwise a narrow filter (or its complement, "everyone
    but them", subtracted from a whole-table answer) describes a handful of people. A query without a
    ``where`` covers the whole table and has no complement. Refused with 422 ``query_set_too_small``.
 2. **Small-cell suppression** (every grade): a cell of fewer than ``k`` persons releases no value;
    it is listed in ``suppressed`` with reason ``small_cell`` (its group values stay visible).
-3. **Dominance** (``rule.dominance``; n = 2, share = 0.9 at L4): a sum or average whose ``n``
+3. **Dominance** (``rule.dominance``; e.g. n = 2, share = 0.9): a sum or average whose ``n``
    largest per-person totals make up at least ``share`` of the cell's absolute total would tell
    those few people roughly what the others hold; that column is suppressed (``dominance``).
-4. **Secondary suppression** (``rule.secondary_suppression``; L4): a suppressed value must not be
+4. **Secondary suppression** (``rule.secondary_suppression``): a suppressed value must not be
    recoverable as a margin total minus the released cells. Each line of the group_by table (one
    field: the whole column; two fields: each row and each column; more: every line along one
    field) is a margin whose total another query can ask for. Where exactly one cell of a margin is
    suppressed in a column, the smallest other cell (fewest persons) is suppressed too (``secondary``),
    until no margin has a lone suppression. A one-cell answer needs nothing more.
-5. **Cell-key perturbation** (``rule.perturbation``; L4): every released count and sum gets noise
+5. **Cell-key perturbation** (``rule.perturbation``): every released count and sum gets noise
    looked up from the cell key, a number derived from the hidden record keys of the rows that
    contribute (``compiler.aggregate_sql``'s ``_ckey``), so the same contributors always get the same
    noise and asking again, or asking for the same cell another way, gives the same answer — noise
@@ -32,8 +34,9 @@ tightens them here too. In the order they run:
    cell, bounded so the total stays useful. Integer sums stay integers. An average is recomputed
    as the perturbed sum of its field divided by the perturbed count of the field's non-null values
    — exactly what ``sum_<field>`` and ``count_<field>`` release for the same cell — so average ×
-   count gives back the released sum, never the true count. ``min`` and ``max`` are not perturbed
-   (no grade with perturbation delivers them by default). The answer says ``perturbed: true``.
+   count gives back the released sum (up to rounding to the column's precision), never the true
+   count. ``min`` and ``max`` are not perturbed
+   (a grade that perturbs should deliver only count, sum and avg). The answer says ``perturbed: true``.
 
 Rows hold only the answer's columns (group_by fields, then aggregate names); the hidden statistics
 never leave. Rows are ordered by ``order_by`` on the *released* values (group values break ties),
@@ -96,8 +99,11 @@ def check_query_set(persons_matching: int, persons_total: int, has_where: bool, 
         )
 
 
-def protect(cells: list[dict[str, Any]], query: QueryRequest, rule: GradeRule) -> Protected:
-    """The cells of ``compiler.aggregate_sql`` made safe to release under ``rule``."""
+def protect(
+    cells: list[dict[str, Any]], query: QueryRequest, rule: GradeRule, decimals: dict[str, int] | None = None
+) -> Protected:
+    """The cells of ``compiler.aggregate_sql`` made safe to release under ``rule``; a perturbed sum or
+    average is rounded to ``decimals[field]`` (the dictionary's precision, ``dictionary.precision``)."""
     groups = list(query.group_by)
     names = [output_name(a) for a in query.aggregates]
     marks: list[dict[str, str]] = [{} for _ in cells]  # per cell: suppressed column → reason
@@ -119,6 +125,9 @@ def protect(cells: list[dict[str, Any]], query: QueryRequest, rule: GradeRule) -
                 row[name] = None
             else:
                 row[name] = _perturb(cell, aggregate, name, rule) if rule.perturbation else cell[name]
+                if rule.perturbation and aggregate.fn in ("sum", "avg") and row[name] is not None and decimals:
+                    places = decimals.get(aggregate.field or "", 2)
+                    row[name] = round(row[name], places) if places else round(row[name])
         notes = [
             Suppressed(group={g: cell[g] for g in groups}, columns=columns, reason=reason)
             for reason in REASONS

@@ -262,7 +262,8 @@ class DeliveryService:
             disclosure.check_query_set(int(matching or 0), int(total or 0), bool(q.where), rule)
         compiled = compiler.aggregate_sql(q, gate.table, path, rule)
         cells = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
-        protected = disclosure.protect(cells[:MAX_GROUPS], q, rule)
+        decimals = {f["name"]: dictionary.precision(f) for f in gate.table["fields"]}
+        protected = disclosure.protect(cells[:MAX_GROUPS], q, rule, decimals)
         columns = [*q.group_by, *(a.fn if a.field is None else f"{a.fn}_{a.field}" for a in q.aggregates)]
         return QueryAnswer(
             release=gate.release.version,

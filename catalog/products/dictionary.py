@@ -59,3 +59,10 @@ def table(dictionary: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
 
 def fields(table_entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["name"]: f for f in table_entry["fields"]}
+
+
+def precision(field: dict[str, Any]) -> int:
+    """The decimals a field's released sums and averages keep: declared, or 0 for integers and 2 else."""
+    if field.get("precision") is not None:
+        return int(field["precision"])
+    return 0 if field["type"] == "integer" else 2

@@ -138,6 +138,18 @@ class TestL4:
         for row in protected.rows:
             assert row["avg_hba1c"] * row["count_hba1c"] == pytest.approx(row["sum_hba1c"])
 
+    def test_perturbed_sums_and_averages_keep_the_columns_precision(self, visits: Table) -> None:
+        conn, path = visits
+        aggregates = [Aggregate(fn="sum", field="hba1c"), Aggregate(fn="avg", field="hba1c")]
+        q = query(group_by=["sex"], aggregates=aggregates)
+        cells = compiler.run(conn, compiler.aggregate_sql(q, TABLE, path, L4))
+        unrounded = disclosure.protect(cells, q, L4)
+        rounded = disclosure.protect(cells, q, L4, {"hba1c": 1})
+        assert any(round(r["avg_hba1c"], 1) != r["avg_hba1c"] for r in unrounded.rows)  # noise leaves long tails
+        for before, after in zip(unrounded.rows, rounded.rows, strict=True):
+            assert after["sum_hba1c"] == round(before["sum_hba1c"], 1)
+            assert after["avg_hba1c"] == round(before["avg_hba1c"], 1)
+
     def test_a_sum_two_persons_dominate_is_suppressed(self, visits: Table) -> None:
         q = query(
             group_by=["district"], aggregates=[Aggregate(fn="sum", field="cost"), Aggregate(fn="avg", field="age")]

@@ -30,7 +30,7 @@ from tests.redteam.stats import Outcome
 
 BUDGET = 1000
 BOUND = 0.55  # chance (½) + 5 points
-PAIRS = 8
+PAIRS = 5
 QI_FIELDS = ("sex", "district", "occupation")
 # (sub-bucket width, bucket width): both on the 1/2/5 × 10ⁿ grid, the bucket made of two sub-buckets
 NESTED = ((1, 2), (5, 10), (10, 20), (50, 100))
