@@ -35,7 +35,7 @@ is not in the answer was empty or too small, and the answer does not say which.
 
 **Sums and averages** flatten their outliers first: the one or two largest (and smallest)
 per-person totals in a cell are brought to the mean of the next three or four, so one person's
-extreme value moves nothing, and the noise is scaled by that mean snapped up to 1, 2 or 5 × 10ⁿ —
+extreme value moves nothing, and the noise is scaled by that mean snapped up to a preferred number —
 the size of a typical large contribution, not the largest (whose size the noise would otherwise
 give away). An average's noise is scaled the same way by how far one person can move it: the
 farthest flattened per-person mean from the cell's mean, over the persons in the cell. Values are
@@ -231,14 +231,19 @@ def _dominated(cell: dict[str, Any], t: int, dominance: Any) -> bool:
 
 
 def _snap_up(value: float, unit: float) -> float:
-    """The smallest 1, 2 or 5 × 10ⁿ at least ``value`` (and at least one unit of the column's precision)."""
+    """The smallest R10 preferred number (1, 1.25, 1.6, 2, 2.5, 3.15, 4, 5, 6.3, 8 × 10ⁿ) at least
+    ``value``, and at least one unit of the column's precision: the answer gives the noise SD, and a
+    scale read off it says only the size of a typical large contribution within an eighth or so."""
     value = max(abs(value), unit)
     exponent = math.floor(math.log10(value))
-    for mantissa in (1, 2, 5, 10):
+    for mantissa in _R10:
         candidate = mantissa * 10.0**exponent
         if candidate >= value * (1 - 1e-12):
             return candidate
     return 10.0 ** (exponent + 1)
+
+
+_R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0, 10.0)
 
 
 def _round(value: float, precision: int) -> float | int:

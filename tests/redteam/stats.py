@@ -21,6 +21,7 @@ class Outcome:
     bound: float
     queries: int
     budget: str
+    informed: tuple[int, int] | None = None  # (right, of) among the targets the reading had evidence on
 
     @property
     def rate(self) -> float:
@@ -36,9 +37,13 @@ class Outcome:
 
     def __str__(self) -> str:
         low, high = self.interval
+        evidence = ""
+        if self.informed is not None:
+            right, of = self.informed
+            evidence = f"; with evidence on {of}: {right}/{of} right" if of else "; no evidence on any"
         return (
             f"{self.suite}: {self.correct}/{self.trials} = {self.rate:.1%} (95% CI {low:.1%}–{high:.1%}), "
-            f"bound {self.bound:.1%}, {self.queries} queries ({self.budget})"
+            f"bound {self.bound:.1%}, {self.queries} queries ({self.budget}){evidence}"
         )
 
 

@@ -137,6 +137,7 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
     """Every victim, every reading; the suite's outcome is the best reading's."""
     postcode = await analyst.count([eq("flag", "pos"), ne("postcode", "PC00000")]) != INVALID
     votes: dict[str, list[bool]] = {"equality": [], "difference": [], "cell": [], "range_edge": []}
+    evidence: dict[str, list[bool]] = {name: [] for name in votes}  # right, where the reading had evidence
     shares: list[tuple[float, bool]] = []
     start = analyst.queries
     for victim in people.victims:
@@ -146,22 +147,32 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
 
         pairs, released = await _pairs(analyst, victim, people, postcode)
         shares.append((sum(released) / len(released) if released else 0.0, truth))
-        votes["equality"].append((any(a != b for a, b in pairs) if pairs else guess) == truth)
         mean = sum(a - b for a, b in pairs) / len(pairs) if pairs else None
-        votes["difference"].append((mean > 0.5 if mean is not None else guess) == truth)
-
         cell = await analyst.count(
             [eq("flag", "pos"), eq("age", victim.age), *(eq(f, _value(victim, f)) for f in QI_FIELDS)]
         )
-        votes["cell"].append((cell >= 0.5 if isinstance(cell, int | float) else guess) == truth)
-
         edges = await _range_edges(analyst, victim, people)
-        votes["range_edge"].append((sum(edges) / len(edges) > 0.5 if edges else guess) == truth)
+        readings = {
+            "equality": any(a != b for a, b in pairs) if pairs else None,
+            "difference": mean > 0.5 if mean is not None else None,
+            "cell": cell >= 0.5 if isinstance(cell, int | float) else None,
+            "range_edge": sum(edges) / len(edges) > 0.5 if edges else None,
+        }
+        for name, said in readings.items():
+            votes[name].append((guess if said is None else said) == truth)
+            if said is not None:
+                evidence[name].append(said == truth)
     median = sorted(share for share, _ in shares)[len(shares) // 2]
     votes["released"] = [(share > median) == truth for share, truth in shares]
     queries = analyst.queries - start
     budget = f"≤ {BUDGET} per victim; {queries / len(people.victims):.0f} used on average"
-    readings = {name: Outcome(f"A/{name}", sum(v), len(v), BOUND, queries, budget) for name, v in votes.items()}
+
+    def informed(name: str) -> tuple[int, int] | None:
+        return (sum(evidence[name]), len(evidence[name])) if name in evidence else None
+
+    readings = {
+        name: Outcome(f"A/{name}", sum(v), len(v), BOUND, queries, budget, informed(name)) for name, v in votes.items()
+    }
     best = max(readings.values(), key=lambda o: o.correct)
     return Outcome(
         f"A equality oracle (best: {best.suite})", best.correct, best.trials, BOUND, queries, budget
