@@ -54,7 +54,7 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scratch import served
-from catalog.delivery import compiler
+from catalog.delivery import anonymised_sql, compiler
 from catalog.metering import service as metering
 from tests.delivery.conftest import Delivery
 from tests.support import Catalogue, Party, expect
@@ -162,26 +162,33 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 class Recorder:
     """Wraps the compiler functions so the warm-up request leaves behind the very SQL it ran."""
 
+    WRAPPED = (
+        (compiler, "rows_sql"),
+        (compiler, "aggregate_sql"),
+        (compiler, "population_sql"),
+        (anonymised_sql, "cells"),
+    )
+
     def __init__(self) -> None:
         self.compiled: list[compiler.Compiled] = []
-        self._saved: dict[str, Any] = {}
+        self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> Recorder:
-        for name in ("rows_sql", "aggregate_sql", "population_sql", "anonymised_sql"):
-            original = getattr(compiler, name)
-            self._saved[name] = original
+        for module, name in self.WRAPPED:
+            original = getattr(module, name)
+            self._saved.append((module, name, original))
 
             def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> compiler.Compiled:
                 result = _original(*args, **kwargs)
                 self.compiled.append(result)
                 return result
 
-            setattr(compiler, name, wrapped)
+            setattr(module, name, wrapped)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for name, original in self._saved.items():
-            setattr(compiler, name, original)
+        for module, name, original in self._saved:
+            setattr(module, name, original)
 
 
 class NoMetering:

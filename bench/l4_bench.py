@@ -43,7 +43,7 @@ from bench.delivery_bench import Bench, make_parquet
 from bench.scratch import command_line, prepare
 from catalog import policy
 from catalog.app import create_app
-from catalog.delivery import anonymiser, compiler
+from catalog.delivery import anonymised_sql, anonymiser, compiler
 from catalog.delivery.schemas import QueryRequest
 from catalog.demo.catalog import product as demo_product
 from catalog.demo.data import write_product
@@ -74,7 +74,7 @@ class Capture:
 
     def __init__(self) -> None:
         self.sql: list[tuple[compiler.Compiled, QueryRequest, Any, dict[str, Any]]] = []
-        self._original = compiler.anonymised_sql
+        self._original = anonymised_sql.cells
 
     def __enter__(self) -> Capture:
         def wrapped(q: QueryRequest, table: dict, path: str, reading: Any, *rest: Any) -> compiler.Compiled:
@@ -82,11 +82,11 @@ class Capture:
             self.sql.append((compiled, q, reading, table))
             return compiled
 
-        compiler.anonymised_sql = wrapped  # type: ignore[assignment]
+        anonymised_sql.cells = wrapped  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        compiler.anonymised_sql = self._original  # type: ignore[assignment]
+        anonymised_sql.cells = self._original  # type: ignore[assignment]
 
 
 def p50(samples: list[float]) -> float:

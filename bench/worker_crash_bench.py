@@ -1,6 +1,6 @@
 """How long a worker killed mid-handler (SIGKILL) delays its event (run by hand; prints figures).
 
-    .venv/bin/python bench/worker_crash_bench.py [--lease 30] [--runs 3]
+    .venv/bin/python bench/worker_crash_bench.py [--lease 10] [--runs 3]
     LODE_BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/lode_crash_bench .venv/bin/python bench/worker_crash_bench.py
 
 Each run emits one event into a fresh database (SQLite in a temporary directory, and the scratch
@@ -95,7 +95,7 @@ async def one_run(url: str, lease: float) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lease", type=float, default=30.0, help="LODE_WORKER_LEASE_S for both workers")
+    parser.add_argument("--lease", type=float, default=10.0, help="LODE_WORKER_LEASE_S for both workers")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--die", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -4,7 +4,7 @@
 committed. The worker (``catalog/worker.py``) delivers each to the handler registered under its
 name in ``app.py`` at least once: it claims a batch under a lease (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so several ``lode worker`` processes share the work), runs each handler, and marks it
-delivered. The lease is short (``LODE_WORKER_LEASE_S``, 30 s by default) and the worker renews it
+delivered. The lease is short (``LODE_WORKER_LEASE_S``, 10 s by default) and the worker renews it
 while the batch is in hand, so a worker killed mid-handler holds its events for at most one lease:
 another worker then claims them and delivers them again. Handlers are therefore idempotent (their
 effects carry deterministic keys). Every mark is conditional on the claim's ``lock_token``, so only

@@ -62,7 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     db_max_connections: int = 0
     db_pool_timeout_s: float = 5.0
     billing_grace_days: int = 7
-    worker_lease_s: float = 30.0
+    worker_lease_s: float = 10.0
     demo_seed: str = "lode-demo"
     log_level: str = "INFO"
 

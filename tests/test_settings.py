@@ -14,7 +14,7 @@ def test_defaults(tmp_path) -> None:
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.billing_grace_days == 7 and settings.demo_seed == "lode-demo"
     assert settings.query_timeout_s == 30 and settings.query_memory_limit == "1GB"
-    assert settings.worker_lease_s == 30
+    assert settings.worker_lease_s == 10
     assert len(settings.key_pepper) == 64
     assert load_settings({"LODE_DATA_DIR": str(tmp_path)}).key_pepper == settings.key_pepper  # generated once
 

@@ -1,4 +1,4 @@
-"""Anonymised aggregates (L4, "usable but not visible"): what ``compiler.anonymised_sql`` found in
+"""Anonymised aggregates (L4, "usable but not visible"): what ``anonymised_sql.cells`` found in
 each cell, made safe to release. It answers every question — it never refuses on the data — and
 what it releases withstands the attacks that broke query-based anonymisation before it (the red
 team in ``tests/redteam/`` runs them on every build).

@@ -4,8 +4,9 @@ A QueryRequest never becomes SQL text. Identifiers come only from the dictionary
 used to *look up* a field, and the dictionary's own name is quoted into the SQL); every value, the
 LIMIT, the clamping bounds and the Parquet path are bound ``?`` parameters. A name the dictionary
 does not declare is a 400 before any SQL exists (``validation.py`` checks every query first). This
-module, ``catalog/storage.py`` and ``catalog/sandbox.py`` (its settings) are the only places that
-write DuckDB SQL (STYLE rule 2); the grade's rule is consulted, never the grade's name.
+module, ``anonymised_sql.py`` (L4), ``catalog/storage.py`` and ``catalog/sandbox.py`` (its settings)
+are the only places that write DuckDB SQL (STYLE rule 2, with the anonymised SQL split out as a seam
+of its own); the grade's rule is consulted, never the grade's name.
 
 Semantics a consumer should know:
 
@@ -29,7 +30,6 @@ from typing import Any, Literal
 import duckdb
 import msgspec
 
-from catalog.delivery.conditions import Atom, Reading
 from catalog.delivery.schemas import MAX_GROUPS, Aggregate, QueryRequest
 from catalog.policy import GradeRule
 from catalog.products.dictionary import fields as fields_of
@@ -110,7 +110,7 @@ def rows_sql(
         keyset, values = _after(query, fields, after)
         where = f"{where} AND ({keyset})" if where else f" WHERE {keyset}"
         params += values
-    select = ", ".join([*(_col(fields, c) for c in columns), _RKEY])
+    select = ", ".join([*(quoted_field(fields, c) for c in columns), _RKEY])
     sql = f"SELECT {select} FROM read_parquet(?){where} ORDER BY {_page_order(query)} LIMIT ?"
     limit = (query.limit or DEFAULT_LIMIT) + 1
     return Compiled(sql=sql, params=[path, *params, limit], columns=[*columns, RECORD_KEY])
@@ -149,7 +149,7 @@ def _after(query: QueryRequest, fields: dict, last: list[Any]) -> tuple[str, lis
     it and after ``last`` on that one. With nulls last, only a null follows a null, and equals it,
     so a null in ``last`` adds no term of its own; a value is followed by greater ones (smaller,
     descending) and by nulls. The record key is never null."""
-    keys = [(_col(fields, o.field), o.direction == "desc", "?") for o in query.order_by]
+    keys = [(quoted_field(fields, o.field), o.direction == "desc", "?") for o in query.order_by]
     # A record key is UBIGINT; a Python int above 2**63 - 1 would otherwise bind as HUGEINT.
     keys.append((_RKEY, False, "CAST(? AS UBIGINT)"))
     terms: list[str] = []
@@ -176,8 +176,8 @@ def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) 
     for each avg also ``_sum_…`` and ``_n_…``, the raw sum and non-null count it is recomputed from.
     """
     fields = fields_of(table)
-    person = _col(fields, table["person_key"])
-    groups = [_col(fields, g) for g in query.group_by]
+    person = quoted_field(fields, table["person_key"])
+    groups = [quoted_field(fields, g) for g in query.group_by]
     where, params = _where(query, fields)
     by = f" GROUP BY {', '.join(groups)}" if groups else ""
     cell = [
@@ -200,7 +200,7 @@ def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) 
             ]
             stats.append(f'SUM("_lode_a{t}") AS {quote(f"_abs_{name}")}')
         if aggregate.fn == "avg":
-            column = _col(fields, aggregate.field)
+            column = quoted_field(fields, aggregate.field)
             cell += [f"SUM({column}) AS {quote(f'_sum_{name}')}", f"COUNT({column}) AS {quote(f'_n_{name}')}"]
     ctes = [
         f'"_lode_src" AS (SELECT * FROM read_parquet(?){where})',
@@ -208,7 +208,7 @@ def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) 
     ]
     source = '"_lode_cells"'
     if summed:
-        totals = ", ".join(f'SUM({_col(fields, f)}) AS "_lode_t{t}"' for t, f in enumerate(summed))
+        totals = ", ".join(f'SUM({quoted_field(fields, f)}) AS "_lode_t{t}"' for t, f in enumerate(summed))
         partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
         ranked = ", ".join(
             f'ABS("_lode_t{t}") AS "_lode_a{t}", '
@@ -238,181 +238,10 @@ def aggregate_sql(query: QueryRequest, table: dict, path: str, rule: GradeRule) 
     return Compiled(sql=sql, params=[path, *params, MAX_GROUPS + 1], columns=columns)
 
 
-def anonymised_sql(
-    query: QueryRequest, table: dict, path: str, reading: Reading, thresholds: dict[str, float], depth: int
-) -> Compiled:
-    """One row per cell for ``anonymiser.protect``: what the cell holds once every low-effect atom of
-    ``reading`` is treated as absent in it, and which atoms those were.
-
-    One scan of the file, then three aggregations over (cell, person):
-
-    1. each row's *fail mask* (bit j: conjunct j does not hold; a null is a failure) and, for each
-       in-list, which of its values the row holds (the list is also a plain filter: rows holding
-       none of its values never count);
-    2. per person in a cell: does some row pass, which single conjunct does each other row fail,
-       and which list values do its passing rows hold — with the rows and value totals of each;
-    3. per cell (grouped, then joined back to its persons): each atom's *effect* — the persons in
-       the cell who would join if a conjunct were dropped (they fail it alone), or leave if a list
-       value were (it is the only value their passing rows hold) — and whether it is below the atom's
-       threshold
-       (``thresholds[atom.key]``). A person then counts, with the rows of their own that pass once
-       the low-effect atoms are gone (a row failing two dropped conjuncts stays out: an
-       approximation in the analyst's favour, of at most that handful of persons).
-
-    Columns: the group fields, ``_persons``, ``_rows``, ``_asked`` (persons as asked, before any atom
-    was dropped), ``_x{j}`` per conjunct and ``_xl{l}`` per list
-    (dropped?), and per summed field ``t``: ``_sum{t}``, ``_cnt{t}`` (non-null rows), ``_abs{t}``,
-    ``_top{t}``/``_bot{t}`` (the ``depth`` largest and smallest per-person totals) and
-    ``_mtop{t}``/``_mbot{t}`` (per-person means with their row counts, largest and smallest first).
-    """
-    fields = fields_of(table)
-    params: dict[str, Any] = {"path": path, "limit": MAX_GROUPS + 1}
-    groups = [_col(fields, g) for g in query.group_by]
-    person = _col(fields, table["person_key"])
-    summed = list(dict.fromkeys(a.field for a in query.aggregates if a.field is not None))
-    conj, lists = reading.conjuncts, reading.disjunctions
-    js, ns, ts = range(len(conj)), range(len(lists)), range(len(summed))
-
-    def bind(name: str, value: Any) -> str:
-        params[name] = value
-        return f"${name}"
-
-    def passes(j: int, atom: Atom) -> str:
-        return f"(CASE WHEN coalesce({_atom_sql(atom, fields, bind, f'c{j}')}, false) THEN 0 ELSE {1 << j} END)"
-
-    def route(n: int, values: list[Atom]) -> str:
-        column = _col(fields, values[0].field)
-        whens = " ".join(f"WHEN {column} = {bind(f'l{n}v{a.position}', a.value)} THEN {a.position}" for a in values)
-        return f"CASE {whens} END"
-
-    # 1. rows: the fail mask and the in-list values they hold
-    source = [*groups, f"{person} AS {_h('p')}", *(f"{_col(fields, f)} AS {_h(f'v{t}')}" for t, f in enumerate(summed))]
-    source.append(f"{' + '.join(passes(j, a) for j, a in enumerate(conj)) or '0'} AS {_h('f')}")
-    source += [f"{route(n, values)} AS {_h(f'i{n}')}" for n, values in enumerate(lists)]
-    # A row failing two conjuncts never counts, however many are dropped (the approximation above), and
-    # one holding no value of an in-list never does either: neither reaches the per-person aggregate.
-    matched = " AND ".join([f"bit_count({_h('f')}) <= 1", *(f"{_h(f'i{n}')} IS NOT NULL" for n in ns)])
-
-    # 2. per person in a cell: passing rows, and rows failing one conjunct alone
-    def rows_where(mask: int, suffix: str) -> list[str]:
-        only = f"{_h('f')} = {mask}"
-        return [
-            f"count(*) FILTER (WHERE {only}) AS {_h('r' + suffix)}",
-            *(f"sum({_h(f'v{t}')}) FILTER (WHERE {only}) AS {_h(f't{t}' + suffix)}" for t in ts),
-            *(f"count({_h(f'v{t}')}) FILTER (WHERE {only}) AS {_h(f'n{t}' + suffix)}" for t in ts),
-        ]
-
-    per_person = [f"bool_or({_h('f')} = 0) AS {_h('pass')}", *rows_where(0, "")]
-    for j in js:
-        per_person += [f"bool_or({_h('f')} = {1 << j}) AS {_h(f'o{j}')}", *rows_where(1 << j, f"_{j}")]
-    for n in ns:
-        per_person += [
-            f"min({_h(f'i{n}')}) FILTER (WHERE {_h('f')} = 0) AS {_h(f'lo{n}')}",
-            f"max({_h(f'i{n}')}) FILTER (WHERE {_h('f')} = 0) AS {_h(f'hi{n}')}",
-        ]
-
-    # 3. per cell: each atom's effect against its threshold, joined back to the cell's persons
-    effects = [
-        f"count(*) FILTER (WHERE NOT {_h('pass')} AND {_h(f'o{j}')}) < {bind(f'tc{j}', thresholds[a.key])}"
-        f" AS {_h(f'x{j}')}"
-        for j, a in enumerate(conj)
-    ]
-    for n, values in enumerate(lists):
-        sole = f"{_h('pass')} AND {_h(f'lo{n}')} = {_h(f'hi{n}')}"
-        dropped = ", ".join(
-            f"count(*) FILTER (WHERE {sole} AND {_h(f'lo{n}')} = {a.position})"
-            f" < {bind(f'tl{n}v{a.position}', thresholds[a.key])}"
-            for a in values
-        )
-        effects.append(f"[{dropped}] AS {_h(f'xl{n}')}")
-    decided = [_h(f"x{j}") for j in js] + [_h(f"xl{n}") for n in ns]
-    joined = "".join(f", {_h('e')}.{d}" for d in decided)
-    same_cell = " AND ".join(f"{_h('pp')}.{g} IS NOT DISTINCT FROM {_h('e')}.{g}" for g in groups) or "TRUE"
-
-    # A person counts when a row passes through a value that stayed, or fails only dropped conjuncts.
-    stayed = [f"NOT coalesce({_h(f'lo{n}')} = {_h(f'hi{n}')} AND {_h(f'xl{n}')}[{_h(f'lo{n}')}], false)" for n in ns]
-    member = " AND ".join([_h("pass"), *stayed])
-    joining = " OR ".join(f"({_h(f'x{j}')} AND {_h(f'o{j}')})" for j in js)
-    if joining:
-        member = f"({member}) OR (NOT {_h('pass')} AND ({joining}))"
-
-    def with_joining(name: str) -> str:
-        """A per-person column of the passing rows, plus the same of the rows failing only a dropped conjunct."""
-        terms = [f"coalesce({_h(name)}, 0)"]
-        terms += [f"(CASE WHEN {_h(f'x{j}')} THEN coalesce({_h(f'{name}_{j}')}, 0) ELSE 0 END)" for j in js]
-        return " + ".join(terms)
-
-    final = [*groups, _h("pass"), f"({member}) AS {_h('in')}", f"{with_joining('r')} AS {_h('rows')}"]
-    final += [f"{with_joining(f't{t}')} AS {_h(f'tot{t}')}" for t in ts]
-    final += [f"{with_joining(f'n{t}')} AS {_h(f'cnt{t}')}" for t in ts]
-    final += [_h(f"x{j}") for j in js] + [_h(f"xl{n}") for n in ns]
-
-    inside = f"FILTER (WHERE {_h('in')})"
-    out = [*groups, f"count(*) {inside} AS {_h('persons')}", f"sum({_h('rows')}) {inside} AS {_h('rows')}"]
-    out.append(f"count(*) FILTER (WHERE {_h('pass')}) AS {_h('asked')}")
-    out += [f"bool_or({_h(f'x{j}')}) AS {_h(f'x{j}')}" for j in js]
-    out += [f"any_value({_h(f'xl{n}')}) AS {_h(f'xl{n}')}" for n in ns]
-    if summed:
-        params["depth"] = depth
-    for t in ts:
-        total, count = _h(f"tot{t}"), _h(f"cnt{t}")
-        mean = f"{total} / {count}"
-        live = f"FILTER (WHERE {_h('in')} AND {count} > 0)"
-        person_mean = f"{{'m': {mean}, 'n': {count}}}"
-        out += [
-            f"sum({total}) {inside} AS {_h(f'sum{t}')}",
-            f"sum({count}) {inside} AS {_h(f'cnt{t}')}",
-            f"sum(abs({total})) {live} AS {_h(f'abs{t}')}",
-            f"max({total}, $depth) {live} AS {_h(f'top{t}')}",
-            f"min({total}, $depth) {live} AS {_h(f'bot{t}')}",
-            f"max_by({person_mean}, {mean}, $depth) {live} AS {_h(f'mtop{t}')}",
-            f"min_by({person_mean}, {mean}, $depth) {live} AS {_h(f'mbot{t}')}",
-        ]
-    keys = ", ".join([*groups, _h("p")])
-    by = f" GROUP BY {', '.join(groups)}" if groups else ""
-    order = f" ORDER BY {', '.join(groups)}" if groups else ""
-    sql = (
-        f"WITH {_h('r')} AS (SELECT {', '.join(source)} FROM read_parquet($path)), "
-        f"{_h('s')} AS (SELECT * FROM {_h('r')} WHERE {matched}), "
-        f"{_h('pp')} AS (SELECT {keys}, {', '.join(per_person)} FROM {_h('s')} GROUP BY {keys}), "
-        + (
-            f"{_h('e')} AS (SELECT {', '.join([*groups, *effects])} FROM {_h('pp')}"
-            f"{' GROUP BY ' + ', '.join(groups) if groups else ''}), "
-            f"{_h('d')} AS (SELECT {_h('pp')}.*{joined} "
-            f"FROM {_h('pp')} JOIN {_h('e')} ON {same_cell}), "
-            if effects
-            else f"{_h('d')} AS (SELECT * FROM {_h('pp')}), "
-        )
-        + f"{_h('m')} AS (SELECT {', '.join(final)} FROM {_h('d')}) "
-        f"SELECT {', '.join(out)} FROM {_h('m')}{by}{order} LIMIT $limit"
-    )
-    names = [*query.group_by, "_persons", "_rows", "_asked", *(f"_x{j}" for j in js), *(f"_xl{n}" for n in ns)]
-    for t in ts:
-        names += [f"_{stat}{t}" for stat in ("sum", "cnt", "abs", "top", "bot", "mtop", "mbot")]
-    return Compiled(sql=sql, params=params, columns=names)
-
-
-def _h(name: str) -> str:
-    """A name of Lode's own in generated SQL: the reserved prefix keeps it apart from any column."""
-    return f'"_lode_{name}"'
-
-
-def _atom_sql(atom: Atom, fields: dict, bind: Any, name: str) -> str:
-    column = _col(fields, atom.field)
-    if atom.op == "is_null":
-        return f"{column} IS NULL"
-    if atom.op == "not_null":
-        return f"{column} IS NOT NULL"
-    if atom.op == "range":
-        low, high = atom.value
-        return f"({column} >= {bind(name + 'lo', low)} AND {column} < {bind(name + 'hi', high)})"
-    return f"{column} {'=' if atom.op == '=' else '<>'} {bind(name, atom.value)}"
-
-
 def population_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
     """One row: (persons with a row matching the where, persons in the whole table)."""
     fields = fields_of(table)
-    person = _col(fields, table["person_key"])
+    person = quoted_field(fields, table["person_key"])
     where, params = _where(query, fields)
     matching = f"COUNT(DISTINCT {person}) FILTER ({where.strip()})" if where else f"COUNT(DISTINCT {person})"
     sql = f'SELECT {matching} AS "persons_matching", COUNT(DISTINCT {person}) AS "persons_total" FROM read_parquet(?)'
@@ -423,12 +252,12 @@ def dp_rows_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
     """Each person's first ``max_rows_per_person`` matching rows (by record key), aggregate fields clamped."""
     fields = fields_of(table)
     where, params = _where(query, fields)
-    groups = [_col(fields, g) for g in query.group_by]
+    groups = [quoted_field(fields, g) for g in query.group_by]
     measured = list(dict.fromkeys(a.field for a in query.aggregates if a.field is not None))
     bounds: list[Any] = []
     values = []
     for name in measured:
-        field, column = fields[name], _col(fields, name)
+        field, column = fields[name], quoted_field(fields, name)
         clamped = column
         if field.get("min") is not None:
             clamped = f"GREATEST({clamped}, ?)"
@@ -438,8 +267,8 @@ def dp_rows_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
             bounds.append(field["max"])
         # GREATEST and LEAST skip nulls, which would turn a missing value into a bound.
         values.append(f"CASE WHEN {column} IS NULL THEN NULL ELSE {clamped} END AS {column}")
-    person = _col(fields, table["person_key"])
-    inner = ", ".join([*groups, f'{person} AS "_person"', *(_col(fields, m) for m in measured), _RKEY])
+    person = quoted_field(fields, table["person_key"])
+    inner = ", ".join([*groups, f'{person} AS "_person"', *(quoted_field(fields, m) for m in measured), _RKEY])
     numbered = f'ROW_NUMBER() OVER (PARTITION BY "_person" ORDER BY {_RKEY}) AS "_lode_n"'
     outer = ", ".join([*groups, '"_person"', *values])
     sql = (
@@ -459,7 +288,7 @@ def run(conn: duckdb.DuckDBPyConnection, compiled: Compiled) -> list[dict[str, A
     return [dict(zip(compiled.columns, row, strict=True)) for row in rows]
 
 
-def _col(fields: dict[str, dict], name: str) -> str:
+def quoted_field(fields: dict[str, dict], name: str) -> str:
     # The dictionary's spelling, not the caller's: an unknown name is a KeyError, never SQL.
     return quote(fields[name]["name"])
 
@@ -467,7 +296,7 @@ def _col(fields: dict[str, dict], name: str) -> str:
 def _aggregate(aggregate: Aggregate, fields: dict, person: str, rule: GradeRule) -> str:
     if aggregate.field is None:
         return f"COUNT(DISTINCT {person})" if rule.query_set_control else "COUNT(*)"
-    column = _col(fields, aggregate.field)
+    column = quoted_field(fields, aggregate.field)
     if aggregate.fn == "count_distinct":
         return f"COUNT(DISTINCT {column})"
     return f"{aggregate.fn.upper()}({column})"

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog import policy
+from catalog import audit, policy
 from catalog.access import repository as access_repo
 from catalog.access import usable
 from catalog.access.models import Licence
@@ -111,3 +111,17 @@ def most_rows(q: QueryRequest, table: dict[str, Any], mode: str) -> int:
         combinations = math.prod(len(c) + 1 for c in categories)
         return min(q.limit or combinations, combinations, MAX_GROUPS)
     return q.limit or compiler.DEFAULT_LIMIT
+
+
+def audit_use(session: AsyncSession, caller: Principal, gate: Gate, action: str, data: dict[str, Any]) -> None:
+    """The audit event of one use of a licence (who, what, how much — never the data), concerning the
+    consumer and the product's owner."""
+    audit.record(
+        session,
+        caller,
+        action,
+        "licence",
+        gate.licence.id,
+        [gate.licence.consumer_org_id, gate.licence.owner_org_id],
+        data,
+    )

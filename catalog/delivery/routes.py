@@ -22,6 +22,7 @@ from catalog import audit, auth
 from catalog.auth import Principal
 from catalog.delivery import auditor, formats, paging
 from catalog.delivery.connection import MeteredStream, until_client_leaves
+from catalog.delivery.downloads import DownloadService
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryFile, QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.errors import ValidationFailed, problem_responses
@@ -72,10 +73,20 @@ class QueryOperation(Operation):
             )
 
 
+async def provide_download_service(
+    request: Request[Any, Any, State], caller: NamedDependency[Principal]
+) -> DownloadService:
+    state = request.app.state
+    return DownloadService(state.sessions, state.storage, caller, timeout_s=state.settings.query_timeout_s)
+
+
 class DeliveryController(Controller):
     path = "/v1/licences/{licence_id:str}"
     tags = ["Delivery"]
-    dependencies = {"delivery_service": Provide(provide_delivery_service)}
+    dependencies = {
+        "delivery_service": Provide(provide_delivery_service),
+        "download_service": Provide(provide_download_service),
+    }
 
     @get(
         "/files",
@@ -83,8 +94,8 @@ class DeliveryController(Controller):
         summary="Files this licence may download (named analysts)",
         responses=problem_responses(401, 403, 404),
     )
-    async def files(self, licence_id: FromPath[str], delivery_service: NamedDependency[DeliveryService]) -> FileList:
-        return await delivery_service.files(licence_id)
+    async def files(self, licence_id: FromPath[str], download_service: NamedDependency[DownloadService]) -> FileList:
+        return await download_service.files(licence_id)
 
     @get(
         "/files/{name:str}",
@@ -98,11 +109,11 @@ class DeliveryController(Controller):
         request: Request[Any, Any, State],
         licence_id: FromPath[str],
         name: FromPath[str],
-        delivery_service: NamedDependency[DeliveryService],
+        download_service: NamedDependency[DownloadService],
         release: Annotated[str | None, QueryParameter(max_length=40)] = None,
     ) -> Response[Any]:
         ranged = request.headers.get("range")
-        about, chunks, settle = await delivery_service.open_download(licence_id, name, release, ranged)
+        about, chunks, settle = await download_service.open_download(licence_id, name, release, ranged)
         headers = {
             "ETag": f'"{about.sha256}"',
             "Accept-Ranges": "bytes",

@@ -11,61 +11,52 @@ never the data) and gives back the rest.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, policy, shielded
+from catalog import policy, shielded
 from catalog.access import repository as access_repo
 from catalog.auth import Principal
 from catalog.db import read_transaction, write_transaction
-from catalog.delivery import anonymiser, compiler, conditions, disclosure, dp, formats, paging, validation
+from catalog.delivery import (
+    anonymised_sql,
+    anonymiser,
+    compiler,
+    conditions,
+    disclosure,
+    dp,
+    formats,
+    paging,
+    validation,
+)
 from catalog.delivery import repository as repo
-from catalog.delivery.gate import Gate, allow_mode, isolating_columns, most_rows, pick_release, usable_licence
+from catalog.delivery.gate import (
+    Gate,
+    allow_mode,
+    audit_use,
+    isolating_columns,
+    most_rows,
+    pick_release,
+    usable_licence,
+)
 from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import (
     MAX_GROUPS,
     BudgetRead,
-    Download,
-    FileEntry,
-    FileList,
     QueryAnswer,
     QueryFile,
     QueryRequest,
 )
-from catalog.errors import DomainError, NotFound, ValidationFailed
+from catalog.errors import DomainError, ValidationFailed
 from catalog.metering import repository as metering_repo
 from catalog.metering import service as metering
 from catalog.products import dictionary
 from catalog.products import repository as products_repo
-from catalog.products.models import ReleaseFile
 from catalog.storage import Storage
-
-CHUNK = 256 * 1024
-
-
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def byte_range(header: str, size: int) -> tuple[int, int]:
-    """One byte range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``); several ranges are not offered."""
-    match = RANGE.match(header.strip())
-    if match is None or (not match.group(1) and not match.group(2)):
-        raise DomainError("Only a single byte range is supported.", code="range_not_satisfiable", status=416)
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size - 1
-    else:
-        start, end = int(first), int(last) if last else size - 1
-    if start > end or start >= size:
-        raise DomainError(f"The range is outside the file's {size} bytes.", code="range_not_satisfiable", status=416)
-    return start, min(end, size - 1)
 
 
 class DeliveryService:
@@ -153,8 +144,9 @@ class DeliveryService:
                 used["epsilon_spent"] = gate.epsilon_micro
             if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
                 return  # settled already: counted and audited once
-            self._audit(
+            audit_use(
                 session,
+                self.caller,
                 gate,
                 "licence.queried",
                 {
@@ -280,7 +272,7 @@ class DeliveryService:
         reading = conditions.read(q, dictionary.fields(gate.table))
         seed = (gate.release.id, gate.table["table"])
         limits = anonymiser.thresholds(reading, rule, self.noise, seed)
-        compiled = compiler.anonymised_sql(q, gate.table, path, reading, limits, anonymiser.DEPTH)
+        compiled = anonymised_sql.cells(q, gate.table, path, reading, limits, anonymiser.DEPTH)
         cells = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
         released = anonymiser.protect(cells, q, reading, rule, self.noise, seed, gate.table)
         return QueryAnswer(
@@ -302,113 +294,6 @@ class DeliveryService:
             allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
             timeout_s=self.timeout_s,
         )
-
-    # --- files ------------------------------------------------------------------------------
-
-    async def files(self, licence_id: str) -> FileList:
-        async with read_transaction(self.sessions) as session:
-            licence, product = await usable_licence(session, self.caller, licence_id)
-            allow_mode(product, licence, "download")
-            releases = [
-                r for r in await repo.covered_releases(session, product.id, licence.ends_on) if r.status == "published"
-            ]
-            versions = {r.id: r.version for r in releases}
-            files = await repo.files_of(session, list(versions))
-        return FileList(
-            items=[
-                FileEntry(
-                    name=f.name,
-                    release=versions[f.release_id],
-                    table=f.table_name,
-                    format=f.format,
-                    bytes=f.bytes,
-                    sha256=f.sha256,
-                    rows=f.rows,
-                )
-                for f in files
-            ]
-        )
-
-    async def open_download(
-        self, licence_id: str, name: str, version: str | None, range_header: str | None
-    ) -> tuple[Download, AsyncGenerator[bytes, None], Callable[[int], Awaitable[None]]]:
-        """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
-        response says about the file, its bytes, and phase two — ``settle(sent)``, to be awaited
-        exactly once when the response has ended however it ended, with the bytes actually sent
-        (``connection.MeteredStream`` does both)."""
-        async with write_transaction(self.sessions) as session:
-            licence, product = await usable_licence(session, self.caller, licence_id)
-            allow_mode(product, licence, "download")
-            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
-            found = next((f for f in await repo.files_of(session, [release.id]) if f.name == name), None)
-            if found is None:
-                raise NotFound(f"No file {name} in release {release.version}.")
-            start, end = byte_range(range_header, found.bytes) if range_header else (0, found.bytes - 1)
-            reservation = await metering.reserve(
-                session,
-                licence,
-                self.caller.user_id,
-                "download",
-                {"bytes_downloaded": max(0, end - start + 1)},
-                timeout_s=max(self.timeout_s, found.bytes / 1_000_000),
-            )
-            gate = Gate(
-                licence=licence,
-                product=product,
-                release=release,
-                mode="download",
-                table=None,
-                reservation_id=reservation.id,
-            )
-        about = Download(
-            name=found.name,
-            sha256=found.sha256,
-            size=found.bytes,
-            media_type="text/csv" if found.format == "csv" else "application/octet-stream",
-            start=start,
-            end=end,
-        )
-        settle = partial(self._settle_download, gate, found, (start, end))
-        return about, self._chunks(found, (start, end)), settle
-
-    async def _chunks(self, found: ReleaseFile, span: tuple[int, int]) -> AsyncGenerator[bytes, None]:
-        """The bytes ``span`` of a file; what is sent of them is counted by the response, not here."""
-        start, end = span
-        with self.storage.path(found.storage_key).open("rb") as fh:
-            fh.seek(start)
-            left = end - start + 1
-            while left > 0:
-                # Off the event loop: a cold disk read must not stall every other request.
-                chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                yield chunk
-
-    async def _settle_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
-        """Phase two: the bytes sent metered and audited, the rest of the reservation given back —
-        once (a second call finds the reservation closed), and shielded from any cancellation."""
-        await shielded.run(self._record_download(gate, found, span, sent), what="settle a download")
-
-    async def _record_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
-        start, end = span
-        async with write_transaction(self.sessions) as session:
-            used = {"bytes_downloaded": sent, "queries": 0}
-            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
-                return
-            self._audit(
-                session,
-                gate,
-                "licence.downloaded",
-                {
-                    "release": gate.release.version,
-                    "file": found.name,
-                    "bytes": sent,
-                    "sha256": found.sha256,
-                    "range": [start, end],
-                    "complete": sent == end - start + 1,
-                },
-            )
 
     # --- budget -----------------------------------------------------------------------------
 
@@ -434,15 +319,4 @@ class DeliveryService:
             left_micro=left,
             per_query_max_micro=per_query,
             updated_at=row.updated_at if row else None,
-        )
-
-    def _audit(self, session: AsyncSession, gate: Gate, action: str, data: dict[str, Any]) -> None:
-        audit.record(
-            session,
-            self.caller,
-            action,
-            "licence",
-            gate.licence.id,
-            [gate.licence.consumer_org_id, gate.licence.owner_org_id],
-            data,
         )

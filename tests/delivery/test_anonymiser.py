@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from catalog import policy
-from catalog.delivery import anonymiser, compiler, conditions, gate, validation
+from catalog.delivery import anonymised_sql, anonymiser, conditions, gate, validation
 from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import Aggregate, Condition, QueryRequest
 from catalog.policy import rule
@@ -55,7 +55,7 @@ def cells(conn, path: str, q: QueryRequest, limits: dict[str, float] | None = No
     validation.validate(q, TABLE, L4, "aggregate")
     reading = conditions.read(q, fields_of(TABLE))
     limits = limits if limits is not None else anonymiser.thresholds(reading, L4, NOISE, SEED)
-    compiled = compiler.anonymised_sql(q, TABLE, path, reading, limits, anonymiser.DEPTH)
+    compiled = anonymised_sql.cells(q, TABLE, path, reading, limits, anonymiser.DEPTH)
     return [dict(zip(compiled.columns, r, strict=True)) for r in conn.execute(compiled.sql, compiled.params).fetchall()]
 
 

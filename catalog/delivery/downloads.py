@@ -1,0 +1,166 @@
+"""Delivery of files: the list a licence may download, and each download — reserved against the caps
+before its first byte, then metered and audited once in the bytes actually sent, however the response
+ends (``connection.MeteredStream`` counts them and calls the settlement; ``shielded`` keeps any
+cancellation from reaching it). The same gate as every delivery request (``gate.py``) runs first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from catalog import shielded
+from catalog.auth import Principal
+from catalog.db import read_transaction, write_transaction
+from catalog.delivery import repository as repo
+from catalog.delivery.gate import Gate, allow_mode, audit_use, pick_release, usable_licence
+from catalog.delivery.schemas import Download, FileEntry, FileList
+from catalog.errors import DomainError, NotFound
+from catalog.metering import service as metering
+from catalog.products.models import ReleaseFile
+from catalog.storage import Storage
+
+CHUNK = 256 * 1024
+
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int]:
+    """One byte range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``); several ranges are not offered."""
+    match = RANGE.match(header.strip())
+    if match is None or (not match.group(1) and not match.group(2)):
+        raise DomainError("Only a single byte range is supported.", code="range_not_satisfiable", status=416)
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), int(last) if last else size - 1
+    if start > end or start >= size:
+        raise DomainError(f"The range is outside the file's {size} bytes.", code="range_not_satisfiable", status=416)
+    return start, min(end, size - 1)
+
+
+class DownloadService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: Storage,
+        caller: Principal,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.sessions = sessions
+        self.storage = storage
+        self.caller = caller
+        self.timeout_s = timeout_s
+
+    async def files(self, licence_id: str) -> FileList:
+        async with read_transaction(self.sessions) as session:
+            licence, product = await usable_licence(session, self.caller, licence_id)
+            allow_mode(product, licence, "download")
+            releases = [
+                r for r in await repo.covered_releases(session, product.id, licence.ends_on) if r.status == "published"
+            ]
+            versions = {r.id: r.version for r in releases}
+            files = await repo.files_of(session, list(versions))
+        return FileList(
+            items=[
+                FileEntry(
+                    name=f.name,
+                    release=versions[f.release_id],
+                    table=f.table_name,
+                    format=f.format,
+                    bytes=f.bytes,
+                    sha256=f.sha256,
+                    rows=f.rows,
+                )
+                for f in files
+            ]
+        )
+
+    async def open_download(
+        self, licence_id: str, name: str, version: str | None, range_header: str | None
+    ) -> tuple[Download, AsyncGenerator[bytes, None], Callable[[int], Awaitable[None]]]:
+        """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
+        response says about the file, its bytes, and phase two — ``settle(sent)``, to be awaited
+        exactly once when the response has ended however it ended, with the bytes actually sent
+        (``connection.MeteredStream`` does both)."""
+        async with write_transaction(self.sessions) as session:
+            licence, product = await usable_licence(session, self.caller, licence_id)
+            allow_mode(product, licence, "download")
+            release = pick_release(await repo.covered_releases(session, product.id, licence.ends_on), version)
+            found = next((f for f in await repo.files_of(session, [release.id]) if f.name == name), None)
+            if found is None:
+                raise NotFound(f"No file {name} in release {release.version}.")
+            start, end = byte_range(range_header, found.bytes) if range_header else (0, found.bytes - 1)
+            reservation = await metering.reserve(
+                session,
+                licence,
+                self.caller.user_id,
+                "download",
+                {"bytes_downloaded": max(0, end - start + 1)},
+                timeout_s=max(self.timeout_s, found.bytes / 1_000_000),
+            )
+            gate = Gate(
+                licence=licence,
+                product=product,
+                release=release,
+                mode="download",
+                table=None,
+                reservation_id=reservation.id,
+            )
+        about = Download(
+            name=found.name,
+            sha256=found.sha256,
+            size=found.bytes,
+            media_type="text/csv" if found.format == "csv" else "application/octet-stream",
+            start=start,
+            end=end,
+        )
+        settle = partial(self._settle_download, gate, found, (start, end))
+        return about, self._chunks(found, (start, end)), settle
+
+    async def _chunks(self, found: ReleaseFile, span: tuple[int, int]) -> AsyncGenerator[bytes, None]:
+        """The bytes ``span`` of a file; what is sent of them is counted by the response, not here."""
+        start, end = span
+        with self.storage.path(found.storage_key).open("rb") as fh:
+            fh.seek(start)
+            left = end - start + 1
+            while left > 0:
+                # Off the event loop: a cold disk read must not stall every other request.
+                chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
+
+    async def _settle_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        """Phase two: the bytes sent metered and audited, the rest of the reservation given back —
+        once (a second call finds the reservation closed), and shielded from any cancellation."""
+        await shielded.run(self._record_download(gate, found, span, sent), what="settle a download")
+
+    async def _record_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
+        start, end = span
+        async with write_transaction(self.sessions) as session:
+            used = {"bytes_downloaded": sent, "queries": 0}
+            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+                return
+            audit_use(
+                session,
+                self.caller,
+                gate,
+                "licence.downloaded",
+                {
+                    "release": gate.release.version,
+                    "file": found.name,
+                    "bytes": sent,
+                    "sha256": found.sha256,
+                    "range": [start, end],
+                    "complete": sent == end - start + 1,
+                },
+            )
