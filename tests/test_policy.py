@@ -47,20 +47,27 @@ REVIEW_TRACKS: dict[str, str] = {
 
 # The privacy-controls column and the paragraphs under it: k = 10 everywhere; L3 up: ethics approval
 # at every access, sensitive columns never selected, filtered or grouped by; L4: "L4, revised" — the
-# L4 issue's anonymisation (layered sticky noise, low-effect detection, noisy thresholds, grids, caps)
-# replaces secondary suppression, cell-key perturbation and query-set-size control, and keeps the
-# dominance rule (top 2 >= 90 %) and only count, sum and avg; "L5 differential privacy" (3.0 ε in
+# L4 issue's anonymisation (layered sticky noise, low-effect detection, noisy thresholds, grids, caps,
+# outlier flattening) replaces secondary suppression, the dominance rule, cell-key perturbation and
+# query-set-size control, and keeps only count, sum and avg; "L5 differential privacy" (3.0 ε in
 # total, at most 0.5 per query).
 ANY = {"count", "count_distinct", "sum", "avg", "min", "max"}
 L4_ISSUE = policy.Anonymisation(  # the L4 issue's defaults, as the red team measured them
-    layer_sd=1.5, min_persons=20, threshold_sd=2.0, max_conditions=10, daily_queries=1000, isolating_share=0.5
+    layer_sd=1.5,
+    min_persons=20,
+    threshold_sd=2.0,
+    max_conditions=10,
+    daily_queries=1000,
+    isolating_share=0.5,
+    outliers=(1, 2),
+    top_group=(3, 4),
 )
 CONTROLS_TABLE: dict[str, tuple[Any, ...]] = {
     #      k   ethics sensitive secondary dominance  perturb qset   anonymised aggregates               ε total ε/query
     "L1": (10, False, True,     False,    None,      False,  False, None,      ANY,                     None,   None),
     "L2": (10, False, True,     False,    None,      False,  False, None,      ANY,                     None,   None),
     "L3": (10, True,  False,    False,    None,      False,  False, None,      ANY,                     None,   None),
-    "L4": (10, True,  False,    False,    (2, 0.9),  False,  False, L4_ISSUE,  {"count", "sum", "avg"}, None,   None),
+    "L4": (10, True,  False,    False,    None,      False,  False, L4_ISSUE,  {"count", "sum", "avg"}, None,   None),
     "L5": (10, True,  False,    False,    None,      False,  False, None,      {"count", "sum", "avg"}, 3.0,    0.5),
 }
 CONTROLS_COLUMNS = (

@@ -1,15 +1,24 @@
-"""The SQL of an anonymised aggregate (L4): one scan of the release's table that gives, per cell, what
-``anonymiser.protect`` needs — the persons and rows as asked and as answered once every low-effect
-atom of the query's ``conditions.Reading`` is treated as absent, which atoms those were, and the
-flattening statistics of every summed field.
+"""The SQL of an anonymised aggregate (L4), in two statements over the release's table.
+
+1. ``signatures``: per cell, how many persons hold each *signature* — the distinct (fail mask, list
+   values) pairs of their rows, where bit j of a row's fail mask says it fails conjunct j (a null
+   fails) and the list values say which value of each in-list it holds. That is all
+   ``anonymiser.decide`` needs to find, exactly, who would join or leave a cell if any set of atoms
+   were treated as absent.
+2. ``cells``: per cell, the persons who count once the atoms decided low-effect in that cell are
+   absent — a person counts when one of their rows fails no conjunct that stayed and holds, for each
+   in-list, a value that stayed — with their rows and the flattening statistics of each summed field.
+   Exactly the answer of the same query without those atoms.
 
 Like ``compiler.py`` (whose helpers it shares), it never builds SQL from a user's text: column names
-come from the dictionary, and every value, threshold and path is a bound ``$name`` parameter.
+come from the dictionary, and every value and path is a bound ``$name`` parameter.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 from catalog.delivery.compiler import Compiled, quoted_field
 from catalog.delivery.conditions import Atom, Reading
@@ -17,162 +26,141 @@ from catalog.delivery.schemas import MAX_GROUPS, QueryRequest
 from catalog.products.dictionary import fields as fields_of
 
 
+class Decision(msgspec.Struct, frozen=True):
+    """What is answered as absent in a cell: conjuncts (a bit mask) and the positions of list values."""
+
+    dropped: int = 0
+    values: tuple[frozenset[int], ...] = ()  # per in-list, the 1-based positions of its dropped values
+
+
+def signatures(query: QueryRequest, table: dict, path: str, reading: Reading) -> Compiled:
+    """Rows (group values…, signature, persons); a signature is a list of ``{'m': mask, 'i': [value…]}``."""
+    source, params = _rows(query, table, path, reading, summed=[])
+    groups = [quoted_field(fields_of(table), g) for g in query.group_by]
+    routes = [_h(f"i{n}") for n in range(len(reading.disjunctions))]
+    pair = f"{{'m': {_h('f')}, 'i': [{', '.join(routes)}]::INTEGER[]}}"
+    cell = ", ".join([*groups, _h("p")])
+    sql = (
+        f"WITH {_h('r')} AS ({source}), "
+        f"{_h('pr')} AS (SELECT DISTINCT {cell}, {pair} AS {_h('pair')} FROM {_h('r')}), "
+        f"{_h('ps')} AS (SELECT {cell}, list({_h('pair')} ORDER BY {_h('pair')}) AS {_h('sig')} "
+        f"FROM {_h('pr')} GROUP BY {cell}) "
+        f"SELECT {', '.join([*groups, _h('sig')])}, count(*) FROM {_h('ps')}"
+        f" GROUP BY {', '.join([*groups, _h('sig')])}"
+    )
+    return Compiled(sql=sql, params=params, columns=[*query.group_by, "_signature", "_persons"])
+
+
 def cells(
-    query: QueryRequest, table: dict, path: str, reading: Reading, thresholds: dict[str, float], depth: int
+    query: QueryRequest,
+    table: dict,
+    path: str,
+    reading: Reading,
+    decisions: dict[tuple, Decision],
+    depth: int,
 ) -> Compiled:
-    """One row per cell for ``anonymiser.protect``: what the cell holds once every low-effect atom of
-    ``reading`` is treated as absent in it, and which atoms those were.
-
-    One scan of the file, then three aggregations over (cell, person):
-
-    1. each row's *fail mask* (bit j: conjunct j does not hold; a null is a failure) and, for each
-       in-list, which of its values the row holds (the list is also a plain filter: rows holding
-       none of its values never count);
-    2. per person in a cell: does some row pass, which single conjunct does each other row fail,
-       and which list values do its passing rows hold — with the rows and value totals of each;
-    3. per cell (grouped, then joined back to its persons): each atom's *effect* — the persons in
-       the cell who would join if a conjunct were dropped (they fail it alone), or leave if a list
-       value were (it is the only value their passing rows hold) — and whether it is below the atom's
-       threshold
-       (``thresholds[atom.key]``). A person then counts, with the rows of their own that pass once
-       the low-effect atoms are gone (a row failing two dropped conjuncts stays out: an
-       approximation in the analyst's favour, of at most that handful of persons).
-
-    Columns: the group fields, ``_persons``, ``_rows``, ``_asked`` (persons as asked, before any atom
-    was dropped), ``_x{j}`` per conjunct and ``_xl{l}`` per list
-    (dropped?), and per summed field ``t``: ``_sum{t}``, ``_cnt{t}`` (non-null rows), ``_abs{t}``,
-    ``_top{t}``/``_bot{t}`` (the ``depth`` largest and smallest per-person totals) and
-    ``_mtop{t}``/``_mbot{t}`` (per-person means with their row counts, largest and smallest first).
-    """
+    """One row per cell: ``_persons``, ``_rows``, and per summed field ``t``: ``_sum{t}``, ``_cnt{t}``
+    (non-null rows), ``_abs{t}``, ``_top{t}``/``_bot{t}`` (the ``depth`` largest and smallest
+    per-person totals) and ``_mtop{t}``/``_mbot{t}`` (per-person means with their row counts)."""
     fields = fields_of(table)
-    params: dict[str, Any] = {"path": path, "limit": MAX_GROUPS + 1}
-    groups = [quoted_field(fields, g) for g in query.group_by]
-    person = quoted_field(fields, table["person_key"])
     summed = list(dict.fromkeys(a.field for a in query.aggregates if a.field is not None))
-    conj, lists = reading.conjuncts, reading.disjunctions
-    js, ns, ts = range(len(conj)), range(len(lists)), range(len(summed))
-
-    def bind(name: str, value: Any) -> str:
-        params[name] = value
-        return f"${name}"
-
-    def passes(j: int, atom: Atom) -> str:
-        return f"(CASE WHEN coalesce({_atom_sql(atom, fields, bind, f'c{j}')}, false) THEN 0 ELSE {1 << j} END)"
-
-    def route(n: int, values: list[Atom]) -> str:
-        column = quoted_field(fields, values[0].field)
-        whens = " ".join(f"WHEN {column} = {bind(f'l{n}v{a.position}', a.value)} THEN {a.position}" for a in values)
-        return f"CASE {whens} END"
-
-    # 1. rows: the fail mask and the in-list values they hold
-    source = [
-        *groups,
-        f"{person} AS {_h('p')}",
-        *(f"{quoted_field(fields, f)} AS {_h(f'v{t}')}" for t, f in enumerate(summed)),
-    ]
-    source.append(f"{' + '.join(passes(j, a) for j, a in enumerate(conj)) or '0'} AS {_h('f')}")
-    source += [f"{route(n, values)} AS {_h(f'i{n}')}" for n, values in enumerate(lists)]
-    # A row failing two conjuncts never counts, however many are dropped (the approximation above), and
-    # one holding no value of an in-list never does either: neither reaches the per-person aggregate.
-    matched = " AND ".join([f"bit_count({_h('f')}) <= 1", *(f"{_h(f'i{n}')} IS NOT NULL" for n in ns)])
-
-    # 2. per person in a cell: passing rows, and rows failing one conjunct alone
-    def rows_where(mask: int, suffix: str) -> list[str]:
-        only = f"{_h('f')} = {mask}"
-        return [
-            f"count(*) FILTER (WHERE {only}) AS {_h('r' + suffix)}",
-            *(f"sum({_h(f'v{t}')}) FILTER (WHERE {only}) AS {_h(f't{t}' + suffix)}" for t in ts),
-            *(f"count({_h(f'v{t}')}) FILTER (WHERE {only}) AS {_h(f'n{t}' + suffix)}" for t in ts),
-        ]
-
-    per_person = [f"bool_or({_h('f')} = 0) AS {_h('pass')}", *rows_where(0, "")]
-    for j in js:
-        per_person += [f"bool_or({_h('f')} = {1 << j}) AS {_h(f'o{j}')}", *rows_where(1 << j, f"_{j}")]
-    for n in ns:
-        per_person += [
-            f"min({_h(f'i{n}')}) FILTER (WHERE {_h('f')} = 0) AS {_h(f'lo{n}')}",
-            f"max({_h(f'i{n}')}) FILTER (WHERE {_h('f')} = 0) AS {_h(f'hi{n}')}",
-        ]
-
-    # 3. per cell: each atom's effect against its threshold, joined back to the cell's persons
-    effects = [
-        f"count(*) FILTER (WHERE NOT {_h('pass')} AND {_h(f'o{j}')}) < {bind(f'tc{j}', thresholds[a.key])}"
-        f" AS {_h(f'x{j}')}"
-        for j, a in enumerate(conj)
-    ]
-    for n, values in enumerate(lists):
-        sole = f"{_h('pass')} AND {_h(f'lo{n}')} = {_h(f'hi{n}')}"
-        dropped = ", ".join(
-            f"count(*) FILTER (WHERE {sole} AND {_h(f'lo{n}')} = {a.position})"
-            f" < {bind(f'tl{n}v{a.position}', thresholds[a.key])}"
-            for a in values
-        )
-        effects.append(f"[{dropped}] AS {_h(f'xl{n}')}")
-    decided = [_h(f"x{j}") for j in js] + [_h(f"xl{n}") for n in ns]
-    joined = "".join(f", {_h('e')}.{d}" for d in decided)
-    same_cell = " AND ".join(f"{_h('pp')}.{g} IS NOT DISTINCT FROM {_h('e')}.{g}" for g in groups) or "TRUE"
-
-    # A person counts when a row passes through a value that stayed, or fails only dropped conjuncts.
-    stayed = [f"NOT coalesce({_h(f'lo{n}')} = {_h(f'hi{n}')} AND {_h(f'xl{n}')}[{_h(f'lo{n}')}], false)" for n in ns]
-    member = " AND ".join([_h("pass"), *stayed])
-    joining = " OR ".join(f"({_h(f'x{j}')} AND {_h(f'o{j}')})" for j in js)
-    if joining:
-        member = f"({member}) OR (NOT {_h('pass')} AND ({joining}))"
-
-    def with_joining(name: str) -> str:
-        """A per-person column of the passing rows, plus the same of the rows failing only a dropped conjunct."""
-        terms = [f"coalesce({_h(name)}, 0)"]
-        terms += [f"(CASE WHEN {_h(f'x{j}')} THEN coalesce({_h(f'{name}_{j}')}, 0) ELSE 0 END)" for j in js]
-        return " + ".join(terms)
-
-    final = [*groups, _h("pass"), f"({member}) AS {_h('in')}", f"{with_joining('r')} AS {_h('rows')}"]
-    final += [f"{with_joining(f't{t}')} AS {_h(f'tot{t}')}" for t in ts]
-    final += [f"{with_joining(f'n{t}')} AS {_h(f'cnt{t}')}" for t in ts]
-    final += [_h(f"x{j}") for j in js] + [_h(f"xl{n}") for n in ns]
-
-    inside = f"FILTER (WHERE {_h('in')})"
-    out = [*groups, f"count(*) {inside} AS {_h('persons')}", f"sum({_h('rows')}) {inside} AS {_h('rows')}"]
-    out.append(f"count(*) FILTER (WHERE {_h('pass')}) AS {_h('asked')}")
-    out += [f"bool_or({_h(f'x{j}')}) AS {_h(f'x{j}')}" for j in js]
-    out += [f"any_value({_h(f'xl{n}')}) AS {_h(f'xl{n}')}" for n in ns]
+    source, params = _rows(query, table, path, reading, summed=summed)
+    groups = [quoted_field(fields, g) for g in query.group_by]
+    kept = _kept_by_cell(reading, decisions, groups, params)
+    keys = ", ".join([*groups, _h("p")])
+    per_person = [f"count(*) AS {_h('rows')}"]
+    per_person += [f"sum({_h(f'v{t}')}) AS {_h(f'tot{t}')}" for t in range(len(summed))]
+    per_person += [f"count({_h(f'v{t}')}) AS {_h(f'cnt{t}')}" for t in range(len(summed))]
+    out = [*groups, f"count(*) AS {_h('persons')}", f"sum({_h('rows')}) AS {_h('rows')}"]
     if summed:
         params["depth"] = depth
-    for t in ts:
+    for t in range(len(summed)):
         total, count = _h(f"tot{t}"), _h(f"cnt{t}")
         mean = f"{total} / {count}"
-        live = f"FILTER (WHERE {_h('in')} AND {count} > 0)"
+        live = f"FILTER (WHERE {count} > 0)"
         person_mean = f"{{'m': {mean}, 'n': {count}}}"
         out += [
-            f"sum({total}) {inside} AS {_h(f'sum{t}')}",
-            f"sum({count}) {inside} AS {_h(f'cnt{t}')}",
+            f"sum({total}) AS {_h(f'sum{t}')}",
+            f"sum({count}) AS {_h(f'cnt{t}')}",
             f"sum(abs({total})) {live} AS {_h(f'abs{t}')}",
             f"max({total}, $depth) {live} AS {_h(f'top{t}')}",
             f"min({total}, $depth) {live} AS {_h(f'bot{t}')}",
             f"max_by({person_mean}, {mean}, $depth) {live} AS {_h(f'mtop{t}')}",
             f"min_by({person_mean}, {mean}, $depth) {live} AS {_h(f'mbot{t}')}",
         ]
-    keys = ", ".join([*groups, _h("p")])
     by = f" GROUP BY {', '.join(groups)}" if groups else ""
     order = f" ORDER BY {', '.join(groups)}" if groups else ""
+    params["limit"] = MAX_GROUPS + 1
     sql = (
-        f"WITH {_h('r')} AS (SELECT {', '.join(source)} FROM read_parquet($path)), "
-        f"{_h('s')} AS (SELECT * FROM {_h('r')} WHERE {matched}), "
-        f"{_h('pp')} AS (SELECT {keys}, {', '.join(per_person)} FROM {_h('s')} GROUP BY {keys}), "
-        + (
-            f"{_h('e')} AS (SELECT {', '.join([*groups, *effects])} FROM {_h('pp')}"
-            f"{' GROUP BY ' + ', '.join(groups) if groups else ''}), "
-            f"{_h('d')} AS (SELECT {_h('pp')}.*{joined} "
-            f"FROM {_h('pp')} JOIN {_h('e')} ON {same_cell}), "
-            if effects
-            else f"{_h('d')} AS (SELECT * FROM {_h('pp')}), "
-        )
-        + f"{_h('m')} AS (SELECT {', '.join(final)} FROM {_h('d')}) "
-        f"SELECT {', '.join(out)} FROM {_h('m')}{by}{order} LIMIT $limit"
+        f"WITH {_h('r')} AS ({source}), {kept}, "
+        f"{_h('pp')} AS (SELECT {keys}, {', '.join(per_person)} FROM {_h('k')} GROUP BY {keys}) "
+        f"SELECT {', '.join(out)} FROM {_h('pp')}{by}{order} LIMIT $limit"
     )
-    names = [*query.group_by, "_persons", "_rows", "_asked", *(f"_x{j}" for j in js), *(f"_xl{n}" for n in ns)]
-    for t in ts:
+    names = [*query.group_by, "_persons", "_rows"]
+    for t in range(len(summed)):
         names += [f"_{stat}{t}" for stat in ("sum", "cnt", "abs", "top", "bot", "mtop", "mbot")]
     return Compiled(sql=sql, params=params, columns=names)
+
+
+def _rows(
+    query: QueryRequest, table: dict, path: str, reading: Reading, *, summed: list[str]
+) -> tuple[str, dict[str, Any]]:
+    """The rows of the table that hold a value of every in-list: group values, person, summed values,
+    the fail mask ``_lode_f`` and each list's value position ``_lode_i{n}``."""
+    fields = fields_of(table)
+    params: dict[str, Any] = {"path": path}
+
+    def bind(name: str, value: Any) -> str:
+        params[name] = value
+        return f"${name}"
+
+    fail = " + ".join(
+        f"(CASE WHEN coalesce({_atom_sql(a, fields, bind, f'c{j}')}, false) THEN 0 ELSE {1 << j} END)"
+        for j, a in enumerate(reading.conjuncts)
+    )
+    select = [quoted_field(fields, g) for g in query.group_by]
+    select.append(f"{quoted_field(fields, table['person_key'])} AS {_h('p')}")
+    select += [f"{quoted_field(fields, f)} AS {_h(f'v{t}')}" for t, f in enumerate(summed)]
+    select.append(f"{fail or '0'} AS {_h('f')}")
+    holds = []
+    for n, values in enumerate(reading.disjunctions):
+        column = quoted_field(fields, values[0].field)
+        whens = " ".join(f"WHEN {column} = {bind(f'l{n}v{a.position}', a.value)} THEN {a.position}" for a in values)
+        select.append(f"CASE {whens} END AS {_h(f'i{n}')}")
+        holds.append(f"{column} IN ({', '.join(f'$l{n}v{a.position}' for a in values)})")
+    where = f" WHERE {' AND '.join(holds)}" if holds else ""
+    return f"SELECT {', '.join(select)} FROM read_parquet($path){where}", params
+
+
+def _kept_by_cell(reading: Reading, decisions: dict[tuple, Decision], groups: list[str], params: dict) -> str:
+    """The CTE ``_lode_k`` of the rows that count in their cell: every cell's decision alike is a plain
+    filter; otherwise each row meets its cell's decision, bound as one list-of-structs parameter."""
+    lists = range(len(reading.disjunctions))
+    distinct = set(decisions.values())
+    if len(distinct) <= 1:
+        decision = next(iter(distinct), Decision())
+        tests = [f"({_h('f')} & ~{decision.dropped}) = 0"]
+        for n in lists:
+            gone = sorted(decision.values[n]) if decision.values else []
+            if gone:
+                tests.append(f"{_h(f'i{n}')} NOT IN ({', '.join(str(int(p)) for p in gone)})")
+        return f"{_h('k')} AS (SELECT * FROM {_h('r')} WHERE {' AND '.join(tests)})"
+    params["decisions"] = [
+        {
+            **{f"g{k}": value for k, value in enumerate(cell)},
+            "d": decision.dropped,
+            **{f"l{n}": sorted(decision.values[n]) if decision.values else [] for n in lists},
+        }
+        for cell, decision in decisions.items()
+    ]
+    same_cell = " AND ".join(f"{_h('r')}.{g} IS NOT DISTINCT FROM {_h('dec')}.g{k}" for k, g in enumerate(groups))
+    tests = [f"({_h('r')}.{_h('f')} & ~{_h('dec')}.d) = 0"]
+    tests += [f"NOT list_contains({_h('dec')}.l{n}, {_h('r')}.{_h(f'i{n}')})" for n in lists]
+    return (
+        f"{_h('dec')} AS (SELECT unnest($decisions, recursive := true)), "
+        f"{_h('k')} AS (SELECT {_h('r')}.* FROM {_h('r')} JOIN {_h('dec')} ON {same_cell or 'TRUE'}"
+        f" WHERE {' AND '.join(tests)})"
+    )
 
 
 def _h(name: str) -> str:

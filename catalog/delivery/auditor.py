@@ -5,9 +5,9 @@ analyst — it never refuses a query (a refusal that depends on the data would i
 Every ``INTERVAL`` the worker runs ``audit_queries`` over the last ``WINDOW`` of ``licence.queried``
 events whose answer was anonymised, per licence and analyst:
 
-* ``differencing`` — pairs of queries alike but for one extra condition (one asks for a population,
-  the other for the same population minus a sliver): the shape of the equality oracle and of
-  difference attacks;
+* ``differencing`` — pairs of queries alike but for one or two extra conditions (one asks for a
+  population, the other for the same population minus a sliver): the shape of the equality oracle
+  and of difference attacks;
 * ``low_effect`` — queries in which a condition was answered as absent because it moved too few
   persons; honest cross-tabs rarely have any;
 * ``split_averaging`` — one population split by many different group-bys, whose totals an attacker
@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from catalog import audit, outbox
-from catalog.db import utcnow, write_transaction
+from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.delivery import repository as repo
 
 INTERVAL = timedelta(minutes=10)
@@ -38,34 +38,41 @@ THRESHOLDS = {"differencing": 10, "low_effect": 20, "split_averaging": 8, "paddi
 
 
 async def audit_queries(ctx: outbox.JobContext) -> None:
-    """Periodic: flag what the last day's anonymised queries add up to, once per pattern."""
+    """Periodic: flag what the last day's anonymised queries add up to, once per pattern. The log is
+    read in one read transaction and weighed with none open; only new flags take a short write."""
     since = utcnow() - WINDOW
-    async with write_transaction(ctx.sessions) as session:
+    async with read_transaction(ctx.sessions) as session:
         logged = await repo.anonymised_queries_since(session, since)
         flagged = await repo.flags_since(session, since, FLAGGED)
-        by_asker: dict[tuple[str, str | None], list[repo.LoggedQuery]] = defaultdict(list)
-        for query in logged:
-            by_asker[(query.licence_id, query.analyst_id)].append(query)
-        for (licence_id, analyst_id), queries in by_asker.items():
-            for pattern, (count, examples) in patterns(queries).items():
-                if count < THRESHOLDS[pattern] or (licence_id, analyst_id, pattern) in flagged:
-                    continue
-                audit.record(
-                    session,
-                    audit.SYSTEM,
-                    FLAGGED,
-                    "licence",
-                    licence_id,
-                    [],
-                    {
-                        "analyst_id": analyst_id,
-                        "pattern": pattern,
-                        "count": count,
-                        "threshold": THRESHOLDS[pattern],
-                        "window_hours": int(WINDOW.total_seconds() // 3600),
-                        "examples": examples[:10],  # audit seqs of queries that show it
-                    },
-                )
+    by_asker: dict[tuple[str, str | None], list[repo.LoggedQuery]] = defaultdict(list)
+    for query in logged:
+        by_asker[(query.licence_id, query.analyst_id)].append(query)
+    new = [
+        (licence_id, analyst_id, pattern, count, examples)
+        for (licence_id, analyst_id), queries in by_asker.items()
+        for pattern, (count, examples) in patterns(queries).items()
+        if count >= THRESHOLDS[pattern] and (licence_id, analyst_id, pattern) not in flagged
+    ]
+    if not new:
+        return
+    async with write_transaction(ctx.sessions) as session:
+        for licence_id, analyst_id, pattern, count, examples in new:
+            audit.record(
+                session,
+                audit.SYSTEM,
+                FLAGGED,
+                "licence",
+                licence_id,
+                [],
+                {
+                    "analyst_id": analyst_id,
+                    "pattern": pattern,
+                    "count": count,
+                    "threshold": THRESHOLDS[pattern],
+                    "window_hours": int(WINDOW.total_seconds() // 3600),
+                    "examples": examples[:10],  # audit seqs of queries that show it
+                },
+            )
 
 
 def patterns(queries: list[repo.LoggedQuery]) -> dict[str, tuple[int, list[int]]]:
@@ -96,7 +103,9 @@ def patterns(queries: list[repo.LoggedQuery]) -> dict[str, tuple[int, list[int]]
     pairs: list[int] = []
     for asked in shapes.values():
         for where, seq in asked.items():
-            if any(where - {c} in asked for c in where):
+            if any(where - {c} in asked for c in where) or any(
+                where - {c, d} in asked for c in where for d in where if c < d
+            ):
                 pairs.append(seq)
     widest_split = max(splits, key=lambda p: len(splits[p]), default=None)
     widest_pad = max(companions, key=lambda v: len(companions[v]), default=None)

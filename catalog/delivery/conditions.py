@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from catalog.delivery.schemas import QueryRequest
+from catalog.products.dictionary import precision
 
 MONTH_WIDTHS = (1, 2, 3, 6, 12, 24, 60, 120)
 _MANTISSAS = (1, 2, 5)
@@ -82,8 +83,8 @@ def read(query: QueryRequest, fields: dict[str, dict[str, Any]]) -> Reading:
                 ]
             )
         else:  # between
-            low, high = snap(kind, values[0], values[-1])
-            snapped.append((path, [_plain(low), _plain(high)]))
+            low, high = snap(kind, values[0], values[-1], precision(field))
+            snapped.append((path, [plain_value(low), plain_value(high)]))
             atom = Atom(path=path, field=name, op="range", value=(low, high))
             conjuncts.setdefault(atom.key, atom)
     return Reading(conjuncts=list(conjuncts.values()), disjunctions=disjunctions, snapped=snapped)
@@ -97,28 +98,36 @@ def count_atoms(query: QueryRequest) -> int:
 # --- ranges ---------------------------------------------------------------------------------------
 
 
-def snap(kind: str, low: Any, high: Any) -> tuple[Any, Any]:
-    """The smallest grid bucket [L, L + W) that covers what ``between [low, high]`` asks for."""
+def snap(kind: str, low: Any, high: Any, decimals: int = 0) -> tuple[Any, Any]:
+    """The smallest grid bucket [L, L + W) that covers what ``between [low, high]`` asks for (``low`` ≤
+    ``high``, checked by ``validation.py``); no number bucket narrower than ``decimals`` allow.
+
+    A range reaching both sides of zero has no covering bucket on a grid anchored at zero: it is read
+    as the smallest ``[-W, W)`` that covers it.
+    """
     if kind == "date":
         return _snap_months(low, high)
+    unit = Decimal(1) if kind == "integer" else Decimal(1).scaleb(-decimals)
     lo = Decimal(str(low))
     hi = Decimal(str(high)) + (1 if kind == "integer" else 0)
-    if hi <= lo:
-        hi = lo + (1 if kind == "integer" else Decimal("1E-6"))
-    width = _grid_at_least(hi - lo, integer=kind == "integer")
-    while True:
+    hi = max(hi, lo + unit)
+    if lo < 0 < hi:
+        width = _grid_at_least(max(-lo, hi), unit)
+        start, end = -width, width
+    else:
+        width = _grid_at_least(hi - lo, unit)
         start = (lo / width).to_integral_value(rounding="ROUND_FLOOR") * width
-        if start + width >= hi:
-            break
-        width = _next_grid(width)
-    end = start + width
+        while start + width < hi:  # ends: every step at least doubles the width, and 0 is a bucket edge
+            width = _next_grid(width)
+            start = (lo / width).to_integral_value(rounding="ROUND_FLOOR") * width
+        end = start + width
     if kind == "integer":
         return int(start), int(end)
     return start, end
 
 
-def _grid_at_least(span: Decimal, *, integer: bool) -> Decimal:
-    width = Decimal(1) if integer else Decimal("1E-6")
+def _grid_at_least(span: Decimal, unit: Decimal) -> Decimal:
+    width = unit
     while width < span:
         width = _next_grid(width)
     return width
@@ -172,6 +181,8 @@ def _distinct(values: list[Any]) -> list[Any]:
 
 
 def canonical_value(value: Any) -> str:
+    if isinstance(value, float):  # a group value read from the data: 7.0 is the 7 a condition writes
+        return format(Decimal(repr(value)).normalize(), "f")
     if isinstance(value, tuple):
         return "[" + ",".join(canonical_value(v) for v in value) + ")"
     if isinstance(value, Decimal):
@@ -181,7 +192,7 @@ def canonical_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A snapped bound as the answer shows it: a number or an ISO date."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)

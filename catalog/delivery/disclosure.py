@@ -63,6 +63,7 @@ from catalog.delivery.compiler import output_name
 from catalog.delivery.schemas import Aggregate, QueryRequest, Suppressed
 from catalog.errors import Unprocessable
 from catalog.policy import Dominance, GradeRule
+from catalog.products import dictionary
 
 # (step, probability); symmetric, so perturbation adds no bias.
 COUNT_NOISE = ((-2, 0.1), (-1, 0.2), (0, 0.4), (1, 0.2), (2, 0.1))
@@ -126,8 +127,7 @@ def protect(
             else:
                 row[name] = _perturb(cell, aggregate, name, rule) if rule.perturbation else cell[name]
                 if rule.perturbation and aggregate.fn in ("sum", "avg") and row[name] is not None and decimals:
-                    places = decimals.get(aggregate.field or "", 2)
-                    row[name] = round(row[name], places) if places else round(row[name])
+                    row[name] = dictionary.rounded(row[name], decimals.get(aggregate.field or "", 2))
         notes = [
             Suppressed(group={g: cell[g] for g in groups}, columns=columns, reason=reason)
             for reason in REASONS
@@ -156,9 +156,8 @@ def order_and_cut(answers: list[tuple[dict[str, Any], Any]], query: QueryRequest
 
 
 def _dominated(cell: dict[str, Any], name: str, dominance: Dominance) -> bool:
-    total = cell.get(f"_abs_{name}") or 0
-    top = sum(cell.get(f"_top{i}_{name}") or 0 for i in range(1, dominance.n + 1))
-    return total > 0 and top >= dominance.share * total
+    largest = [cell.get(f"_top{i}_{name}") or 0 for i in range(1, dominance.n + 1)]
+    return dominance.holds(largest, cell.get(f"_abs_{name}") or 0)
 
 
 def _suppress_secondary(

@@ -271,10 +271,15 @@ class DeliveryService:
         assert gate.table is not None
         reading = conditions.read(q, dictionary.fields(gate.table))
         seed = (gate.release.id, gate.table["table"])
-        limits = anonymiser.thresholds(reading, rule, self.noise, seed)
-        compiled = anonymised_sql.cells(q, gate.table, path, reading, limits, anonymiser.DEPTH)
+        decisions: dict[tuple, anonymised_sql.Decision] = {}
+        if reading.atoms:  # which atoms move too few persons, cell by cell: a first, lighter scan
+            limits = anonymiser.thresholds(reading, rule, self.noise, seed)
+            found = anonymised_sql.signatures(q, gate.table, path, reading)
+            rows = [dict(zip(found.columns, r, strict=True)) for r in await self._run(gate, found)]
+            decisions = anonymiser.decide(rows, q, reading, limits)
+        compiled = anonymised_sql.cells(q, gate.table, path, reading, decisions, anonymiser.depth(rule))
         cells = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
-        released = anonymiser.protect(cells, q, reading, rule, self.noise, seed, gate.table)
+        released = anonymiser.protect(cells, q, reading, decisions, rule, self.noise, seed, gate.table)
         return QueryAnswer(
             release=gate.release.version,
             mode="aggregate",

@@ -24,6 +24,8 @@ _NEEDS = {"sum": ("a number", NUMERIC), "avg": ("a number", NUMERIC), "min": ("a
           "max": ("an orderable field", ORDERABLE)}  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
 RANGED = frozenset({"integer", "number", "date"})
+MAX_YEAR = 9000  # a snapped date range may reach up to ten years past its end
+MAX_MAGNITUDE = 1e15
 
 
 def validate(
@@ -133,6 +135,10 @@ def _anonymised_errors(query: QueryRequest, fields: dict, rule: GradeRule) -> li
                     "(1, 2 or 5 × 10ⁿ wide; whole months for dates) that covers it",
                 )
             )
+        elif condition.op == "between" and field is not None and field["type"] in RANGED:
+            problem = _range_problem(condition.value, field["type"])
+            if problem is not None:
+                errors.append(FieldError(f"where.{i}.value", problem))
         elif condition.op == "between" and field is not None and field["type"] not in RANGED:
             errors.append(
                 FieldError(f"where.{i}.op", f"between applies to integer, number and date fields at {rule.grade}")
@@ -152,6 +158,20 @@ def _anonymised_errors(query: QueryRequest, fields: dict, rule: GradeRule) -> li
             )
         )
     return errors
+
+
+def _range_problem(value: Any, kind: str) -> str | None:
+    """What an anonymised grade cannot read as a grid bucket: a reversed range, or one out of reach."""
+    if not (isinstance(value, list) and len(value) == 2) or any(_value_problem(v, kind) for v in value):
+        return None  # the value check names it
+    low, high = (date.fromisoformat(v) for v in value) if kind == "date" else value
+    if low > high:
+        return "between needs [low, high] with low no greater than high"
+    if kind == "date" and high.year > MAX_YEAR:
+        return f"dates after {MAX_YEAR} are out of range"
+    if kind != "date" and max(abs(low), abs(high)) > MAX_MAGNITUDE:
+        return f"values beyond ±{MAX_MAGNITUDE:g} are out of range"
+    return None
 
 
 def _validate_aggregates(query: QueryRequest, known: Any, errors: list[FieldError], mode: str, rule: GradeRule) -> None:

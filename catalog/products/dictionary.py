@@ -66,3 +66,9 @@ def precision(field: dict[str, Any]) -> int:
     if field.get("precision") is not None:
         return int(field["precision"])
     return 0 if field["type"] == "integer" else 2
+
+
+def rounded(value: float, places: int) -> float | int:
+    """A released value at a field's precision: whole numbers as integers."""
+    shown = round(value, places)
+    return int(shown) if places == 0 else shown

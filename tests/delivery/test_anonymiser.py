@@ -4,6 +4,7 @@ whole through the API; these pin each part."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
@@ -19,6 +20,7 @@ from catalog import policy
 from catalog.delivery import anonymised_sql, anonymiser, conditions, gate, validation
 from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import Aggregate, Condition, QueryRequest
+from catalog.errors import ValidationFailed
 from catalog.policy import rule
 from catalog.products.dictionary import fields as fields_of
 from catalog.products.models import Release
@@ -51,18 +53,29 @@ def query(*where: tuple[str, str, Any], group_by: tuple[str, ...] = (), aggregat
     )
 
 
-def cells(conn, path: str, q: QueryRequest, limits: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def anonymised(
+    conn, path: str, q: QueryRequest, limits: dict[str, float] | None = None
+) -> tuple[list[dict[str, Any]], dict[tuple, anonymised_sql.Decision]]:
+    """The service's two scans: the signatures, each cell's decision, then the cells."""
     validation.validate(q, TABLE, L4, "aggregate")
     reading = conditions.read(q, fields_of(TABLE))
     limits = limits if limits is not None else anonymiser.thresholds(reading, L4, NOISE, SEED)
-    compiled = anonymised_sql.cells(q, TABLE, path, reading, limits, anonymiser.DEPTH)
-    return [dict(zip(compiled.columns, r, strict=True)) for r in conn.execute(compiled.sql, compiled.params).fetchall()]
+    decisions: dict[tuple, anonymised_sql.Decision] = {}
+    if reading.atoms:
+        found = anonymised_sql.signatures(q, TABLE, path, reading)
+        rows = [dict(zip(found.columns, r, strict=True)) for r in conn.execute(found.sql, found.params).fetchall()]
+        decisions = anonymiser.decide(rows, q, reading, limits)
+    compiled = anonymised_sql.cells(q, TABLE, path, reading, decisions, anonymiser.depth(L4))
+    cells = [
+        dict(zip(compiled.columns, r, strict=True)) for r in conn.execute(compiled.sql, compiled.params).fetchall()
+    ]
+    return cells, decisions
 
 
-def released(conn, path: str, q: QueryRequest, rule_=L4) -> anonymiser.Released:
+def released(conn, path: str, q: QueryRequest, rule_=L4, limits: dict[str, float] | None = None) -> anonymiser.Released:
+    cells, decisions = anonymised(conn, path, q, limits)
     reading = conditions.read(q, fields_of(TABLE))
-    found = cells(conn, path, q)
-    return anonymiser.protect(found, q, reading, rule_, NOISE, SEED, TABLE)
+    return anonymiser.protect(cells, q, reading, decisions, rule_, NOISE, SEED, TABLE)
 
 
 def holds(row: dict[str, Any], field: str, op: str, value: Any) -> bool:
@@ -76,62 +89,88 @@ def holds(row: dict[str, Any], field: str, op: str, value: Any) -> bool:
     raise AssertionError(op)
 
 
-def reference(q: QueryRequest, limits: dict[str, float]) -> dict[tuple, dict[str, int]]:
-    """Per cell: persons as asked, and persons and rows once every conjunct whose effect (the persons who
-    fail it alone and pass nowhere) is under its limit is dropped — the semantics the SQL implements."""
-    conj = [(c.field, c.op, c.value) for c in q.where]
-    keys = [conditions.read(query(c), fields_of(TABLE)).atoms[0].key for c in conj]
-    by_cell: dict[tuple, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+def plain(where: list[tuple[str, str, Any]], group_by: tuple[str, ...]) -> dict[tuple, tuple[int, int]]:
+    """Per cell, (persons, rows) of the rows that meet every condition: no anonymisation at all."""
+    persons: dict[tuple, set[str]] = defaultdict(set)
+    rows: dict[tuple, int] = defaultdict(int)
     for row in ROWS:
-        mask = sum(1 << j for j, c in enumerate(conj) if not holds(row, *c))
-        by_cell[tuple(row[g] for g in q.group_by)][row["person_id"]].append(mask)
-    out = {}
-    for cell, persons in by_cell.items():
-        effect = [
-            sum(1 for masks in persons.values() if 0 not in masks and (1 << j) in masks) for j in range(len(conj))
-        ]
-        dropped = sum(1 << j for j in range(len(conj)) if effect[j] < limits[keys[j]])
-        asked = sum(1 for masks in persons.values() if 0 in masks)
-        counted = [
-            masks
-            for masks in persons.values()
-            if 0 in masks or any(m and m == m & dropped and m & (m - 1) == 0 for m in masks)
-        ]
-        rows = sum(1 for masks in persons.values() for m in masks if m == 0 or (m & (m - 1) == 0 and m & dropped))
-        out[cell] = {"asked": asked, "persons": len(counted), "rows": rows}
-    return out
+        if all(holds(row, *c) for c in where):
+            cell = tuple(row[g] for g in group_by)
+            persons[cell].add(row["person_id"])
+            rows[cell] += 1
+    return {cell: (len(persons[cell]), rows[cell]) for cell in persons}
+
+
+def without(where: list[tuple[str, str, Any]], decision: anonymised_sql.Decision) -> list[tuple[str, str, Any]]:
+    """The conditions that stayed: conjuncts off the decision's mask, list values off its positions."""
+    kept, conjunct, lists = [], 0, 0
+    for field, op, value in where:
+        if op == "in":
+            gone = decision.values[lists] if decision.values else frozenset()
+            kept.append((field, op, [v for p, v in enumerate(value, 1) if p not in gone]))
+            lists += 1
+        else:
+            if not decision.dropped >> conjunct & 1:
+                kept.append((field, op, value))
+            conjunct += 1
+    return kept
+
+
+QUESTIONS = [
+    ((), ("district",)),
+    ((("sex", "=", "F"),), ("district",)),
+    ((("district", "!=", "Huangpu"), ("sex", "=", "M")), ()),
+    ((("district", "!=", "Huangpu"), ("district", "!=", "Xuhui"), ("sex", "=", "M")), ("sex",)),
+    ((("district", "in", ["Huangpu", "Minhang", "Xuhui"]), ("sex", "=", "F")), ("district",)),
+    ((("district", "in", ["Huangpu", "Jingan"]), ("district", "!=", "Pudong")), ()),
+]
 
 
 class TestCells:
-    @pytest.mark.parametrize(
-        ("where", "group_by", "limit"),
-        [
-            ((), ("district",), 20),
-            ((("sex", "=", "F"),), ("district",), 20),
-            ((("district", "!=", "Huangpu"), ("sex", "=", "M")), (), 20),
-            ((("district", "!=", "Huangpu"), ("sex", "=", "M")), ("district",), 20),
-            ((("district", "!=", "Huangpu"), ("sex", "=", "M")), ("district",), 1000),  # every atom low-effect
-            ((("sex", "=", "F"),), ("sex",), 0),  # nothing low-effect
-        ],
-    )
-    def test_persons_and_rows_match_a_plain_reading_of_the_rows(self, conn, store, where, group_by, limit) -> None:
+    @pytest.mark.parametrize(("where", "group_by"), QUESTIONS)
+    @pytest.mark.parametrize("limit", [0, 20, 1000])  # nothing weak; the shipped floor; everything weak
+    def test_a_cell_is_exactly_its_question_without_the_atoms_decided_weak(
+        self, conn, store, where, group_by, limit
+    ) -> None:
         q = query(*where, group_by=group_by)
         reading = conditions.read(q, fields_of(TABLE))
-        limits = {a.key: limit for a in reading.atoms}
-        expected = reference(q, limits)
-        found = {tuple(c[g] for g in group_by): c for c in cells(conn, store[2], q, limits)}
-        assert set(found) == set(expected)
-        for cell, want in expected.items():
-            got = found[cell]
-            assert (got["_asked"], got["_persons"], got["_rows"] or 0) == (want["asked"], want["persons"], want["rows"])
+        cells, decisions = anonymised(conn, store[2], q, {a.key: limit for a in reading.atoms})
+        found = {tuple(c[g] for g in group_by): (c["_persons"], c["_rows"]) for c in cells if c["_persons"]}
+        for cell, decision in decisions.items():
+            answered = plain(without(list(where), decision), group_by).get(cell)
+            assert found.get(cell) == answered, (cell, decision)
 
-    def test_an_in_list_value_held_by_few_persons_is_dropped_from_the_list(self, conn, store) -> None:
-        q = query(("district", "in", ["Huangpu", "Minhang"]))  # 3 and 30 persons
+    def test_two_weak_conditions_that_single_out_the_same_person_change_nothing(self, conn, store) -> None:
+        # The reviewer's oracle: a person failing both dropped conditions must not vanish.
+        base = [("district", "=", "Pudong"), ("sex", "=", "M")]
+        rows_of = defaultdict(list)
+        for r in ROWS:
+            rows_of[r["person_id"]].append(r)
+        victim = next(
+            r for r in ROWS if r["district"] == "Pudong" and r["sex"] == "M" and len(rows_of[r["person_id"]]) == 1
+        )
+        both = [*base, ("age", "!=", victim["age"]), ("visit_date", "!=", victim["visit_date"].isoformat())]
+        reading = conditions.read(query(*both), fields_of(TABLE))
+        limits = {a.key: 20 for a in reading.atoms}
+        (alone,), _ = anonymised(conn, store[2], query(*base), {a.key: 20 for a in reading.atoms[:2]})
+        (padded,), decisions = anonymised(conn, store[2], query(*both), limits)
+        assert next(iter(decisions.values())).dropped & 0b1100 == 0b1100  # both of the victim's conditions
+        assert (padded["_persons"], padded["_rows"]) == (alone["_persons"], alone["_rows"])
+
+    def test_a_weak_condition_never_moves_another_conditions_decision(self) -> None:
+        # Persons by signature: 19 fail only B, and one fails B and the victim's condition V as well.
+        b, v = 1 << 0, 1 << 1
+        rows = [
+            {"_signature": [{"m": 0, "i": []}], "_persons": 50},
+            {"_signature": [{"m": b, "i": []}], "_persons": 19},
+        ]
+        rows.append({"_signature": [{"m": b | v, "i": []}], "_persons": 1})
+        q = query(("sex", "=", "F"), ("age", "!=", 44))
         reading = conditions.read(q, fields_of(TABLE))
-        limits = {a.key: 10 for a in reading.atoms}
-        (cell,) = cells(conn, store[2], q, limits)
-        assert cell["_xl0"] == [True, False]
-        assert (cell["_asked"], cell["_persons"]) == (33, 30)
+        limits = {reading.conjuncts[0].key: 20, reading.conjuncts[1].key: 20}
+        (decision,) = anonymiser.decide(rows, q, reading, limits).values()
+        # V goes first (it moves one person); B, measured without it, moves 20 and stays.
+        assert decision.dropped == v
 
 
 class TestRelease:
@@ -142,24 +181,36 @@ class TestRelease:
         released_ = {r["district"]: r["count"] for r in first.rows}
         assert set(released_) <= {"Pudong", "Minhang"}  # 3, 14 and 12 persons are under the floor of 20
         layers = 1 + 2  # the group value, the table, the question
-        assert all(
-            sd["count"] == pytest.approx(L4.anonymisation.layer_sd * layers**0.5, rel=1e-2) for sd in first.noise_sd
-        )
-        assert {s.group["district"] for s in first.suppressed} == set(TABLE["fields"][3]["categories"]) - set(released_)
+        sd = L4.anonymisation.layer_sd * layers**0.5
+        assert all(sds["count"] == pytest.approx(sd, rel=1e-2) for sds in first.noise_sd)
+        districts = set(TABLE["fields"][3]["categories"])
+        assert {s.group["district"] for s in first.suppressed} == districts - set(released_)
 
     def test_a_low_effect_condition_changes_nothing_at_all(self, conn, store) -> None:
-        plain = released(conn, store[2], query(("sex", "=", "M")))
+        plain_ = released(conn, store[2], query(("sex", "=", "M")))
         padded = released(conn, store[2], query(("sex", "=", "M"), ("district", "!=", "Huangpu")))
-        assert padded.rows == plain.rows and padded.noise_sd == plain.noise_sd
+        assert padded.rows == plain_.rows and padded.noise_sd == plain_.noise_sd
         assert [(n.condition, n.field, n.cells) for n in padded.low_effect] == [("where.1", "district", None)]
 
-    def test_dropping_a_condition_never_releases_what_was_asked_too_narrowly(self, conn, store) -> None:
-        narrow = query(("district", "=", "Huangpu"))  # 3 persons as asked
+    def test_a_cell_is_released_on_its_answer_alone(self, conn, store) -> None:
+        # As asked, Huangpu holds 3; with the condition answered as absent the cell is everyone. What is
+        # released is the answer's; had the question's own size decided, "released, but withheld with c
+        # added" would say that c removes someone.
+        narrow = query(("district", "=", "Huangpu"))
         reading = conditions.read(narrow, fields_of(TABLE))
-        found = cells(conn, store[2], narrow, {a.key: 1000 for a in reading.atoms})  # as if every atom were weak
-        assert found[0]["_asked"] == 3 and found[0]["_persons"] == 84
-        answer = anonymiser.protect(found, narrow, reading, L4, NOISE, SEED, TABLE)
-        assert answer.rows == [] and answer.suppressed[0].reason == "small_cell"
+        answer = released(conn, store[2], narrow, limits={a.key: 1000 for a in reading.atoms})
+        everyone = released(conn, store[2], query())
+        assert answer.rows == everyone.rows and answer.low_effect[0].condition == "where.0"
+
+    def test_an_average_s_sd_is_sized_by_the_released_count_not_the_true_one(self, conn, store) -> None:
+        q = query(group_by=("sex",), aggregates=({"fn": "count"}, {"fn": "avg", "field": "hba1c"}))
+        answer = released(conn, store[2], q)
+        true = {s: len({r["person_id"] for r in ROWS if r["sex"] == s}) for s in ("F", "M")}
+        for row, sds in zip(answer.rows, answer.noise_sd, strict=True):
+            assert row["count"] != true[row["sex"]]  # the noise moved it (so the test tells the two apart)
+            scale = sds["avg_hba1c"] * row["count"] / (L4.anonymisation.layer_sd * 3**0.5)
+            mantissa = scale / 10 ** math.floor(math.log10(scale))
+            assert any(abs(mantissa - m) < 0.01 * m for m in (1, 1.25, 1.6, 2, 2.5, 3.15, 4, 5, 6.3, 8, 10))
 
     def test_sums_flatten_the_largest_contributions_and_scale_noise_by_the_next(self, conn, store) -> None:
         no_dominance = msgspec.structs.replace(L4, dominance=None)
@@ -173,9 +224,14 @@ class TestRelease:
             # the noise is sized by the next few contributions (hundreds), not by the largest (100,000)
             assert sds["sum_cost"] < 10_000 and row["sum_cost"] == round(row["sum_cost"], 2)
 
-    def test_the_dominance_rule_still_withholds_a_sum_two_persons_hold(self, conn, store) -> None:
+    def test_the_dominance_rule_withholds_a_sum_two_persons_hold_when_the_policy_asks(self, conn, store) -> None:
         q = query(("district", "=", "Jingan"), aggregates=({"fn": "count"}, {"fn": "sum", "field": "cost"}))
-        low = msgspec.structs.replace(L4, anonymisation=msgspec.structs.replace(L4.anonymisation, min_persons=10))
+        assert L4.anonymisation is not None
+        low = msgspec.structs.replace(
+            L4,
+            dominance=policy.Dominance(n=2, share=0.9),
+            anonymisation=msgspec.structs.replace(L4.anonymisation, min_persons=10),
+        )
         answer = released(conn, store[2], q, low)
         assert answer.rows and answer.rows[0]["sum_cost"] is None and answer.rows[0]["count"] is not None
         assert [s.reason for s in answer.suppressed] == ["dominance"]
@@ -204,13 +260,33 @@ class TestConditions:
             ("integer", 40, 40, (40, 41)),
             ("number", 6.5, 7.0, (Decimal("6.5"), Decimal("7.0"))),
             ("number", 0.1, 0.35, (Decimal("0"), Decimal("0.5"))),
+            ("integer", -1, 1, (-2, 2)),  # reaching both sides of zero: the bucket centred on it
+            ("integer", -30, -12, (-50, 0)),
+            ("number", -0.5, 0.25, (Decimal("-0.5"), Decimal("0.5"))),
             ("date", date(2020, 1, 15), date(2020, 12, 31), (date(2020, 1, 1), date(2021, 1, 1))),
             ("date", date(2020, 3, 2), date(2020, 3, 30), (date(2020, 3, 1), date(2020, 4, 1))),
             ("date", date(2020, 11, 5), date(2021, 2, 1), (date(2020, 1, 1), date(2022, 1, 1))),
         ],
     )
     def test_a_range_becomes_the_smallest_grid_bucket_that_covers_it(self, kind, low, high, snapped) -> None:
-        assert conditions.snap(kind, low, high) == snapped
+        assert conditions.snap(kind, low, high, 2) == snapped
+
+    def test_a_number_bucket_is_never_narrower_than_the_column_s_precision(self) -> None:
+        assert conditions.snap("number", 1234.5, 1234.5, 0) == (Decimal(1234), Decimal(1236))
+        assert conditions.snap("number", 1234.5, 1234.5, 2) == (Decimal("1234.5"), Decimal("1234.51"))
+
+    @pytest.mark.parametrize(
+        ("field", "value", "says"),
+        [
+            ("age", [40, 30], "low no greater than high"),
+            ("visit_date", ["2024-01-01", "9999-12-31"], "out of range"),
+            ("cost", [-1e16, 1], "out of range"),
+        ],
+    )
+    def test_a_range_it_cannot_read_is_a_400(self, field, value, says) -> None:
+        with pytest.raises(ValidationFailed) as refused:
+            validation.validate(query((field, "between", value)), TABLE, L4, "aggregate")
+        assert refused.value.errors[0].field == "where.0.value" and says in refused.value.errors[0].message
 
 
 class TestIsolating:

@@ -21,13 +21,18 @@ import pytest
 from catalog.delivery import compiler, validation
 from catalog.delivery.schemas import MAX_GROUPS, Aggregate, Condition, OrderBy, QueryRequest
 from catalog.errors import Forbidden, ValidationFailed
-from catalog.policy import rule
+from catalog.policy import Dominance, rule
 from catalog.storage import RECORD_KEY, Storage
 
-# L4 as it was before its revision — cell-key perturbation, exact query-set refusals — which a policy file
-# may still switch on below L4: the controls these tests exercise. The anonymised L4 has its own tests.
+# L4 as it was before its revision — cell-key perturbation, exact query-set refusals, dominance — which a
+# policy file may still switch on below L4: the controls these tests exercise. The anonymised L4 has its own tests.
 CELL_KEY = msgspec.structs.replace(
-    rule("L4"), anonymisation=None, perturbation=True, query_set_control=True, secondary_suppression=True
+    rule("L4"),
+    anonymisation=None,
+    perturbation=True,
+    query_set_control=True,
+    secondary_suppression=True,
+    dominance=Dominance(n=2, share=0.9),
 )
 L1, L3, L4 = rule("L1"), rule("L3"), CELL_KEY
 DISTRICTS = {"Huangpu": 3, "Xuhui": 14, "Pudong": 25, "Jingan": 12, "Minhang": 30}

@@ -14,7 +14,13 @@ to read the answers are scored, and the suite's result is the best of them:
   populations whose flagged count was released, above the median share over all victims, says the
   victim adds one to each of them;
 * ``range_edge`` — two snapped age ranges, one inside the other, whose difference holds only the
-  victim within a population; the mean difference over several populations exceeds ½.
+  victim within a population; the mean difference over several populations exceeds ½;
+* ``two_excluded`` — a population, and the same with two conditions each of which removes the
+  victim (and perhaps a few others): if dropped conditions let persons failing both vanish while the
+  noise stays that of the population, the difference is exactly the victim;
+* ``threshold_flip`` — a small released population (a few dozen flagged persons), and the same with
+  one more condition that removes only the victim: if the release were decided on the question as
+  asked, "released, then withheld" would say the victim was in it.
 
 Budget: 1,000 queries per victim (the attack stops well before, having nothing left to learn).
 """
@@ -133,10 +139,69 @@ async def _range_edges(analyst: Analyst, victim: Person, people: Population) -> 
     return differences
 
 
+TWO_EXCLUDED = (
+    (("district", "sex"), ("age", "occupation")),
+    (("district", "occupation"), ("age", "sex")),
+    (("sex", "occupation"), ("age", "district")),
+    (("district",), ("age", "occupation")),
+)
+FLIP_TRIES = 6  # populations near the threshold tried per victim
+EXTRAS: tuple[list[dict[str, Any]], ...] = (
+    [],
+    [eq("drug", "pos")],
+    [eq("drug", "neg")],
+    *([eq("dx", f"C{i:02d}")] for i in range(1, 13)),
+)
+
+
+async def _two_excluded(analyst: Analyst, victim: Person) -> bool | None:
+    for base, pair in TWO_EXCLUDED:
+        where = [eq("flag", "pos"), *(eq(f, _value(victim, f)) for f in base)]
+        whole = await analyst.count(where)
+        cut = await analyst.count([*where, *(ne(f, _value(victim, f)) for f in pair)])
+        if isinstance(whole, int | float) and isinstance(cut, int | float):
+            return whole - cut >= 1
+    return None
+
+
+async def _threshold_flip(analyst: Analyst, victim: Person, people: Population) -> bool | None:
+    """True once a small released population withholds its answer when only the victim is removed."""
+    tries = 0
+    for n in range(1, len(QI_FIELDS) + 1):
+        for fields in itertools.combinations(QI_FIELDS, n):
+            alike = [
+                p
+                for p in people.persons
+                if p.age == victim.age and all(_value(p, f) == _value(victim, f) for f in fields)
+            ]
+            if alike != [victim]:
+                continue  # "age != the victim's" must remove the victim alone from this population
+            for width in (50, 20, 10):
+                low = victim.age // width * width
+                for extra in EXTRAS:
+                    if tries >= FLIP_TRIES:
+                        return None
+                    where = [
+                        eq("flag", "pos"),
+                        *(eq(f, _value(victim, f)) for f in fields),
+                        between("age", low, low + width - 1),
+                        *extra,
+                    ]
+                    whole = await analyst.count(where)
+                    tries += 1
+                    if not isinstance(whole, int | float) or whole > 40:
+                        continue
+                    cut = await analyst.count([*where, ne("age", victim.age)])
+                    if cut is None:
+                        return True
+    return None
+
+
 async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[str, Outcome]]:
     """Every victim, every reading; the suite's outcome is the best reading's."""
     postcode = await analyst.count([eq("flag", "pos"), ne("postcode", "PC00000")]) != INVALID
-    votes: dict[str, list[bool]] = {"equality": [], "difference": [], "cell": [], "range_edge": []}
+    names = ("equality", "difference", "cell", "range_edge", "two_excluded", "threshold_flip")
+    votes: dict[str, list[bool]] = {name: [] for name in names}
     evidence: dict[str, list[bool]] = {name: [] for name in votes}  # right, where the reading had evidence
     shares: list[tuple[float, bool]] = []
     start = analyst.queries
@@ -152,7 +217,10 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
             [eq("flag", "pos"), eq("age", victim.age), *(eq(f, _value(victim, f)) for f in QI_FIELDS)]
         )
         edges = await _range_edges(analyst, victim, people)
+        flipped = await _threshold_flip(analyst, victim, people)
         readings = {
+            "two_excluded": await _two_excluded(analyst, victim),
+            "threshold_flip": flipped,
             "equality": any(a != b for a, b in pairs) if pairs else None,
             "difference": mean > 0.5 if mean is not None else None,
             "cell": cell >= 0.5 if isinstance(cell, int | float) else None,
