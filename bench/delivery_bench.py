@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scratch import served
 from catalog.delivery import anonymised_sql, compiler
-from catalog.metering import service as metering
+from catalog.metering import reservations as metering
 from tests.delivery.conftest import Delivery
 from tests.support import Catalogue, Party, expect
 

@@ -30,7 +30,7 @@ from catalog.access.routes import ApplicationController, BlocklistController, Li
 from catalog.delivery import auditor
 from catalog.delivery.noise import Noise
 from catalog.delivery.routes import DeliveryController, QueryAlertController
-from catalog.metering import service as metering
+from catalog.metering import reservations as metering
 from catalog.metering.routes import MeteringController
 from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController

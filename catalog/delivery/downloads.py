@@ -20,7 +20,7 @@ from catalog.delivery import repository as repo
 from catalog.delivery.gate import Gate, allow_mode, audit_use, pick_release, usable_licence
 from catalog.delivery.schemas import Download, FileEntry, FileList
 from catalog.errors import DomainError, NotFound
-from catalog.metering import service as metering
+from catalog.metering import reservations as metering
 from catalog.products.models import ReleaseFile
 from catalog.storage import Storage
 

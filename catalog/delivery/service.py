@@ -53,7 +53,7 @@ from catalog.delivery.schemas import (
 )
 from catalog.errors import DomainError, ValidationFailed
 from catalog.metering import repository as metering_repo
-from catalog.metering import service as metering
+from catalog.metering import reservations as metering
 from catalog.products import dictionary
 from catalog.products import repository as products_repo
 from catalog.storage import Storage

@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select, update
 from catalog import db, outbox
 from catalog.access.models import Licence
 from catalog.audit import AuditEvent
-from catalog.metering import service as metering
+from catalog.metering import reservations as metering
 from catalog.metering.models import Reservation, UsageCounter, UsageEvent
 from tests.support import expect, problem
 
