@@ -59,6 +59,7 @@ from typing import Any
 
 import msgspec
 
+from catalog.delivery import anonymised_sql
 from catalog.delivery.anonymised_sql import Decision
 from catalog.delivery.compiler import output_name
 from catalog.delivery.conditions import Atom, Reading, canonical_value, plain_value
@@ -111,8 +112,7 @@ def decide(
     by_cell: dict[tuple, list[tuple[tuple[tuple[int, tuple[int, ...]], ...], int]]] = {}
     for row in rows:
         cell = tuple(row[g] for g in query.group_by)
-        signature = tuple((pair["m"], tuple(pair["i"])) for pair in row["_signature"])
-        by_cell.setdefault(cell, []).append((signature, row["_persons"]))
+        by_cell.setdefault(cell, []).append((anonymised_sql.pairs(row["_signature"], reading), row["_persons"]))
     return {cell: _greedy(persons, reading, limits) for cell, persons in by_cell.items()}
 
 

@@ -123,6 +123,16 @@ QUESTIONS = [
     ((("district", "!=", "Huangpu"), ("district", "!=", "Xuhui"), ("sex", "=", "M")), ("sex",)),
     ((("district", "in", ["Huangpu", "Minhang", "Xuhui"]), ("sex", "=", "F")), ("district",)),
     ((("district", "in", ["Huangpu", "Jingan"]), ("district", "!=", "Pudong")), ()),
+    # Past 64 (fail mask, list value) pairs a signature is a string of bits, not an integer.
+    ((("district", "!=", "Huangpu"), ("district", "!=", "Xuhui"), *(("age", "!=", a) for a in range(21, 26))), ()),
+    (
+        (
+            ("district", "in", ["Pudong", "Minhang", "Jingan"]),
+            *(("age", "!=", a) for a in range(21, 26)),
+            ("sex", "=", "F"),
+        ),
+        ("sex",),
+    ),
 ]
 
 
@@ -157,14 +167,42 @@ class TestCells:
         assert next(iter(decisions.values())).dropped & 0b1100 == 0b1100  # both of the victim's conditions
         assert (padded["_persons"], padded["_rows"]) == (alone["_persons"], alone["_rows"])
 
+    @pytest.mark.parametrize(("where", "group_by"), QUESTIONS[3:])
+    def test_a_signature_is_the_set_of_each_persons_pairs(self, conn, store, where, group_by) -> None:
+        q = query(*where, group_by=group_by)
+        reading = conditions.read(q, fields_of(TABLE))
+        found = anonymised_sql.signatures(q, TABLE, store[2], reading)
+        got = defaultdict(int)
+        for r in conn.execute(found.sql, found.params).fetchall():
+            row = dict(zip(found.columns, r, strict=True))
+            got[(tuple(row[g] for g in group_by), frozenset(anonymised_sql.pairs(row["_signature"], reading)))] += row[
+                "_persons"
+            ]
+        held: dict[tuple, set] = defaultdict(set)
+        for row in ROWS:
+            lists = [
+                next((a.position for a in values if row[a.field] == a.value), None) for values in reading.disjunctions
+            ]
+            if None in lists:
+                continue  # holds no value of an in-list: in no cell whatever is dropped
+            mask = sum(
+                1 << j for j, (f, op, v) in enumerate(c for c in where if c[1] != "in") if not holds(row, f, op, v)
+            )
+            held[(tuple(row[g] for g in group_by), row["person_id"])].add((mask, tuple(lists)))
+        expected = defaultdict(int)
+        for (cell, _), pairs in held.items():
+            expected[(cell, frozenset(pairs))] += 1
+        assert dict(got) == dict(expected)
+
     def test_a_weak_condition_never_moves_another_conditions_decision(self) -> None:
         # Persons by signature: 19 fail only B, and one fails B and the victim's condition V as well.
+        # Without in-lists a pair's number is its fail mask; a signature is the set of them as bits.
         b, v = 1 << 0, 1 << 1
         rows = [
-            {"_signature": [{"m": 0, "i": []}], "_persons": 50},
-            {"_signature": [{"m": b, "i": []}], "_persons": 19},
+            {"_signature": str(1 << 0), "_persons": 50},
+            {"_signature": str(1 << b), "_persons": 19},
         ]
-        rows.append({"_signature": [{"m": b | v, "i": []}], "_persons": 1})
+        rows.append({"_signature": str(1 << (b | v)), "_persons": 1})
         q = query(("sex", "=", "F"), ("age", "!=", 44))
         reading = conditions.read(q, fields_of(TABLE))
         limits = {reading.conjuncts[0].key: 20, reading.conjuncts[1].key: 20}
