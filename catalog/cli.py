@@ -176,6 +176,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from catalog.server import ProblemH11Protocol
+
     require_current_schema(settings)
     if args.no_worker:
         os.environ["LODE_RUN_WORKER"] = "0"
@@ -191,7 +193,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     uvicorn.run(
         "catalog.app:create_app",
         factory=True,
-        http="catalog.server:ProblemH11Protocol",  # unparseable requests refused as problem+json too
+        # The class itself, not its import string: uvicorn 0.30 (our floor) looks a string up in its
+        # own table of protocol names only. Unparseable requests are refused as problem+json too.
+        http=ProblemH11Protocol,
         host=args.host,
         port=args.port,
         workers=args.workers if args.workers > 1 else None,
