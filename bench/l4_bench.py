@@ -249,6 +249,7 @@ async def utility(tmp: Path) -> None:
     app = create_app(settings, run_worker=False)
     errors: list[float] = []
     within: dict[str, list[bool]] = {}
+    sds: dict[str, list[float]] = {}  # each released average's noise SD, in units of its precision
     relative: list[bool] = []
     async with (
         lifespan(app),
@@ -271,7 +272,7 @@ async def utility(tmp: Path) -> None:
                 body = body_of(table["table"], spec)
                 answer = expect(await bench.query(licence["id"], consumer["analyst"], body), 200)
                 true = truth(conn, path, table, answer, body)
-                for row in answer["rows"]:
+                for row, noise_sd in zip(answer["rows"], answer["noise_sd"], strict=True):
                     cell = true[tuple(row[g] for g in body["group_by"])]
                     persons, averages = cell[0], cell[1:]
                     if row["count"] is not None and persons >= 100:
@@ -284,6 +285,7 @@ async def utility(tmp: Path) -> None:
                         unit = 10.0 ** -dictionary.precision(fields[aggregate["field"]])
                         error = abs(row[name] - true_avg)
                         within.setdefault(f"{slug}.{aggregate['field']}", []).append(error <= unit + 1e-9)
+                        sds.setdefault(f"{slug}.{aggregate['field']}", []).append(noise_sd[name] / unit)
                         relative.append(error <= max(unit, 0.01 * abs(true_avg)) + 1e-9)
         conn.close()
     ninetieth = sorted(errors)[int(len(errors) * 0.9)]
@@ -292,8 +294,11 @@ async def utility(tmp: Path) -> None:
     hits = [w for ws in within.values() for w in ws]
     print(f"  averages within the column's precision of the truth: {sum(hits) / len(hits):.1%} of {len(hits)} "
           "(target ≥ 90 %)")  # fmt: skip
+    print("    (per column; the median noise SD in units of the precision says why: past 0.61 units (1/1.645),")
+    print("    the noise that hides one person's value is wider than the precision the target asks for)")
     for column, ws in within.items():
-        print(f"    {column:<40}{sum(ws) / len(ws):>7.1%} of {len(ws)}")
+        sd = statistics.median(sds[column])
+        print(f"    {column:<40}{sum(ws) / len(ws):>7.1%} of {len(ws):<5} SD {sd:.2f} units")
     print(f"  averages within the larger of the precision and 1 % of the truth: {sum(relative) / len(relative):.1%}")
 
 
