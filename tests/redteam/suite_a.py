@@ -197,15 +197,19 @@ async def _threshold_flip(analyst: Analyst, victim: Person, people: Population) 
     return None
 
 
-async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[str, Outcome]]:
-    """Every victim, every reading; the suite's outcome is the best reading's."""
+async def attack(
+    analyst: Analyst, people: Population, victims: int | None = None
+) -> tuple[Outcome, dict[str, Outcome]]:
+    """Every victim (or the first ``victims``: still half of them flagged), every reading; the suite's
+    outcome is the best reading's."""
+    chosen = people.victims[:victims]
     postcode = await analyst.count([eq("flag", "pos"), ne("postcode", "PC00000")]) != INVALID
     names = ("equality", "difference", "cell", "range_edge", "two_excluded", "threshold_flip")
     votes: dict[str, list[bool]] = {name: [] for name in names}
     evidence: dict[str, list[bool]] = {name: [] for name in votes}  # right, where the reading had evidence
     shares: list[tuple[float, bool]] = []
     start = analyst.queries
-    for victim in people.victims:
+    for victim in chosen:
         analyst.allow(BUDGET)
         truth = victim.flag == "pos"
         guess = False  # with nothing learnt, one constant guess: right for exactly half of the victims
@@ -233,7 +237,7 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
     median = sorted(share for share, _ in shares)[len(shares) // 2]
     votes["released"] = [(share > median) == truth for share, truth in shares]
     queries = analyst.queries - start
-    budget = f"≤ {BUDGET} per victim; {queries / len(people.victims):.0f} used on average"
+    budget = f"≤ {BUDGET} per victim; {queries / len(chosen):.0f} used on average"
 
     def informed(name: str) -> tuple[int, int] | None:
         return (sum(evidence[name]), len(evidence[name])) if name in evidence else None

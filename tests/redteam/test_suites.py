@@ -23,8 +23,15 @@ def judge(configuration: str, outcome, readings=None) -> None:
         assert outcome.beats_bound, f"the attack failed against the weakened configuration: {outcome}"
 
 
+# Against the weakened configuration the attack only has to be shown to work: 60 of the 200 victims
+# (half of them flagged) prove it — 60 of 60 right is a 95 % interval of 94–100 % against a bound of
+# 55 % — at less than a third of the cost. Against the defences, all 200.
+WEAKENED_VICTIMS = 60
+
+
 async def test_a_equality_oracle(target) -> None:
-    outcome, readings = await suite_a.attack(target["analyst"], target["people"])
+    victims = WEAKENED_VICTIMS if target["configuration"] == "weakened" else None
+    outcome, readings = await suite_a.attack(target["analyst"], target["people"], victims)
     judge(target["configuration"], outcome, readings)
 
 
