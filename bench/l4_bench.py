@@ -26,16 +26,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import httpx
+from litestar import Litestar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,6 +52,7 @@ from catalog.demo.catalog import product as demo_product
 from catalog.demo.data import write_product
 from catalog.products import dictionary
 from catalog.products.dictionary import fields as fields_of
+from catalog.settings import Settings
 from tests.support import Actors, Catalogue, expect, lifespan
 
 TWO_WAY = {
@@ -89,14 +93,9 @@ class Capture:
         anonymised_sql.cells = self._original  # type: ignore[assignment]
 
 
-def p50(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
-async def speed(rows: int, reps: int, tmp: Path) -> None:
-    parquet = tmp / "visits.parquet"
-    make_parquet(parquet, rows)
-    settings = await prepare(f"sqlite+aiosqlite:///{tmp}/speed.db", tmp / "speed")
+@contextlib.asynccontextmanager
+async def marketplace(settings: Settings) -> AsyncIterator[tuple[Litestar, Bench, Any, Any]]:
+    """Lode served in process on ``settings``, with a provider and a consumer organisation."""
     app = create_app(settings, run_worker=False)
     async with (
         lifespan(app),
@@ -105,7 +104,18 @@ async def speed(rows: int, reps: int, tmp: Path) -> None:
         actors = Actors(client, app, settings)
         await actors.bootstrap()
         bench = Bench(client, actors, Catalogue(client, actors))
-        owner, consumer = await bench.provider(), await bench.consumer()
+        yield app, bench, await bench.provider(), await bench.consumer()
+
+
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+async def speed(rows: int, reps: int, tmp: Path) -> None:
+    parquet = tmp / "visits.parquet"
+    make_parquet(parquet, rows)
+    settings = await prepare(f"sqlite+aiosqlite:///{tmp}/speed.db", tmp / "speed")
+    async with marketplace(settings) as (app, bench, owner, consumer):
         l4 = await bench.publish(owner, "L4", parquet)
         licence = await bench.licence_on(l4, owner, consumer)
         published = str(app.state.storage.table_path(l4["release_id"], "visits"))
@@ -246,19 +256,11 @@ def truth(conn: duckdb.DuckDBPyConnection, path: str, table: dict[str, Any], ans
 
 async def utility(tmp: Path) -> None:
     settings = await prepare(f"sqlite+aiosqlite:///{tmp}/utility.db", tmp / "utility")
-    app = create_app(settings, run_worker=False)
     errors: list[float] = []
     within: dict[str, list[bool]] = {}
     sds: dict[str, list[float]] = {}  # each released average's noise SD, in units of its precision
     relative: list[bool] = []
-    async with (
-        lifespan(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=600) as client,
-    ):
-        actors = Actors(client, app, settings)
-        await actors.bootstrap()
-        bench = Bench(client, actors, Catalogue(client, actors))
-        owner, consumer = await bench.provider(), await bench.consumer()
+    async with marketplace(settings) as (app, bench, owner, consumer):
         conn = duckdb.connect()
         for slug, workload in WORKLOADS.items():
             item = demo_product(slug)

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import msgspec
 import pytest
 
@@ -24,24 +22,13 @@ from catalog.errors import ValidationFailed
 from catalog.policy import rule
 from catalog.products.dictionary import fields as fields_of
 from catalog.products.models import Release
-from catalog.storage import Storage
-from tests.delivery.test_compiler import ROWS, TABLE, build_store
+
+# The compiler's release and its fixtures (``store``, ``conn``): the anonymiser reads the same file.
+from tests.delivery.test_compiler import ROWS, TABLE, fx_conn, fx_store  # noqa: F401
 
 L4 = rule("L4")
 NOISE = Noise(b"a test secret of at least thirty-two bytes")
 SEED = ("rel_01", "visits")
-
-
-@pytest.fixture(name="store")
-def fx_store(tmp_path: Path) -> tuple[Storage, Path, str]:
-    return build_store(tmp_path)
-
-
-@pytest.fixture(name="conn")
-def fx_conn(store: tuple[Storage, Path, str]) -> Iterator[duckdb.DuckDBPyConnection]:
-    storage, release, _ = store
-    with storage.sandbox.open_connection(release) as conn:
-        yield conn
 
 
 def query(*where: tuple[str, str, Any], group_by: tuple[str, ...] = (), aggregates: tuple = ({"fn": "count"},)):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from catalog import outbox
 from catalog.delivery import auditor
 from catalog.delivery.repository import LoggedQuery
 from tests.support import expect, problem
-
-pytestmark = pytest.mark.asyncio
 
 
 def logged(seq: int, where: list[dict], group_by: list[str] | None = None, low_effect: int = 0) -> LoggedQuery:

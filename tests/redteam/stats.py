@@ -47,6 +47,18 @@ class Outcome:
         )
 
 
+def sizes_recovered(
+    suite: str, title: str, right: dict[str, int], n: int, sizes: tuple[int, ...], queries: int, budget: int
+) -> tuple[Outcome, dict[str, Outcome]]:
+    """Suites B and C: each reading's groups whose size it got right, against always guessing the
+    prior mode (one size in ``len(sizes)``); the suite's outcome is the best reading's."""
+    used = f"≤ {budget} per group; {queries / n:.0f} used on average"
+    bound = 1 / len(sizes)
+    readings = {name: Outcome(f"{suite}/{name}", c, n, bound, queries, used) for name, c in right.items()}
+    best = max(readings.values(), key=lambda o: o.correct)
+    return Outcome(f"{title} (best: {best.suite})", best.correct, n, bound, queries, used), readings
+
+
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     if n == 0:
         return (0.0, 1.0)

@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.redteam.analyst import INVALID, REFUSED, Analyst, eq, isin
 from tests.redteam.population import COMMON_DX, Population
-from tests.redteam.stats import Outcome
+from tests.redteam.stats import Outcome, sizes_recovered
 
 BUDGET = 2000
 SIZES = (1, 2, 3, 4)
@@ -70,9 +70,4 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
         for reading, value in guess(await estimates(analyst, code, BUDGET), SIZES).items():
             right[reading] += value == size
     queries = analyst.queries - start
-    n = len(people.b_sizes)
-    budget = f"≤ {BUDGET} per group; {queries / n:.0f} used on average"
-    bound = 1 / len(SIZES)
-    readings = {name: Outcome(f"B/{name}", c, n, bound, queries, budget) for name, c in right.items()}
-    best = max(readings.values(), key=lambda o: o.correct)
-    return Outcome(f"B split averaging (best: {best.suite})", best.correct, n, bound, queries, budget), readings
+    return sizes_recovered("B", "B split averaging", right, len(people.b_sizes), SIZES, queries, BUDGET)

@@ -18,7 +18,7 @@ from collections import Counter
 
 from tests.redteam.analyst import INVALID, REFUSED, Analyst, eq, isin, ne
 from tests.redteam.population import COMMON_DX, Population
-from tests.redteam.stats import Outcome
+from tests.redteam.stats import Outcome, sizes_recovered
 
 BUDGET = 500
 SIZES = tuple(range(1, 9))
@@ -83,9 +83,4 @@ async def attack(analyst: Analyst, people: Population) -> tuple[Outcome, dict[st
         right["tracker"] += await _tracker(analyst, code) == size
         right["refusal"] += await _refusal(analyst, code, pads) == size
     queries = analyst.queries - start
-    n = len(people.c_sizes)
-    budget = f"≤ {BUDGET} per group; {queries / n:.0f} used on average"
-    bound = 1 / len(SIZES)
-    readings = {name: Outcome(f"C/{name}", c, n, bound, queries, budget) for name, c in right.items()}
-    best = max(readings.values(), key=lambda o: o.correct)
-    return Outcome(f"C trackers and refusals (best: {best.suite})", best.correct, n, bound, queries, budget), readings
+    return sizes_recovered("C", "C trackers and refusals", right, len(people.c_sizes), SIZES, queries, BUDGET)
