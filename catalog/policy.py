@@ -310,10 +310,14 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 refuse(key, f"must be at least as strict as {base.licensable_by!r}")
             else:
                 changes["licensable_by"] = value
-        elif key in ("perturbation", "query_set_control", "secondary_suppression") and base.anonymisation is not None:
-            # Noise from the rows alone, a refusal on the data, a partner cell chosen by true sizes: each
-            # is an oracle the anonymisation replaces.
-            if value is not False:
+        elif (
+            key in ("perturbation", "query_set_control", "secondary_suppression", "dominance")
+            and base.anonymisation is not None
+        ):
+            # Noise from the rows alone, a refusal on the data, a partner cell chosen by true sizes, a cell
+            # withheld when its largest contributors dominate: each is an exact test of the data, an
+            # oracle the anonymisation replaces (dominance by outlier flattening).
+            if value not in (False, None):
                 refuse(key, "would weaken the anonymisation, which replaces it")
         elif key == "anonymisation":
             anonymisation = _tighten_anonymisation(base.anonymisation, value, refuse)

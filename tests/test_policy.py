@@ -270,6 +270,8 @@ def dominance_rule() -> Settable:
             ("not a table", 0.9),
         ]
         d = r.dominance
+        if r.anonymisation is not None:  # an exact test of the data would bring back an oracle
+            return [("on where aggregates are anonymised", {"n": 2, "share": 0.95}), *invalid]
         if d is None:
             return invalid
         return [
@@ -282,6 +284,8 @@ def dominance_rule() -> Settable:
 
     def tighter(r: GradeRule) -> Any:
         d = r.dominance
+        if r.anonymisation is not None:
+            return None
         return {"n": 2, "share": 0.95} if d is None else {"n": d.n + 1, "share": d.share - 0.1}
 
     return Settable("dominance", looser, tighter)

@@ -46,8 +46,8 @@ the size of a typical large contribution, not the largest (whose size the noise 
 give away). An average's noise is scaled the same way by how far one person can move it: the
 farthest flattened per-person mean from the cell's mean, over the count the cell releases (never the
 true count, which the SD would otherwise give away). Values are rounded: counts to whole persons,
-sums and averages to the column's precision. Flattening takes the dominance rule's place; a policy
-file may add the rule back.
+sums and averages to the column's precision. Flattening takes the dominance rule's place (an exact
+test of the data, an oracle), and a policy file may not add it back at L4.
 
 Residual risk is documented in the README: each suite's result, and what no defence here stops.
 """
@@ -66,7 +66,7 @@ from catalog.delivery.conditions import Atom, Reading, canonical_value, plain_va
 from catalog.delivery.disclosure import order_and_cut
 from catalog.delivery.noise import Noise
 from catalog.delivery.schemas import MAX_GROUPS, LowEffect, QueryRequest, Snapped, Suppressed
-from catalog.policy import Anonymisation, Dominance, GradeRule
+from catalog.policy import Anonymisation, GradeRule
 from catalog.products import dictionary
 
 
@@ -202,9 +202,6 @@ def protect(
             value, sd = _flattened(
                 cell, t, aggregate.fn, released_persons, noise, seed, question, settings, layers, precision
             )
-            if value is not None and rule.dominance is not None and _dominated(cell, t, rule.dominance):
-                value = None
-                notes.append(Suppressed(group=group, columns=[name], reason="dominance"))
             if value is None:
                 row[name], sds[name] = None, None
             else:
@@ -295,12 +292,6 @@ def _flattened(
     # One person moves a mean by their distance from it over the persons: the farthest (flattened) decides.
     reach = max(high - mean, mean - low, 0.0)
     return mean, spread * _snap_up(reach, unit) / max(persons, 1)
-
-
-def _dominated(cell: dict[str, Any], t: int, dominance: Dominance) -> bool:
-    """Do the largest per-person totals, by size whatever their sign, dominate the cell?"""
-    largest = sorted((abs(v) for v in [*(cell[f"_top{t}"] or []), *(cell[f"_bot{t}"] or [])]), reverse=True)
-    return dominance.holds(largest, cell[f"_abs{t}"] or 0)
 
 
 def _snap_up(value: float, unit: float) -> float:

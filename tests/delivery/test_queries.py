@@ -104,6 +104,31 @@ class TestRows:
         assert answer["rows"] == []
 
 
+@pytest.mark.parametrize("grade", ["L2", "L3"])
+async def test_l2_and_l3_aggregates_keep_plain_k_suppression(client, delivery, grade) -> None:
+    """Below L4 nothing of the anonymiser applies: exact values, cells of fewer than k = 10 persons
+    withheld, a condition that removes three persons answered as asked (Huangpu 25, Xuhui 25, Pudong
+    10, Chongming 3 persons; two visits each)."""
+    owner = await delivery.provider()
+    product = await delivery.published(owner, grade)
+    consumer = await delivery.consumer()
+    licence = await delivery.licence_on(product, owner, consumer)
+    answer = expect(await delivery.query(licence["id"], consumer["analyst"], BY_DISTRICT), 200)
+    # count counts rows (two visits a person) below L4; k counts persons, so Pudong's 10 are released
+    counts = {r["district"]: r["count"] for r in answer["rows"]}
+    assert counts == {"Huangpu": 50, "Xuhui": 50, "Pudong": 20, "Chongming": None}
+    assert {(s["group"]["district"], s["reason"]) for s in answer["suppressed"]} == {("Chongming", "small_cell")}
+    assert answer["perturbed"] is False and answer["noise_sd"] is None
+    assert answer["low_effect"] == [] and answer["snapped"] == []
+    but_three = {
+        "table": "visits",
+        "aggregates": [{"fn": "count"}],
+        "where": [{"field": "district", "op": "!=", "value": "Chongming"}],
+    }
+    exact = expect(await delivery.query(licence["id"], consumer["analyst"], but_three), 200)
+    assert exact["rows"] == [{"count": 120}] and exact["low_effect"] == []
+
+
 class TestAnonymisedAtL4:
     """L4 answers through the anonymiser: the fixture's districts hold 25, 25, 10 and 3 persons."""
 
