@@ -28,8 +28,9 @@ the answer to the question without those atoms, layers and all, and the answer n
 (``low_effect``). A condition that singles out one person or a handful — or two of them, each
 removing the same person — changes nothing: "everyone in the group but the postcode of this person"
 is answered exactly as "everyone in the group", trackers that pad a small group into a large one get
-the large one alone, and since the weakest atom always goes first, adding one never moves another
-atom's decision.
+the large one alone, and an added atom that is the weakest and under its threshold goes first, so
+the others are decided exactly as without it. (Atoms are measured with each other present, so near
+their thresholds two of them can change each other's decisions; the README lists that risk.)
 
 **A noisy low-count threshold.** A cell of fewer persons than its threshold (at least the floor,
 fuzzy above, fixed per cell's atoms) releases nothing and nothing is refused: no answer says "fewer
@@ -105,9 +106,9 @@ def decide(
 
     Greedily, the atom that would change the cell by the fewest persons goes first — if that is under
     its threshold — and the others are measured again without it, until every atom left would change
-    the cell by at least its threshold. An atom that singles out a handful is always taken out before
-    the others are measured, so adding one to a question never moves another atom's decision: the
-    answer is the same question's without it, exactly.
+    the cell by at least its threshold. An atom that singles out fewer persons than any other, and
+    fewer than its threshold, is taken out before the others are measured: the answer is the same
+    question's without it, exactly.
     """
     by_cell: dict[tuple, list[tuple[tuple[tuple[int, tuple[int, ...]], ...], int]]] = {}
     for row in rows:
