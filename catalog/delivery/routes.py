@@ -136,9 +136,14 @@ class DeliveryController(Controller):
             "At L4 aggregates are anonymised: every released value carries sticky noise whose SD the answer "
             "gives (`noise_sd`); conditions that move too few persons are answered as absent (`low_effect`); "
             "ranges snap to a 1/2/5 × 10ⁿ grid, or to months for dates (`snapped`); cells under a fuzzy "
-            "threshold are withheld, never refused. `<`, `<=`, `>`, `>=`, `count` with a field, more than ten "
-            "conditions, and values or groups of columns that single persons out are refused on the text; each "
-            "licence has a daily cap on L4 queries (429 `daily_query_limit`, with `Retry-After`)."
+            "threshold are withheld, never refused (L4 never answers `query_set_too_small`). `<`, `<=`, `>`, "
+            "`>=`, `count` with a field and more than ten conditions are refused on the text (400), and "
+            "filtering or grouping by a column that singles persons out, as measured at publish, is 403 "
+            "`isolating_column`; each licence has a daily cap on L4 queries (429 `daily_query_limit`, with "
+            "`Retry-After`). Row answers cut at their limit say `truncated` and give a `next_cursor` for the "
+            "next page of the same query on the same release (400 `invalid_cursor` or `cursor_mismatch` "
+            "otherwise); `Accept: text/csv` or `application/vnd.apache.parquet` returns rows as a file, and "
+            "an aggregate asked for as a file is 406 `not_acceptable`."
         ),
         responses=problem_responses(401, 403, 404, 406, 409, 422, 429),
         operation_class=QueryOperation,
