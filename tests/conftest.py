@@ -40,20 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("CI=true but LODE_TEST_PG_URL is not set: the PostgreSQL tests must run in CI.")
 
 
-# Tests that take tens of seconds to minutes (the red team's suites, a served demo, the whole
-# catalogue against the DCAT-AP shapes), longest first: started first, so that under pytest-xdist
-# the short tests fill in around them instead of one long test running alone at the end.
-LONG = ("tests/redteam/", "tests/test_cli.py", "tests/test_examples.py", "tests/billing/test_demo.py",
-        "tests/products/test_dcat.py", "tests/test_dev.py")  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        return next((i for i, prefix in enumerate(LONG) if item.nodeid.startswith(prefix)), len(LONG))
-
-    items.sort(key=rank)  # stable, so every worker collects the same order, as xdist requires
-
-
 def make_settings(tmp: Path, database_url: str, **env: str) -> Settings:
     environ = {
         "LODE_ENV": "test",
