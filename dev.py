@@ -6,7 +6,7 @@
                            HOST:PORT (default 127.0.0.1:8000); the URLs it prints, and the links the
                            app makes, follow LODE_PUBLIC_URL or else the host and port
     python3 dev.py test [PYTEST ARGS]
-                           set up ./.venv and run the whole test suite, two workers per core
+                           set up ./.venv and run the whole test suite, one worker per core
                            (`-n 0` runs it in one process); the PostgreSQL half runs on a fresh
                            database at LODE_TEST_PG_URL's server, or, when that is unset, on the
                            local PostgreSQL at postgresql://postgres@127.0.0.1:5432 if it answers
@@ -92,10 +92,7 @@ def serve(args: list[str]) -> None:
 
 def test(args: list[str]) -> int:
     if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
-        # Two pytest-xdist workers per core: a test spends much of its time waiting on a database, a
-        # DuckDB thread or a simulated Stripe (on two cores, tests/billing and tests/metering took
-        # 110 s with four workers against 159 s with two). `-n 0` runs in-process.
-        args = ["-n", str(2 * (os.cpu_count() or 1)), *args]
+        args = ["-n", "auto", *args]  # one pytest-xdist worker per core; `-n 0` runs in-process
     env = dict(os.environ)
     database = None
     if "LODE_TEST_PG_URL" in env:
