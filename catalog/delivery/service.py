@@ -256,11 +256,10 @@ class DeliveryService:
         cells = [dict(zip(compiled.columns, r, strict=True)) for r in await self._run(gate, compiled)]
         decimals = {f["name"]: dictionary.precision(f) for f in gate.table["fields"]}
         protected = disclosure.protect(cells[:MAX_GROUPS], q, rule, decimals)
-        columns = [*q.group_by, *(a.fn if a.field is None else f"{a.fn}_{a.field}" for a in q.aggregates)]
         return QueryAnswer(
             release=gate.release.version,
             mode="aggregate",
-            columns=columns,
+            columns=[*q.group_by, *(compiler.output_name(a) for a in q.aggregates)],
             rows=protected.rows,
             suppressed=protected.suppressed,
             perturbed=protected.perturbed,
