@@ -13,7 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing import webhooks
+from billing import examples, webhooks
 from billing.checkout import CheckoutService
 from billing.gateway import configured
 from billing.schemas import (
@@ -30,6 +30,7 @@ from billing.service import BillingService
 from catalog.auth import ANYONE, Principal, consumer, operator
 from catalog.errors import problem_responses
 from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
 
 
@@ -63,6 +64,14 @@ class BillingController(Controller):
         guards=[consumer("buyer")],
         parameters=[IDEMPOTENCY_PARAMETER],
         summary="Pay for a licence: a Stripe Checkout Session (one open per licence) or a sent invoice",
+        description=(
+            "Starts paying for a `pending_payment` licence: a Stripe Checkout Session for a card (one open session "
+            "per licence, answered again while open), or for a one-time plan a Stripe invoice. Consumer members with "
+            "the buyer role; a free plan is 409 `nothing_to_pay`, a payment in progress 409 `payment_processing`, and "
+            "without Stripe 503 `billing_not_configured`. Safe to retry; an `Idempotency-Key` replays the first "
+            "answer."
+        ),
+        operation_class=request_examples(examples.CHECKOUT),
         responses=problem_responses(401, 403, 404, 409, 422, 503),
     )
     async def checkout(
@@ -83,6 +92,11 @@ class BillingController(Controller):
         operation_id="PayoutAccount",
         status_code=200,
         summary="A Stripe Connect onboarding link for a provider's payouts (provider admin, operator admin)",
+        description=(
+            "Creates the provider's Stripe Connect account the first time and returns a fresh onboarding link for it, "
+            "so that its share of payments can be transferred. The organisation's admin or the operator's admin; 409 "
+            "`not_a_provider` for other kinds, 503 without Stripe."
+        ),
         responses=problem_responses(401, 403, 404, 409, 503),
     )
     async def payout_account(
@@ -94,6 +108,10 @@ class BillingController(Controller):
         "/payments",
         operation_id="ListPayments",
         summary="Payments of the licences you are a party to",
+        description=(
+            "Payments (not those still pending) of the licences the caller's organisation is a party to, newest "
+            "first; the operator sees all. Filter by `licence_id`."
+        ),
         responses=problem_responses(401),
     )
     async def list_payments(
@@ -108,6 +126,10 @@ class BillingController(Controller):
         "/payments/{payment_id:str}",
         operation_id="GetPayment",
         summary="A payment with its allocations, transfers and refunds (the parties)",
+        description=(
+            "A payment with its split (tax, operator, fund, providers), the transfers to providers and any refunds or "
+            "disputes. The parties to its licence and the operator; 404 otherwise."
+        ),
         responses=problem_responses(401, 404),
     )
     async def get_payment(
@@ -122,6 +144,12 @@ class BillingController(Controller):
         guards=[operator("finance")],
         parameters=[IDEMPOTENCY_PARAMETER],
         summary="Refund part or all of a payment; the parts give back in proportion (operator finance)",
+        description=(
+            "Refunds `amount` (minor units; by default all that is left) of a paid payment; Stripe is asked "
+            "afterwards, and each party gives back in proportion to its part. Operator members with the finance role; "
+            "more than is left is 409 `refund_exceeds_remaining`. Send an `Idempotency-Key` to retry safely."
+        ),
+        operation_class=request_examples(examples.REFUND),
         responses=problem_responses(401, 403, 404, 409, 503),
     )
     async def refund(
@@ -143,6 +171,11 @@ class BillingController(Controller):
         "/orgs/{org_id:str}/statement",
         operation_id="GetStatement",
         summary="A month's statement rebuilt from the ledger (the organisation, the operator)",
+        description=(
+            "A month's statement (`period` as YYYY-MM) for an organisation, rebuilt from the ledger: per currency, "
+            "gross, refunds and reversals, net, transferred and outstanding. Its members and the operator; another "
+            "organisation is 404."
+        ),
         responses=problem_responses(401, 403, 404),
     )
     async def statement(
@@ -165,6 +198,11 @@ class WebhookController(Controller):
         opt={"public": True},
         security=ANYONE,
         summary="Stripe's events: signature-checked on the raw body, recorded once, processed once",
+        description=(
+            "Stripe's event deliveries, not for API clients. The raw body is checked against the `Stripe-Signature` "
+            "header (400 `invalid_signature`), recorded once by event id (a repeat answers `duplicate: true`) and "
+            "processed by the worker; no key needed."
+        ),
         responses=problem_responses(503),
     )
     async def stripe(self, request: Request[Any, Any, State], tx: NamedDependency[AsyncSession]) -> WebhookAck:

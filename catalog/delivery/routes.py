@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, auth
 from catalog.auth import Principal
-from catalog.delivery import auditor, formats, paging
+from catalog.delivery import auditor, examples, formats, paging
 from catalog.delivery.connection import MeteredStream, until_client_leaves
 from catalog.delivery.downloads import DownloadService
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryFile, QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.errors import ValidationFailed, problem_responses
+from catalog.openapi import request_examples
 from catalog.pagination import MAX_LIMIT
 
 JSON = "application/json"
@@ -92,6 +93,11 @@ class DeliveryController(Controller):
         "/files",
         operation_id="ListLicenceFiles",
         summary="Files this licence may download (named analysts)",
+        description=(
+            "The files of the published releases this licence covers. Analysts of the consumer (those the licence "
+            "names, where it names them) while the licence is usable and its grade and plan allow downloads (L1 and "
+            "L2); each refusal is 403 with its reason as `code`, and a licence the caller is no party to is 404."
+        ),
         responses=problem_responses(401, 403, 404),
     )
     async def files(self, licence_id: FromPath[str], download_service: NamedDependency[DownloadService]) -> FileList:
@@ -102,6 +108,12 @@ class DeliveryController(Controller):
         operation_id="DownloadLicenceFile",
         media_type="application/octet-stream",
         summary="Stream a file (ETag = sha256; one byte range; metered in bytes sent)",
+        description=(
+            "Streams one file of a covered release (the newest published one unless `release` names another), "
+            "reserved against the licence's caps and metered in the bytes actually sent. One byte range is supported "
+            "(`Range: bytes=a-b`; else 416) and the ETag is the file's SHA-256. The same callers and refusals as "
+            "ListLicenceFiles."
+        ),
         responses=problem_responses(401, 403, 404, 409, 416),
     )
     async def download(
@@ -146,7 +158,7 @@ class DeliveryController(Controller):
             "an aggregate asked for as a file is 406 `not_acceptable`."
         ),
         responses=problem_responses(401, 403, 404, 406, 409, 422, 429),
-        operation_class=QueryOperation,
+        operation_class=request_examples(examples.QUERY, base=QueryOperation),
     )
     async def query(
         self,
@@ -175,6 +187,11 @@ class DeliveryController(Controller):
         "/budget",
         operation_id="GetEpsilonBudget",
         summary="The ε budget of the licensee for this product: total, spent, left (the parties)",
+        description=(
+            "The differential-privacy ε budget the licensee organisation has for this product, shared by its licences "
+            "to it: total, spent, left and the most one query may spend (zero below L5). The licence's parties and "
+            "the operator; 404 otherwise."
+        ),
         responses=problem_responses(401, 404),
     )
     async def budget(self, licence_id: FromPath[str], delivery_service: NamedDependency[DeliveryService]) -> BudgetRead:

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog.auth import Principal, any_of, operator, provider
 from catalog.errors import problem_responses
 from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.metering import examples
 from catalog.metering.schemas import IngestResult, UsageBatch, UsageReport
 from catalog.metering.service import MeteringService
+from catalog.openapi import request_examples
 
 Granularity = Literal["day", "hour"]
 Tz = Annotated[str, QueryParameter(max_length=64, description="IANA time zone; UTC by default")]
@@ -37,6 +39,14 @@ class MeteringController(Controller):
         guards=[any_of(provider("publisher"), operator("admin", "finance"))],
         status_code=200,
         summary="Report usage delivered outside Lode (≤ 1,000 events, idempotent per key)",
+        description=(
+            "Reports usage a provider delivered outside Lode (queries, rows returned, bytes downloaded) against "
+            "licences of its products: up to 1,000 events, all checked before any is stored. Provider publishers, or "
+            "operator admin or finance members. Each event is idempotent on its licence and `idempotency_key` (a "
+            "repeat counts as a duplicate, another event under a used key as a conflict); an `Idempotency-Key` header "
+            "replays the whole response."
+        ),
+        operation_class=request_examples(examples.INGEST_USAGE_EVENTS),
         parameters=[IDEMPOTENCY_PARAMETER],
         responses=problem_responses(401, 403, 409, 422),
     )
@@ -57,6 +67,10 @@ class MeteringController(Controller):
         "/licences/{licence_id:str}/usage",
         operation_id="GetLicenceUsage",
         summary="A licence's usage by day or hour, dimension and analyst (the parties)",
+        description=(
+            "A licence's metered usage summed per day or hour in the time zone `tz`, per dimension and analyst, from "
+            "`since` to `until` (the last 30 days by default). The licence's parties and the operator; 404 otherwise."
+        ),
         responses=problem_responses(401, 404),
     )
     async def licence_usage(
@@ -74,6 +88,10 @@ class MeteringController(Controller):
         "/usage",
         operation_id="GetUsage",
         summary="Usage across the licences you are a party to",
+        description=(
+            "Usage summed as in GetLicenceUsage, across every licence the caller's organisation is a party to (the "
+            "operator: all licences)."
+        ),
         responses=problem_responses(401),
     )
     async def usage(

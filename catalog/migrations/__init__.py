@@ -23,6 +23,7 @@ def load_all_models() -> None:
     from catalog.orgs import models as _orgs  # noqa: F401
     from catalog.products import models as _products  # noqa: F401
     from catalog.products import search_sql as _search  # noqa: F401
+    from catalog.web import models as _web  # noqa: F401
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import ANYONE, Principal
 from catalog.errors import problem_responses
+from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
+from catalog.products import examples
 from catalog.products.releases import ReleaseService, publish, upload
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead, StatusChange
 
@@ -36,6 +38,12 @@ class ReleaseController(Controller):
         "/",
         operation_id="CreateRelease",
         summary="Start a release with its own dictionary",
+        description=(
+            "Starts a release in `draft` with its own data dictionary or, without one, a copy of the latest release's "
+            "(else the product's) dictionary; 422 `dictionary_required` when there is none to copy. Members of the "
+            "owning organisation with the publisher role; an existing version is 409 `version_exists`."
+        ),
+        operation_class=request_examples(examples.CREATE_RELEASE),
         responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def create(
@@ -54,6 +62,11 @@ class ReleaseController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="Releases: metadata and dictionary, never the data",
+        description=(
+            "A product's releases, newest first: metadata, dictionary and files, never the data. Anyone sees the "
+            "published and withdrawn releases of a listed product; the owning organisation and the operator also see "
+            "drafts."
+        ),
         responses=problem_responses(401, 404),
     )
     async def list_releases(
@@ -70,6 +83,10 @@ class ReleaseController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="A release: metadata, dictionary and files",
+        description=(
+            "One release: metadata, dictionary and its files' names, sizes and hashes. A draft is 404 to all but the "
+            "product's owner and the operator."
+        ),
         responses=problem_responses(401, 404),
     )
     async def get_release(
@@ -82,6 +99,12 @@ class ReleaseController(Controller):
         operation_id="UploadReleaseFile",
         status_code=201,
         summary="Stream a CSV or Parquet file into a draft release ({name}.csv is table {name})",
+        description=(
+            "Streams the raw request body, a CSV or Parquet file, into a draft release as `{name}`; its stem names "
+            "the dictionary table it holds (`visits.csv` is table `visits`). Members of the owning organisation with "
+            "the publisher role; a file of the same name is replaced, a body over the upload limit is 413, and a "
+            "release no longer in draft is 409 `release_frozen`."
+        ),
         request_max_body_size=None,
         responses=problem_responses(401, 403, 404, 409, 413, 422),
     )
@@ -110,6 +133,10 @@ class ReleaseController(Controller):
         "/{version:str}/files/{name:str}",
         operation_id="DeleteReleaseFile",
         summary="Remove a file from a draft release",
+        description=(
+            "Removes an uploaded file from a draft release; its bytes are deleted once the removal commits. Members "
+            "of the owning organisation with the publisher role; 409 `release_frozen` once the release is published."
+        ),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def delete_file(
@@ -126,6 +153,12 @@ class ReleaseController(Controller):
         operation_id="PublishRelease",
         status_code=200,
         summary="Check the files against the dictionary, write the tables and freeze the release",
+        description=(
+            "Checks that each dictionary table has exactly one file whose columns agree with it (409 "
+            "`dictionary_mismatch` lists the problems), writes the tables and freezes the release as `published`, for "
+            "the licences that cover it. Members of the owning organisation with the publisher role; a large release "
+            "may take minutes."
+        ),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def publish(
@@ -139,6 +172,12 @@ class ReleaseController(Controller):
         operation_id="WithdrawRelease",
         status_code=200,
         summary="Make a release undeliverable (owner or operator)",
+        description=(
+            "Withdraws a published release, with a reason: it stays visible as withdrawn and is no longer delivered. "
+            "The operator (curator, compliance or security members) or the owner's publishers; a release that is not "
+            "published is 409 `invalid_transition`."
+        ),
+        operation_class=request_examples(examples.WITHDRAW_RELEASE),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def withdraw(

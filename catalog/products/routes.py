@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import ANYONE, Principal, operator, provider
 from catalog.errors import FieldError, ValidationFailed, problem_responses
+from catalog.openapi import request_examples
 from catalog.pagination import MAX_LIMIT
-from catalog.products import dcat, search
+from catalog.products import dcat, examples, search
 from catalog.products.commerce import CommerceService
 from catalog.products.offer_schemas import PlanCreate, PlanList, PlanUpdate, RevenueSharePut, RevenueShareRead, TermsPut
 from catalog.products.schemas import (
@@ -81,6 +82,13 @@ class ProductController(Controller):
         "/",
         operation_id="CreateProduct",
         summary="Create a draft product (provider publisher)",
+        description=(
+            "Creates a product in `draft`, owned by the caller's organisation (provider members with the publisher "
+            "role). A product that declares no legal basis, holds identified records or is core data cannot circulate "
+            "and is refused with 422 `not_circulable`; source shares must sum to 1, and a taken slug is 409 "
+            "`slug_taken`."
+        ),
+        operation_class=request_examples(examples.CREATE_PRODUCT),
         guards=[provider("publisher")],
         responses=problem_responses(401, 403, 409, 422),
     )
@@ -96,6 +104,11 @@ class ProductController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="Search and browse products, with disjunctive facets",
+        description=(
+            "Full-text search (English words or Chinese terms) with facet filters, each facet counted as if its own "
+            "filter were not applied. Anyone may search listed products without a key; other `status` values need one "
+            "and show the owner its own products and the operator all (403 without a key)."
+        ),
         responses=problem_responses(401, 403),
     )
     async def list_products(
@@ -140,6 +153,11 @@ class ProductController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="A product by id or slug, with its current terms, plans and published releases",
+        description=(
+            "A product by id or slug, with its current terms, the plans the caller may see and its published "
+            "releases. Listed products are public; any other status is visible only to the owning organisation and "
+            "the operator, and 404 to anyone else."
+        ),
         responses=problem_responses(401, 404),
     )
     async def get_product(self, key: FromPath[str], product_service: NamedDependency[ProductService]) -> ProductRead:
@@ -149,6 +167,12 @@ class ProductController(Controller):
         "/{product_id:str}",
         operation_id="UpdateProduct",
         summary="Edit a draft; once submitted only descriptive fields (audited)",
+        description=(
+            "Changes the fields given (members of the owning organisation with the publisher role). A draft may "
+            "change any field; once submitted only descriptive fields may (409 `not_editable` otherwise; grades "
+            "tighten only through RegradeProduct), and a retired product not at all. Every change is audited."
+        ),
+        operation_class=request_examples(examples.UPDATE_PRODUCT),
         responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def update(
@@ -161,6 +185,11 @@ class ProductController(Controller):
         operation_id="SubmitProduct",
         status_code=200,
         summary="Send a draft for curation",
+        description=(
+            "Sends a draft to the operator's curators (`draft` to `in_review`); members of the owning organisation "
+            "with the publisher role. The product needs terms, an active plan and a revenue-share rule first, else "
+            "409 `incomplete_product` names what is missing."
+        ),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def submit(self, product_id: FromPath[str], product_service: NamedDependency[ProductService]) -> ProductRead:
@@ -171,6 +200,12 @@ class ProductController(Controller):
         operation_id="ReviewProduct",
         status_code=200,
         summary="List or return a product under review (curator; + security at L4/L5)",
+        description=(
+            "Operator curators list a product under review (`in_review` to `listed`) or return it to `draft` with a "
+            "comment, which returning requires. Listing an L4 or L5 product also needs the security role (403 "
+            "`listing_role_required`)."
+        ),
+        operation_class=request_examples(examples.REVIEW_PRODUCT),
         guards=[operator("curator")],
         responses=problem_responses(401, 403, 404, 409),
     )
@@ -187,6 +222,11 @@ class ProductController(Controller):
         operation_id="RegradeProduct",
         status_code=200,
         summary="Move a product to a stricter grade (curator)",
+        description=(
+            "Moves a product to a stricter grade, with a reason (operator curators). A grade only tightens: one that "
+            "is not stricter is 422 `regrade_not_stricter`, and a retired product is 409."
+        ),
+        operation_class=request_examples(examples.REGRADE_PRODUCT),
         guards=[operator("curator")],
         responses=problem_responses(401, 403, 404, 409, 422),
     )
@@ -203,6 +243,12 @@ class ProductController(Controller):
         operation_id="SuspendProduct",
         status_code=200,
         summary="Suspend a listed product (operator, or the owner)",
+        description=(
+            "Suspends a listed product, with a reason: it leaves the catalogue and its licences cannot use it (403 "
+            "`product_suspended`) until reinstated. The operator (curator, compliance or security members) or the "
+            "owner's publishers; a product that is not listed is 409 `invalid_transition`."
+        ),
+        operation_class=request_examples(examples.SUSPEND_PRODUCT),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def suspend(
@@ -215,6 +261,12 @@ class ProductController(Controller):
         operation_id="ReinstateProduct",
         status_code=200,
         summary="Lift a suspension (only the operator lifts its own)",
+        description=(
+            "Lists a suspended product again, with a reason. The operator (curator, compliance or security members) "
+            "or the owner's publishers, but a suspension the operator made is lifted only by the operator (403 "
+            "`operator_suspension`)."
+        ),
+        operation_class=request_examples(examples.REINSTATE_PRODUCT),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def reinstate(
@@ -227,6 +279,12 @@ class ProductController(Controller):
         operation_id="RetireProduct",
         status_code=200,
         summary="Retire a product for good",
+        description=(
+            "Retires a product for good, from any status, with a reason: it takes no more edits, releases, terms, "
+            "plans or applications, and its licences can no longer use it. The operator (curator, compliance or "
+            "security members) or the owner's publishers."
+        ),
+        operation_class=request_examples(examples.RETIRE_PRODUCT),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def retire(
@@ -245,6 +303,13 @@ class CommerceController(Controller):
         operation_id="PutTerms",
         status_code=201,
         summary="Publish a new terms version (unchanged content answers the current one)",
+        description=(
+            "Publishes a new immutable terms version: GA4GH DUO use conditions (at least one naming a permitted use), "
+            "Lode's local conditions, a maximum term and clauses. Members of the owning organisation with the "
+            "publisher role. Content equal to the current version answers that version with 200 instead of 201; a "
+            "licence pins the version and its `terms_sha256`."
+        ),
+        operation_class=request_examples(examples.PUT_TERMS),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def put_terms(
@@ -263,6 +328,11 @@ class CommerceController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="The current terms, or a given version",
+        description=(
+            "The product's current terms, or the `version` asked for, with the `terms_sha256` a consumer echoes to "
+            "accept a licence. Public for listed products; 404 when the product is not visible to the caller or has "
+            "no terms."
+        ),
         responses=problem_responses(401, 404),
     )
     async def get_terms(
@@ -277,6 +347,13 @@ class CommerceController(Controller):
         "/products/{product_id:str}/plans",
         operation_id="CreatePlan",
         summary="Offer a plan",
+        description=(
+            "Offers a plan: free, one-time, subscription, metered or public-interest, priced in minor units of an ISO "
+            "4217 currency, with optional caps and modes, and optionally private to named consumer organisations. "
+            "Members of the owning organisation with the publisher role; an inconsistent plan (a free plan with an "
+            "amount, a metered one without unit prices) is 400 `validation_error`."
+        ),
+        operation_class=request_examples(examples.CREATE_PLAN),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def create_plan(
@@ -291,6 +368,10 @@ class CommerceController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="The plans you may choose",
+        description=(
+            "The product's plans the caller may choose: active ones not private to other organisations; the owning "
+            "organisation and the operator see every plan. Public for listed products."
+        ),
         responses=problem_responses(401, 404),
     )
     async def list_plans(
@@ -304,6 +385,10 @@ class CommerceController(Controller):
         opt=PUBLIC,
         security=ANYONE,
         summary="A plan",
+        description=(
+            "A plan by id, visible as in ListPlans: an inactive plan, or one private to another organisation, is 404 "
+            "to all but the product's owner and the operator."
+        ),
         responses=problem_responses(401, 404),
     )
     async def get_plan(self, plan_id: FromPath[str], commerce_service: NamedDependency[CommerceService]) -> PlanRead:
@@ -313,6 +398,12 @@ class CommerceController(Controller):
         "/plans/{plan_id:str}",
         operation_id="UpdatePlan",
         summary="Edit a plan (once licensed: only name, active, private_to)",
+        description=(
+            "Changes the fields given (members of the owning organisation with the publisher role). Once a licence "
+            "refers to the plan only `name`, `active` and `private_to` may change (409 `plan_locked`): a new price is "
+            "a new plan."
+        ),
+        operation_class=request_examples(examples.UPDATE_PLAN),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def update_plan(
@@ -325,6 +416,12 @@ class CommerceController(Controller):
         operation_id="PutRevenueShare",
         status_code=201,
         summary="A new revenue-share rule version (owner admin or operator admin)",
+        description=(
+            "Publishes a new revenue-share rule version: the operator's and the fund's parts in basis points, the "
+            "rest split between provider organisations by weight. The owner's admin or the operator's admin only; a "
+            "licence pins the version in force when it is issued."
+        ),
+        operation_class=request_examples(examples.PUT_REVENUE_SHARE),
         responses=problem_responses(401, 403, 404, 409),
     )
     async def put_revenue_share(
@@ -340,6 +437,10 @@ class CommerceController(Controller):
         "/products/{product_id:str}/revenue-share",
         operation_id="GetRevenueShare",
         summary="The current revenue-share rule (owner, its providers, the operator)",
+        description=(
+            "The product's current revenue-share rule. Only the owning organisation, the providers the rule names and "
+            "the operator may read it (403 otherwise); 404 while there is none."
+        ),
         responses=problem_responses(401, 403, 404),
     )
     async def get_revenue_share(
@@ -354,6 +455,10 @@ class CommerceController(Controller):
         security=ANYONE,
         media_type="application/ld+json",
         summary="The listed products as DCAT-AP (HealthDCAT-AP) JSON-LD",
+        description=(
+            "Every listed product as a DCAT-AP (HealthDCAT-AP) catalogue in JSON-LD, for data portals to harvest. "
+            "Public: no key needed."
+        ),
         responses=problem_responses(),
     )
     async def catalog_jsonld(
