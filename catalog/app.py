@@ -40,6 +40,8 @@ from catalog.products.release_routes import ReleaseController
 from catalog.products.routes import CommerceController, ProductController
 from catalog.settings import Settings, load_settings
 from catalog.storage import Storage
+from catalog.web import api as web_api
+from catalog.web import routes as web
 from catalog.worker import Worker
 
 API_VERSION = "1.0.0"
@@ -139,6 +141,7 @@ def create_app(
             if task is not None:
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
             await shielded.drain()  # settlements of requests the server cancelled, before the engine goes
+            await web_api.close(app)
             app.state.storage.sandbox.close()
             if simulator is not None:
                 simulator.close()
@@ -150,8 +153,10 @@ def create_app(
         session_dependency_key="db_session",
         create_all=False,
     )
+    pages = [*web.router(), simulated.pages(simulator)] if simulator is not None else web.router()
     app = Litestar(
-        route_handlers=[*ROUTES, simulated.pages(simulator)] if simulator is not None else ROUTES,
+        route_handlers=[*ROUTES, *pages],
+        template_config=web.template_config(),
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         dependencies={
             "tx": Provide(db.provide_transaction),

@@ -21,13 +21,13 @@ DOCS_PAGE = """<!doctype html>
 <head>
   <meta charset="utf-8">
   <title>Lode API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
 </head>
 <body>
   <noscript>Lode's API reference needs JavaScript; the raw spec is at
     <a href="/openapi.json">/openapi.json</a>.</noscript>
   <div id="docs"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script src="/static/swagger-ui/swagger-ui-bundle.js"></script>
   <script>
     window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", persistAuthorization: true});
   </script>
@@ -44,6 +44,10 @@ class Health(Controller):
         "/health",
         operation_id="Health",
         summary="Liveness: the process answers",
+        description=(
+            "Answers 200 with status `ok` whenever the process serves requests, without touching the database. No API "
+            "key is needed: use it as a liveness probe."
+        ),
         opt=PUBLIC,
         security=ANYONE,
         responses=problem_responses(),
@@ -55,6 +59,10 @@ class Health(Controller):
         "/ready",
         operation_id="Ready",
         summary="Readiness: the database answers",
+        description=(
+            "Answers 200 with status `ready` when the database answers a trivial query, and 503 `not_ready` when it "
+            "does not. No API key is needed: use it as a readiness probe."
+        ),
         opt=PUBLIC,
         security=ANYONE,
         responses=problem_responses(503),
@@ -100,6 +108,10 @@ class AuditController(Controller):
         "/",
         operation_id="ListAuditEvents",
         summary="Audit events, newest first (the operator sees all; others, events concerning their org)",
+        description=(
+            "The hash-chained audit log, newest first: the operator sees every event, any other caller the events "
+            "that concern its own organisation. Filter by `action` or `subject_id`; page with `limit` and `cursor`."
+        ),
         responses=problem_responses(401),
     )
     async def list_events(
@@ -126,6 +138,11 @@ class AuditController(Controller):
         "/verify",
         operation_id="VerifyAuditChain",
         summary="Verify the audit chain (operator)",
+        description=(
+            "Walks the audit chain from `from_seq` and reports the first event whose hash does not hold; with "
+            "`expected_head` (a head published earlier) it also checks that the chain still reaches it, so deleting "
+            "the newest events is detected. Operator members with the admin, compliance or security role only."
+        ),
         guards=[operator("admin", "compliance", "security")],
         responses=problem_responses(401, 403),
     )

@@ -25,7 +25,7 @@ from catalog.demo.data import write_product
 from catalog.demo.licences import LICENCES, ensure_licence
 from catalog.demo.usage import add_usage
 from catalog.orgs import repository as orgs_repo
-from catalog.orgs.schemas import OrgVerify
+from catalog.orgs.schemas import MemberCreate, OrgVerify
 from catalog.orgs.service import OrgService
 from catalog.products import releases
 from catalog.products import repository as products_repo
@@ -96,7 +96,13 @@ async def seed(
             sessions, storage, Noise(settings.noise_secret), made["licence_id"], people.principal(spec.consumer)
         )
         bar.step(f"licence {spec.product} → {spec.consumer}")
-    return {"keys": keys, "licences": licences, "docs": f"{settings.public_url}/docs"}
+    return {
+        "keys": keys,
+        "member_keys": member_keys(settings),
+        "licences": licences,
+        "web": f"{settings.public_url}/",
+        "docs": f"{settings.public_url}/docs",
+    }
 
 
 async def ensure_org(session: AsyncSession, settings: Settings, people: People, item: demo.DemoOrg) -> str:
@@ -124,10 +130,28 @@ async def ensure_org(session: AsyncSession, settings: Settings, people: People, 
         assert user is not None
         people.users[(item.slug, member.email)] = user.id
     secret = demo_secret(settings.demo_seed, item.slug)
-    if await orgs_repo.key_by_hash(session, hash_secret(settings.key_pepper, secret)) is None:
-        service.store_key(org_id, people.users[(item.slug, item.admin.email)], "demo", secret)
-        await session.flush()
+    for member in item.members:
+        # The admin's key is the organisation's (``keys``); each other member's is its own, so the
+        # web pages can be tried in every role — a review track is decided by its role's holder.
+        own = secret if member is item.admin else demo_secret(settings.demo_seed, member_key_name(item, member))
+        if await orgs_repo.key_by_hash(session, hash_secret(settings.key_pepper, own)) is None:
+            service.store_key(org_id, people.users[(item.slug, member.email)], "demo", own)
+            await session.flush()
     return secret
+
+
+def member_key_name(item: demo.DemoOrg, member: MemberCreate) -> str:
+    """``operator/ethics``: the organisation's slug and the member's e-mail local part."""
+    return f"{item.slug}/{member.email.split('@')[0]}"
+
+
+def member_keys(settings: Settings) -> dict[str, str]:
+    return {
+        member_key_name(item, member): demo_secret(settings.demo_seed, member_key_name(item, member))
+        for item in demo.ALL_ORGS
+        for member in item.members
+        if member is not item.admin
+    }
 
 
 async def ensure_product(
