@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from litestar import Controller, Request, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
 from catalog import policy
@@ -17,7 +17,7 @@ from catalog.web.pages import PAGE, Ctx, context, render
 
 FACETS = ("grade", "data_type", "therapeutic_area", "standard", "provider", "pricing")
 PAGE_SIZE = 20
-Values = list[str] | None
+Values = FromQuery[list[str] | None]
 
 
 def _facet_query(q: str | None, chosen: dict[str, list[str]], cursor: str | None = None) -> str:
@@ -103,14 +103,14 @@ class CataloguePages(Controller):
     async def catalogue(
         self,
         request: Request[Any, Any, Any],
-        q: Annotated[str | None, Parameter(max_length=200)] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         grade: Values = None,
         data_type: Values = None,
         therapeutic_area: Values = None,
         standard: Values = None,
         provider: Values = None,
         pricing: Values = None,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> Any:
         ctx = await context(request)
         raw = dict(zip(FACETS, (grade, data_type, therapeutic_area, standard, provider, pricing), strict=True))
@@ -143,7 +143,7 @@ class CataloguePages(Controller):
         )
 
     @get("/products/{slug:str}", name="web.product")
-    async def product(self, request: Request[Any, Any, Any], slug: str) -> Any:
+    async def product(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         ctx = await context(request)
         product = await ctx.api.get(f"/v1/products/{slug}")
         return render(
@@ -156,7 +156,7 @@ class CataloguePages(Controller):
         )
 
     @get("/products/{slug:str}/eligibility", name="web.eligibility")
-    async def eligibility(self, request: Request[Any, Any, Any], slug: str) -> Any:
+    async def eligibility(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         """The organisation-level blockers, before any form is filled (an htmx fragment)."""
         ctx = await context(request)
         if ctx.me is None:
@@ -170,14 +170,14 @@ class CataloguePages(Controller):
 
     @get("/register", name="web.register")
     async def register(
-        self, request: Request[Any, Any, Any], cursor: Annotated[str | None, Parameter(max_length=200)] = None
+        self, request: Request[Any, Any, Any], cursor: Annotated[str | None, QueryParameter(max_length=200)] = None
     ) -> Any:
         ctx = await context(request)
         found = await ctx.api.get("/v1/register", limit=50, cursor=cursor)
         return render(ctx, "register.html", found=found)
 
     @get("/lang/{code:str}", name="web.lang")
-    async def switch_language(self, request: Request[Any, Any, Any], code: str) -> Response[Any]:
+    async def switch_language(self, request: Request[Any, Any, Any], code: FromPath[str]) -> Response[Any]:
         back = request.headers.get("referer") or "/"
         parts = urlsplit(back)
         # Only back to a page of this site: the switch is no open redirect.

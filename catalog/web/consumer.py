@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery
 from markupsafe import Markup
 
 from catalog.delivery.formats import to_csv
@@ -84,7 +85,7 @@ class ConsumerPages(Controller):
     opt = PAGE
 
     @get("/products/{slug:str}/apply", name="web.apply")
-    async def apply_form(self, request: Request[Any, Any, Any], slug: str) -> Any:
+    async def apply_form(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         product = await ctx.api.get(f"/v1/products/{slug}")
@@ -94,7 +95,7 @@ class ConsumerPages(Controller):
         )  # fmt: skip
 
     @post("/products/{slug:str}/apply", name="web.apply.post", status_code=303)
-    async def apply(self, request: Request[Any, Any, Any], slug: str) -> Any:
+    async def apply(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
@@ -127,7 +128,9 @@ class ConsumerPages(Controller):
         return render(ctx, "applications.html", items=found["items"])
 
     @get("/applications/{app_id:str}", name="web.application")
-    async def application(self, request: Request[Any, Any, Any], app_id: str, refused: str | None = None) -> Any:
+    async def application(
+        self, request: Request[Any, Any, Any], app_id: FromPath[str], refused: FromQuery[str | None] = None
+    ) -> Any:
         ctx = await context(request)
         require_member(ctx)
         app = await ctx.api.get(f"/v1/applications/{app_id}")
@@ -135,7 +138,9 @@ class ConsumerPages(Controller):
         return render(ctx, "application.html", a=app, p=product, refused=refused)
 
     @post("/applications/{app_id:str}/{action:str}", name="web.application.act", status_code=303)
-    async def application_act(self, request: Request[Any, Any, Any], app_id: str, action: str) -> Any:
+    async def application_act(
+        self, request: Request[Any, Any, Any], app_id: FromPath[str], action: FromPath[str]
+    ) -> Any:
         ctx = await context(request)
         require_member(ctx)
         await form(ctx)
@@ -152,7 +157,9 @@ class ConsumerPages(Controller):
         return render(ctx, "licences.html", items=found["items"])
 
     @get("/licences/{licence_id:str}", name="web.licence")
-    async def licence(self, request: Request[Any, Any, Any], licence_id: str, checkout: str | None = None) -> Any:
+    async def licence(
+        self, request: Request[Any, Any, Any], licence_id: FromPath[str], checkout: FromQuery[str | None] = None
+    ) -> Any:
         ctx = await context(request)
         require_member(ctx)
         lic = await ctx.api.get(f"/v1/licences/{licence_id}")
@@ -175,7 +182,7 @@ class ConsumerPages(Controller):
         )  # fmt: skip
 
     @post("/licences/{licence_id:str}/accept", name="web.licence.accept", status_code=303)
-    async def accept(self, request: Request[Any, Any, Any], licence_id: str) -> Any:
+    async def accept(self, request: Request[Any, Any, Any], licence_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
@@ -183,7 +190,7 @@ class ConsumerPages(Controller):
         return redirect(ctx, f"/licences/{licence_id}")
 
     @post("/licences/{licence_id:str}/checkout", name="web.licence.checkout", status_code=303)
-    async def checkout(self, request: Request[Any, Any, Any], licence_id: str) -> Any:
+    async def checkout(self, request: Request[Any, Any, Any], licence_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
@@ -196,7 +203,7 @@ class ConsumerPages(Controller):
         return redirect(ctx, session["url"])
 
     @get("/licences/{licence_id:str}/console", name="web.console")
-    async def console(self, request: Request[Any, Any, Any], licence_id: str) -> Any:
+    async def console(self, request: Request[Any, Any, Any], licence_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         lic = await ctx.api.get(f"/v1/licences/{licence_id}")
@@ -206,7 +213,7 @@ class ConsumerPages(Controller):
         return render(ctx, "console.html", lic=lic, p=product, modes=modes, example=example)
 
     @post("/licences/{licence_id:str}/console", name="web.console.run", status_code=200)
-    async def run_query(self, request: Request[Any, Any, Any], licence_id: str) -> Any:
+    async def run_query(self, request: Request[Any, Any, Any], licence_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.params import FromPath, FromQuery
 from litestar.response import Response
 
 from catalog.web.api import Refused
@@ -30,7 +31,7 @@ class ProviderPages(Controller):
         return render(ctx, "provider.html", products=products, applications=applications)
 
     @get("/products/{product_id:str}", name="web.provider.product")
-    async def product(self, request: Request[Any, Any, Any], product_id: str) -> Any:
+    async def product(self, request: Request[Any, Any, Any], product_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         product = await ctx.api.get(f"/v1/products/{product_id}")
@@ -38,7 +39,7 @@ class ProviderPages(Controller):
         return render(ctx, "provider_product.html", p=product, releases=releases)
 
     @post("/products/{product_id:str}/releases", name="web.provider.release", status_code=303)
-    async def create_release(self, request: Request[Any, Any, Any], product_id: str) -> Any:
+    async def create_release(self, request: Request[Any, Any, Any], product_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
@@ -54,7 +55,9 @@ class ProviderPages(Controller):
         request_max_body_size=None,  # the API's own limit applies as the bytes stream through
         status_code=201,
     )
-    async def upload(self, request: Request[Any, Any, Any], product_id: str, version: str, name: str) -> Any:
+    async def upload(
+        self, request: Request[Any, Any, Any], product_id: FromPath[str], version: FromPath[str], name: FromPath[str]
+    ) -> Any:
         """The page's upload (XHR, for its progress bar), streamed on to the API without buffering."""
         ctx = await context(request)
         require_member(ctx)
@@ -67,7 +70,7 @@ class ProviderPages(Controller):
         return Response(content=stored, status_code=201)
 
     @post("/products/{product_id:str}/releases/{version:str}/publish", name="web.provider.publish", status_code=303)
-    async def publish(self, request: Request[Any, Any, Any], product_id: str, version: str) -> Any:
+    async def publish(self, request: Request[Any, Any, Any], product_id: FromPath[str], version: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         await form(ctx)
@@ -75,7 +78,7 @@ class ProviderPages(Controller):
         return redirect(ctx, f"/provider/products/{product_id}")
 
     @get("/payments", name="web.provider.payments")
-    async def payments(self, request: Request[Any, Any, Any], period: str | None = None) -> Any:
+    async def payments(self, request: Request[Any, Any, Any], period: FromQuery[str | None] = None) -> Any:
         ctx = await context(request)
         require_member(ctx)
         period = period or datetime.now(UTC).strftime("%Y-%m")

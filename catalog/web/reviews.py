@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath
 
 from catalog.web.pages import PAGE, Ctx, context, form, redirect, render, require_member
 
@@ -58,7 +59,7 @@ class ReviewPages(Controller):
         )  # fmt: skip
 
     @post("/reviews/applications/{app_id:str}/{track:str}", name="web.reviews.decide", status_code=303)
-    async def decide(self, request: Request[Any, Any, Any], app_id: str, track: str) -> Any:
+    async def decide(self, request: Request[Any, Any, Any], app_id: FromPath[str], track: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
@@ -70,7 +71,7 @@ class ReviewPages(Controller):
         return redirect(ctx, "/reviews")
 
     @post("/reviews/products/{product_id:str}", name="web.reviews.product", status_code=303)
-    async def review_product(self, request: Request[Any, Any, Any], product_id: str) -> Any:
+    async def review_product(self, request: Request[Any, Any, Any], product_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)

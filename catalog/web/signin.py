@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromQuery
 from litestar.response import Redirect
 
 from catalog.web import sessions
@@ -24,7 +25,7 @@ class SignInPages(Controller):
     opt = PAGE
 
     @get("/signin", name="web.signin")
-    async def show(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def show(self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Any:
         ctx = await context(request)
         return render(ctx, "signin.html", next=safe_next(next), error=None)
 

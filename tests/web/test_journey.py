@@ -172,3 +172,36 @@ def test_search_apply_review_pay_query_publish(browser: Any, demo_server: DemoSe
     finally:
         for visitor in visitors:
             visitor.close()
+
+
+def test_every_kind_of_page_passes_the_accessibility_basics(browser: Any, demo_server: DemoServer, shots: Path) -> None:
+    """The pages the journey does not pass through, in both languages, audited by axe-core."""
+    pages = {
+        None: ["/", "/register", "/signin", "/products/stroke-registry", "/products/no-such-product"],
+        "fudan-sph": ["/applications", "/licences"],
+        "huashan": ["/provider", "/provider/payments", "/reviews"],
+        "operator/curator": ["/reviews"],
+    }
+    for locale in ("en-GB", "zh-CN"):
+        for key, paths in pages.items():
+            visitor = Visitor(browser, demo_server.base, shots, f"{locale}-{key or 'anonymous'}".replace("/", "-"))
+            visitor.context.set_extra_http_headers({"Accept-Language": locale})
+            try:
+                if key:
+                    visitor.sign_in(demo_server.key(key))
+                for path in paths:
+                    visitor.go(path)
+                    visitor.snap(path.strip("/").replace("/", "-") or "home")
+                assert visitor.elsewhere() == []
+            finally:
+                visitor.close()
+    # A licence page with usage: its chart is drawn on the server, one bar a day.
+    visitor = Visitor(browser, demo_server.base, shots, "usage")
+    try:
+        visitor.sign_in(demo_server.key("fudan-sph"))
+        visitor.go("/licences")
+        visitor.page.click("a[href^='/licences/lic_'] >> nth=0")
+        assert visitor.page.locator("svg.chart rect").count() == 30
+        visitor.snap("licence-usage")
+    finally:
+        visitor.close()
