@@ -189,7 +189,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"http://[{shown}]:{args.port}" if ":" in shown else f"http://{shown}:{args.port}"
         )
     public = os.environ["LODE_PUBLIC_URL"].strip().rstrip("/")
-    print(f"Lode serving on {args.host}:{args.port} — API docs at {public}/docs", file=sys.stderr)
+    print(f"Lode serving on {args.host}:{args.port} — pages at {public}/ — API docs at {public}/docs", file=sys.stderr)
     uvicorn.run(
         "catalog.app:create_app",
         factory=True,
@@ -238,6 +238,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if not args.json:
         print(
             "\nThese demo keys are public (derived from LODE_DEMO_SEED); never use them for real data.\n"
+            f"Pages: {settings.public_url}/ (sign in with a key above; member_keys holds each reviewer's)\n"
             f"API docs: {settings.public_url}/docs",
             file=sys.stderr,
         )

@@ -7,6 +7,7 @@ another). Without it the browser tests skip, saying so — except in CI, which i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,10 +61,9 @@ class DemoServer:
         return self.demo["keys"].get(name) or self.demo["member_keys"][name]
 
 
-@pytest.fixture(scope="module", name="demo_server")
-def fx_demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+@contextlib.contextmanager
+def demo_server(data: Path) -> Iterator[DemoServer]:
     """`lode db upgrade`, `lode demo`, then `lode serve` on a free port, as a newcomer runs them."""
-    data = tmp_path_factory.mktemp("web-demo")
     port = _free_port()
     env = {
         **os.environ,
@@ -102,6 +102,12 @@ def fx_demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSer
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module", name="demo_server")
+def fx_demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with demo_server(tmp_path_factory.mktemp("web-demo")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", name="browser")
