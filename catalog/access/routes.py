@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,7 @@ from catalog.access.schemas import (
 from catalog.access.service import ApplicationService, EligibilityQuery
 from catalog.auth import ANYONE, Principal, consumer
 from catalog.errors import FieldError, ValidationFailed, problem_responses
+from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
 from catalog.products.schemas import Region
@@ -128,16 +129,26 @@ class ApplicationController(Controller):
             "Drafts an application to use a listed product under one of its plans, with purpose, project, analysts "
             "and ethics approval; nothing is reviewed until SubmitApplication. Consumer members with the buyer role; "
             "analysts must be members with the analyst role, and from L3 the analysts are named and a public summary "
-            "is required (400 `validation_error`)."
+            "is required (400 `validation_error`). Send an `Idempotency-Key` to retry safely: a replay answers the "
+            "application the first request drafted."
         ),
         operation_class=request_examples(examples.CREATE_APPLICATION),
-        responses=problem_responses(401, 403, 404, 409),
-    )
+        responses=problem_responses(401, 403, 404, 409, 422),
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )  # type: ignore[list-item]
     async def create(
-        self, data: JSONBody[ApplicationCreate], application_service: NamedDependency[ApplicationService]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ApplicationCreate],
+        application_service: NamedDependency[ApplicationService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
     ) -> Response[ApplicationRead]:
-        app = await application_service.create(data)
-        return Response(app, status_code=201, headers={"Location": f"/v1/applications/{app.id}"})
+        async def run() -> Response[ApplicationRead]:
+            app = await application_service.create(data)
+            return Response(app, status_code=201, headers={"Location": f"/v1/applications/{app.id}"})
+
+        return await idempotent(request, caller.org_id, tx, run)
 
     @get(
         "/applications",

@@ -30,6 +30,11 @@ CHUNK = 256 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+def range_applies(range_header: str | None, if_range: str | None, sha256: str) -> bool:
+    """A ``Range`` is honoured unless ``If-Range`` names another version (ETag) of the file."""
+    return range_header is not None and (if_range is None or if_range.strip().strip('"') == sha256)
+
+
 def byte_range(header: str, size: int) -> tuple[int, int]:
     """One byte range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``); several ranges are not offered."""
     match = RANGE.match(header.strip())
@@ -84,12 +89,21 @@ class DownloadService:
         )
 
     async def open_download(
-        self, licence_id: str, name: str, version: str | None, range_header: str | None
+        self,
+        licence_id: str,
+        name: str,
+        version: str | None,
+        range_header: str | None,
+        if_range: str | None = None,
     ) -> tuple[Download, AsyncGenerator[bytes, None], Callable[[int], Awaitable[None]]]:
         """Phase one of a download (the gate, the file, the bytes reserved against the caps): what the
         response says about the file, its bytes, and phase two — ``settle(sent)``, to be awaited
         exactly once when the response has ended however it ended, with the bytes actually sent
-        (``connection.MeteredStream`` does both)."""
+        (``connection.MeteredStream`` does both).
+
+        ``If-Range`` (RFC 9110 §13.1.5): a range is served only while the file is still the one
+        whose ETag the client names; otherwise the whole file, so a resumed download never splices
+        two different files."""
         async with write_transaction(self.sessions) as session:
             licence, product = await usable_licence(session, self.caller, licence_id)
             allow_mode(product, licence, "download")
@@ -97,6 +111,8 @@ class DownloadService:
             found = next((f for f in await repo.files_of(session, [release.id]) if f.name == name), None)
             if found is None:
                 raise NotFound(f"No file {name} in release {release.version}.")
+            if not range_applies(range_header, if_range, found.sha256):
+                range_header = None
             start, end = byte_range(range_header, found.bytes) if range_header else (0, found.bytes - 1)
             reservation = await metering.reserve(
                 session,

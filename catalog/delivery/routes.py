@@ -22,7 +22,7 @@ from catalog import audit, auth
 from catalog.auth import Principal
 from catalog.delivery import auditor, examples, formats, paging
 from catalog.delivery.connection import MeteredStream, until_client_leaves
-from catalog.delivery.downloads import DownloadService
+from catalog.delivery.downloads import DownloadService, range_applies
 from catalog.delivery.schemas import BudgetRead, FileList, QueryAnswer, QueryFile, QueryRequest
 from catalog.delivery.service import DeliveryService
 from catalog.errors import ValidationFailed, problem_responses
@@ -111,7 +111,8 @@ class DeliveryController(Controller):
         description=(
             "Streams one file of a covered release (the newest published one unless `release` names another), "
             "reserved against the licence's caps and metered in the bytes actually sent. One byte range is supported "
-            "(`Range: bytes=a-b`; else 416) and the ETag is the file's SHA-256. The same callers and refusals as "
+            "(`Range: bytes=a-b`; else 416), honoured under `If-Range` only while that names the current ETag (else "
+            "the whole file comes, 200), and the ETag is the file's SHA-256. The same callers and refusals as "
             "ListLicenceFiles."
         ),
         responses=problem_responses(401, 403, 404, 409, 416),
@@ -124,8 +125,9 @@ class DeliveryController(Controller):
         download_service: NamedDependency[DownloadService],
         release: Annotated[str | None, QueryParameter(max_length=40)] = None,
     ) -> Response[Any]:
-        ranged = request.headers.get("range")
-        about, chunks, settle = await download_service.open_download(licence_id, name, release, ranged)
+        range_header, if_range = request.headers.get("range"), request.headers.get("if-range")
+        about, chunks, settle = await download_service.open_download(licence_id, name, release, range_header, if_range)
+        ranged = range_applies(range_header, if_range, about.sha256)
         headers = {
             "ETag": f'"{about.sha256}"',
             "Accept-Ranges": "bytes",

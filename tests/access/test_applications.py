@@ -28,6 +28,20 @@ class TestCreate:
         )
         assert [e["field"] for e in err["errors"]] == ["analysts.0", "analysts.1"]
 
+    async def test_a_retried_draft_with_its_idempotency_key_makes_one_application(self, client, circulation) -> None:
+        owner = await circulation.provider()
+        product = await circulation.product(owner, "L3")
+        consumer = await circulation.consumer()
+        body = circulation.application_body(product, consumer)
+        headers = {**consumer["buyer"].headers, "Idempotency-Key": "draft-1"}
+        first = expect(await client.post("/v1/applications", json=body, headers=headers), 201)
+        again = expect(await client.post("/v1/applications", json=body, headers=headers), 201)
+        assert again["id"] == first["id"]
+        listed = expect(await client.get("/v1/applications", headers=consumer["buyer"].headers), 200)
+        assert [a["id"] for a in listed["items"]] == [first["id"]]
+        changed = {**body, "requested_months": 6}
+        problem(await client.post("/v1/applications", json=changed, headers=headers), 422, "idempotency_key_reused")
+
     async def test_l3_needs_analysts_and_a_public_summary(self, client, circulation) -> None:
         owner = await circulation.provider()
         product = await circulation.product(owner, "L3")

@@ -55,6 +55,26 @@ async def test_download_whole_and_ranged(client, delivery, app) -> None:
     assert sorted(sent) == [20, len(content)]
 
 
+async def test_a_resume_under_if_range_gets_the_rest_only_of_the_same_file(client, delivery) -> None:
+    owner = await delivery.provider()
+    product = await delivery.published(owner, "L1")
+    consumer = await delivery.consumer()
+    licence = await delivery.licence_on(product, owner, consumer)
+    content = visits_csv()
+    whole = await client.get(f"/v1/licences/{licence['id']}/files/visits.csv", headers=consumer["analyst"].headers)
+    etag = whole.headers["etag"]
+    resumed = await client.get(
+        f"/v1/licences/{licence['id']}/files/visits.csv",
+        headers={**consumer["analyst"].headers, "Range": "bytes=10-", "If-Range": etag},
+    )
+    assert resumed.status_code == 206 and resumed.content == content[10:]
+    other = await client.get(  # the file the client started is not this one: the whole of this one
+        f"/v1/licences/{licence['id']}/files/visits.csv",
+        headers={**consumer["analyst"].headers, "Range": "bytes=10-", "If-Range": '"' + "0" * 64 + '"'},
+    )
+    assert other.status_code == 200 and other.content == content and "content-range" not in other.headers
+
+
 async def test_downloads_where_the_grade_forbids_them(client, delivery) -> None:
     owner = await delivery.provider()
     product = await delivery.published(owner, "L3")
