@@ -29,7 +29,7 @@ from billing.schemas import (
 from billing.service import BillingService
 from catalog.auth import ANYONE, Principal, consumer, operator
 from catalog.errors import problem_responses
-from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
 
@@ -62,7 +62,6 @@ class BillingController(Controller):
         operation_id="CheckoutLicence",
         status_code=200,
         guards=[consumer("buyer")],
-        parameters=[IDEMPOTENCY_PARAMETER],
         summary="Pay for a licence: a Stripe Checkout Session (one open per licence) or a sent invoice",
         description=(
             "Starts paying for a `pending_payment` licence: a Stripe Checkout Session for a card (one open session "
@@ -81,6 +80,7 @@ class BillingController(Controller):
         data: JSONBody[CheckoutCreate],
         checkout_service: NamedDependency[CheckoutService],
         caller: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
     ) -> Response[CheckoutRead]:
         async def run() -> Response[CheckoutRead]:
             return Response(await checkout_service.checkout(licence_id, data), status_code=200)
@@ -142,7 +142,6 @@ class BillingController(Controller):
         operation_id="RefundPayment",
         status_code=201,
         guards=[operator("finance")],
-        parameters=[IDEMPOTENCY_PARAMETER],
         summary="Refund part or all of a payment; the parts give back in proportion (operator finance)",
         description=(
             "Refunds `amount` (minor units; by default all that is left) of a paid payment; Stripe is asked "
@@ -160,6 +159,7 @@ class BillingController(Controller):
         billing_service: NamedDependency[BillingService],
         caller: NamedDependency[Principal],
         tx: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
     ) -> Response[PaymentRead]:
         async def run() -> Response[PaymentRead]:
             payment = await billing_service.refund(payment_id, data)

@@ -25,12 +25,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.openapi.spec import Parameter as OpenAPIParameter
-from litestar.openapi.spec import Schema
+from litestar.params import HeaderParameter
 from sqlalchemy import Integer, String, Text, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,13 +43,16 @@ LEASE = timedelta(seconds=60)
 HEADER = "Idempotency-Key"
 RETRY_AFTER_S = 1  # most requests finish within a second; a client asked to wait longer would idle
 
-IDEMPOTENCY_PARAMETER = OpenAPIParameter(
-    name=HEADER,
-    param_in="header",  # type: ignore[arg-type]
-    required=False,
-    description="Makes the request safe to retry: the first response is kept 24 h and replayed.",
-    schema=Schema(type="string", max_length=255),  # type: ignore[arg-type]
-)
+# Declared by each route that takes it, so the OpenAPI document shows it; ``idempotent`` reads it.
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name=HEADER,
+        # Its length (1–255) is checked by ``idempotent``, which names the header in the refusal.
+        description="Makes the request safe to retry (1–255 characters): the first response is kept 24 h and "
+        "replayed.",
+    ),
+]
 
 
 class IdempotencyRecord(Base):

@@ -38,7 +38,7 @@ from catalog.access.schemas import (
 from catalog.access.service import ApplicationService, EligibilityQuery
 from catalog.auth import ANYONE, Principal, consumer
 from catalog.errors import FieldError, ValidationFailed, problem_responses
-from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
 from catalog.products.schemas import Region
@@ -134,8 +134,7 @@ class ApplicationController(Controller):
         ),
         operation_class=request_examples(examples.CREATE_APPLICATION),
         responses=problem_responses(401, 403, 404, 409, 422),
-        parameters=[IDEMPOTENCY_PARAMETER],
-    )  # type: ignore[list-item]
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -143,6 +142,7 @@ class ApplicationController(Controller):
         application_service: NamedDependency[ApplicationService],
         caller: NamedDependency[Principal],
         tx: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
     ) -> Response[ApplicationRead]:
         async def run() -> Response[ApplicationRead]:
             app = await application_service.create(data)

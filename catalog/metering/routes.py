@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import Principal, any_of, operator, provider
 from catalog.errors import problem_responses
-from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.metering import examples
 from catalog.metering.schemas import IngestResult, UsageBatch, UsageReport
 from catalog.metering.service import MeteringService
@@ -47,7 +47,6 @@ class MeteringController(Controller):
             "replays the whole response."
         ),
         operation_class=request_examples(examples.INGEST_USAGE_EVENTS),
-        parameters=[IDEMPOTENCY_PARAMETER],
         responses=problem_responses(401, 403, 409, 422),
     )
     async def ingest(
@@ -57,6 +56,7 @@ class MeteringController(Controller):
         metering_service: NamedDependency[MeteringService],
         caller: NamedDependency[Principal],
         tx: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
     ) -> Response[IngestResult]:
         async def run() -> Response[IngestResult]:
             return Response(await metering_service.ingest(data), status_code=200)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import Principal, operator
 from catalog.errors import problem_responses
-from catalog.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.openapi import request_examples
 from catalog.orgs import examples
 from catalog.orgs.schemas import (
@@ -67,8 +67,7 @@ class OrgController(Controller):
         operation_class=request_examples(examples.CREATE_ORG),
         guards=[operator("admin")],
         responses=problem_responses(401, 403, 409, 422),
-        parameters=[IDEMPOTENCY_PARAMETER],
-    )  # type: ignore[list-item]
+    )
     async def create_org(
         self,
         request: Request[Any, Any, Any],
@@ -76,6 +75,7 @@ class OrgController(Controller):
         org_service: NamedDependency[OrgService],
         caller: NamedDependency[Principal],
         tx: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
     ) -> Response[OrgRead]:
         async def run() -> Response[OrgRead]:
             org = await org_service.create_org(data)
