@@ -62,8 +62,9 @@ class DemoServer:
 
 
 @contextlib.contextmanager
-def demo_server(data: Path) -> Iterator[DemoServer]:
-    """`lode db upgrade`, `lode demo`, then `lode serve` on a free port, as a newcomer runs them."""
+def demo_server(data: Path, database_url: str | None = None) -> Iterator[DemoServer]:
+    """`lode db upgrade`, `lode demo`, then `lode serve` on a free port, as a newcomer runs them —
+    on SQLite in ``data``, or on the (empty) PostgreSQL database ``database_url``."""
     port = _free_port()
     env = {
         **os.environ,
@@ -75,6 +76,8 @@ def demo_server(data: Path) -> Iterator[DemoServer]:
         "LODE_LOG_LEVEL": "WARNING",
     }
     env.pop("LODE_DATABASE_URL", None)
+    if database_url:
+        env["LODE_DATABASE_URL"] = database_url
     subprocess.run([*_lode(), "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
     seeded = subprocess.run([*_lode(), "demo", "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
     demo = json.loads(seeded.stdout)
