@@ -51,7 +51,9 @@ asyncio.run(main(*sys.argv[1:]))
 def ensure_environment() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script is what tells an old Python so
         sys.exit(f"Lode needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (ROOT / "client" / "pyproject.toml").read_bytes()
+    ).hexdigest()
     if MARKER.exists() and MARKER.read_text() == wanted:
         return
     if not (BIN / "python").exists():
@@ -60,7 +62,8 @@ def ensure_environment() -> None:
     print("Installing Lode and its test tools into .venv (first run only) …", file=sys.stderr)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True, cwd=ROOT)
+    # The server with its test tools, and the Python client (its own distribution) with its extras.
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]", "-e", f"{ROOT / 'client'}[all]"], check=True, cwd=ROOT)
     MARKER.write_text(wanted)
 
 

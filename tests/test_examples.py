@@ -24,6 +24,11 @@
    info string (```` ```sh no-run ````). Each block runs under ``set -euo pipefail`` with ``curl``
    made to fail on an HTTP error (``--fail-with-body``), and the README's ``http://127.0.0.1:8000``
    is pointed at the port this test served on.
+
+3. Every Python block in README.md (```` ```python key=<demo key name> ````) runs as written with
+   ``.venv/bin/python`` against the same served demo, with ``LODE_URL`` pointing at it and
+   ``LODE_API_KEY`` the named demo key (``lode demo --json``'s ``keys`` or ``member_keys``) — what
+   the README tells a reader to export.
 """
 
 from __future__ import annotations
@@ -229,6 +234,14 @@ def readme_blocks(text: str) -> list[Block]:
     ]
 
 
+def python_blocks() -> list[Block]:
+    return [
+        Block(README.read_text(encoding="utf-8")[: m.start()].count("\n") + 1, m["info"].strip(), m["code"])
+        for m in _FENCE.finditer(README.read_text(encoding="utf-8"))
+        if m["info"].strip().split(" ")[0] == "python"
+    ]
+
+
 def runnable_blocks() -> list[Block]:
     return [b for b in readme_blocks(README.read_text(encoding="utf-8")) if NO_RUN not in b.info.split()]
 
@@ -266,6 +279,7 @@ def fx_served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     for args in (["db", "upgrade"], ["demo", "--json"]):
         done = subprocess.run([str(lode), *args], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert done.returncode == 0, done.stderr
+    seeded = json.loads(done.stdout)
     port = _free_port()
     server = subprocess.Popen(
         [str(lode), "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -279,7 +293,7 @@ def fx_served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
             except OSError:
                 assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
                 time.sleep(0.1)
-        yield {"env": env, "base": base, "port": port}
+        yield {"env": env, "base": base, "port": port, "keys": {**seeded["keys"], **seeded["member_keys"]}}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -315,6 +329,19 @@ def test_every_readme_command_runs_against_the_demo(served_demo, block: Block) -
     if "/statement?" in block.code:  # the statement example names a month with money in it
         grosses = [int(g) for g in re.findall(r'"gross":(\d+)', done.stdout)]
         assert grosses and max(grosses) > 0, done.stdout
+
+
+@pytest.mark.parametrize("block", python_blocks(), ids=lambda b: f"README-line-{b.line}")
+def test_every_readme_python_example_runs_against_the_demo(served_demo, block: Block) -> None:
+    named = dict(part.split("=", 1) for part in block.info.split()[1:] if "=" in part)
+    assert "key" in named, f"README line {block.line}: say whose key the example runs with: ```python key=<name>"
+    env = {**served_demo["env"], "LODE_URL": served_demo["base"], "LODE_API_KEY": served_demo["keys"][named["key"]]}
+    env["LODE_CONFIG"] = str(Path(env["LODE_DATA_DIR"]).parent / "no-client-config.toml")  # no profile leaks in
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", block.code],
+        env=env, cwd=Path(env["LODE_DATA_DIR"]).parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, f"README line {block.line}:\n{block.code}\nstderr:\n{done.stderr}"
 
 
 def test_the_readme_l4_query_names_a_table_of_the_l4_demo_product() -> None:
