@@ -81,6 +81,37 @@ class Retry:
         return min(self.base * 2**attempt, self.cap) * (0.5 + random.random() / 2)
 
 
+class Attempts:
+    """One call's tries: its Idempotency-Key (the same on every try), and whether and when to retry."""
+
+    def __init__(self, call: Call, retry: Retry) -> None:
+        self.call = call
+        self.retry = retry
+        self.key = str(uuid.uuid4()) if call.op in IDEMPOTENT else None
+        self.attempt = 0
+
+    def request(self) -> dict[str, Any]:
+        headers = _headers(self.call, self.key)
+        if self.call.json is not None:
+            headers["Content-Type"] = "application/json"
+        return {"params": _clean(self.call.params), "headers": headers}
+
+    def done(self, response: httpx.Response) -> bool:
+        return response.status_code not in RETRY_STATUSES or self.attempt >= self.retry.attempts
+
+    def after(self, response: httpx.Response | None) -> float:
+        """The pause before the next try."""
+        delay = self.retry.delay(self.attempt, response)
+        self.attempt += 1
+        return delay
+
+    def after_error(self, exc: httpx.TransportError) -> float:
+        """The pause before trying again after ``exc``; raises when that would be unsafe or futile."""
+        if self.attempt >= self.retry.attempts or not (_repeatable(self.call, self.key) or _never_sent(exc)):
+            raise errors.TransportError(f"{self.call.method} {self.call.url}: {exc!r}") from exc
+        return self.after(None)
+
+
 def _clean(params: dict[str, Any] | None) -> dict[str, Any] | None:
     if not params:
         return None
@@ -145,27 +176,16 @@ class SyncTransport:
         self.sleep = sleep
 
     def run(self, call: Call) -> Any:
-        key = str(uuid.uuid4()) if call.op in IDEMPOTENT else None
-        attempt = 0
+        attempts = Attempts(call, self.retry)
         while True:
-            response = None
             try:
-                response = self.http.request(
-                    call.method,
-                    call.url,
-                    params=_clean(call.params),
-                    content=self._body(call),
-                    headers=_headers(call, key)
-                    | ({"Content-Type": "application/json"} if call.json is not None else {}),
-                )
+                response = self.http.request(call.method, call.url, content=self._body(call), **attempts.request())
             except httpx.TransportError as exc:
-                if attempt >= self.retry.attempts or not (_repeatable(call, key) or _never_sent(exc)):
-                    raise errors.TransportError(f"{call.method} {call.url}: {exc!r}") from exc
+                self.sleep(attempts.after_error(exc))
             else:
-                if response.status_code not in RETRY_STATUSES or attempt >= self.retry.attempts:
+                if attempts.done(response):
                     return decode(call, response)
-            self.sleep(self.retry.delay(attempt, response))
-            attempt += 1
+                self.sleep(attempts.after(response))
 
     def _body(self, call: Call) -> Any:
         if call.upload is not None:
@@ -187,27 +207,18 @@ class AsyncTransport:
         self.retry = retry
 
     async def run(self, call: Call) -> Any:
-        key = str(uuid.uuid4()) if call.op in IDEMPOTENT else None
-        attempt = 0
+        attempts = Attempts(call, self.retry)
         while True:
-            response = None
             try:
                 response = await self.http.request(
-                    call.method,
-                    call.url,
-                    params=_clean(call.params),
-                    content=self._body(call),
-                    headers=_headers(call, key)
-                    | ({"Content-Type": "application/json"} if call.json is not None else {}),
+                    call.method, call.url, content=self._body(call), **attempts.request()
                 )
             except httpx.TransportError as exc:
-                if attempt >= self.retry.attempts or not (_repeatable(call, key) or _never_sent(exc)):
-                    raise errors.TransportError(f"{call.method} {call.url}: {exc!r}") from exc
+                await asyncio.sleep(attempts.after_error(exc))
             else:
-                if response.status_code not in RETRY_STATUSES or attempt >= self.retry.attempts:
+                if attempts.done(response):
                     return decode(call, response)
-            await asyncio.sleep(self.retry.delay(attempt, response))
-            attempt += 1
+                await asyncio.sleep(attempts.after(response))
 
     def _body(self, call: Call) -> Any:
         if call.upload is not None:
