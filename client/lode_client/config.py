@@ -65,7 +65,10 @@ def resolve(url: str | None = None, api_key: str | None = None, profile: str | N
     url = url or values.get("url")
     api_key = api_key or values.get("api_key")
     if not url:
-        raise ConfigurationError("No Lode URL: pass url=, set LODE_URL, or write a profile with `lode-client login`.")
+        raise ConfigurationError(
+            "No Lode URL: give one (url= in Python, --url on the command line), set LODE_URL, or name a profile "
+            "(--profile) that `lode-client login` wrote."
+        )
     return Settings(url=url.rstrip("/"), api_key=api_key, profile=name)
 
 

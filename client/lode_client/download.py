@@ -69,9 +69,12 @@ class Target:
 def progress_bar(enabled: bool, name: str) -> Any:
     if not enabled:
         return nullcontext(None)
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    # On stderr: stdout may be a pipe carrying JSON or the data itself.
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    return Progress(*columns, console=Console(stderr=True))
 
 
 def _check(response: httpx.Response, call: Call) -> None:

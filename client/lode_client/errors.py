@@ -135,6 +135,7 @@ _CODES: list[tuple[str, type[ApiError], str, str]] = [
     ("NotCirculable", Unprocessable, "not_circulable", "The product cannot circulate."),
     ("ListingRoleRequired", Forbidden, "listing_role_required", "The grade's listing roles must review it."),
     ("RegradeNotStricter", Unprocessable, "regrade_not_stricter", "A listed product's grade only tightens."),
+    ("QualityBelowMinimum", Unprocessable, "quality_below_minimum", "The measured quality is under the policy's."),
     ("OperatorSuspension", Forbidden, "operator_suspension", "Only the operator lifts its own suspension."),
     ("ProductNotAvailable", Conflict, "product_not_available", "The product is not listed."),
     ("PlanLocked", Conflict, "plan_locked", "A plan with licences cannot change its price."),

@@ -155,7 +155,10 @@ class Licence(Model):
     cap_period: str
     modes: list[str]
     analysts: list[str]
+    purpose: dict[str, Any] = {}
+    conditions: list[dict[str, Any]] = []  # conditions reviewers attached when approving
     holds: list[Hold] = []
+    ethics_expires_on: date | None = None
     payment_due_by: datetime | None = None
 
 

@@ -12,6 +12,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "GetProduct": ("GET", "/v1/products/{key}"),
     "CreateProduct": ("POST", "/v1/products"),
     "SubmitProduct": ("POST", "/v1/products/{product_id}/submit"),
+    "GetTerms": ("GET", "/v1/products/{product_id}/terms"),
     "CheckEligibility": ("GET", "/v1/products/{product_id}/eligibility"),
     "ListReleases": ("GET", "/v1/products/{product_id}/releases"),
     "CreateRelease": ("POST", "/v1/products/{product_id}/releases"),

@@ -115,6 +115,11 @@ class Products(Resource):
         return (yield Call("GetProduct", {"key": id_or_slug}, into=models.Product))
 
     @_op
+    def terms(self, id_or_slug: str, *, version: int | None = None) -> Steps:
+        """The product's terms: the current version, or the one a licence pins (``version``)."""
+        return (yield Call("GetTerms", {"product_id": id_or_slug}, {"version": version}, into=models.Terms))
+
+    @_op
     def dictionary(self, id_or_slug: str) -> Steps:
         product = yield Call("GetProduct", {"key": id_or_slug}, into=models.Product)
         return product.dictionary or []
