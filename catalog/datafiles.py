@@ -92,3 +92,8 @@ def _fits(kind: str, duckdb_type: str) -> bool:
     if kind == "number":
         return found in _INTEGER_TYPES or found in ("FLOAT", "DOUBLE") or bool(_DECIMAL.fullmatch(found))
     return found == CANONICAL_TYPES[kind]
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, quoted for DuckDB."""
+    return '"' + identifier.replace('"', '""') + '"'

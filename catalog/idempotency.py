@@ -49,8 +49,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name=HEADER,
         # Its length (1–255) is checked by ``idempotent``, which names the header in the refusal.
-        description="Makes the request safe to retry (1–255 characters): the first response is kept 24 h and "
-        "replayed.",
+        description="Makes the request safe to retry (1–255 characters): the first response is kept 24 h and replayed.",
     ),
 ]
 

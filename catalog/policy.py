@@ -84,6 +84,9 @@ class GradeRule(msgspec.Struct, frozen=True, kw_only=True):
     aggregates: frozenset[str]
     epsilon_total_micro: int | None
     epsilon_per_query_micro: int | None
+    # The measured quality a product's newest release must reach before it is listed, by category
+    # (conformance, completeness, plausibility); none by default, a policy file may set it.
+    min_quality: dict[str, float] | None = None
 
     def allows(self, mode: str) -> bool:
         return mode in self.modes
@@ -244,6 +247,22 @@ def org_standing_refusal(grade: str, org_status: str, in_jurisdiction: bool) -> 
     return None
 
 
+def listing_quality_refusal(grade: str, measured: dict[str, Any] | None) -> str | None:
+    """Why a product's measured quality keeps it from being listed at this grade, or None."""
+    minimum = _active.rule(grade).min_quality
+    if not minimum:
+        return None
+    scores = (measured or {}).get("scores") or {}
+    if not scores:
+        return f"{grade} requires measured quality ({_wanted(minimum)}): publish a release first."
+    short = [f"{c} {scores.get(c)} < {m}" for c, m in minimum.items() if (scores.get(c) or 0) < m]
+    return f"{grade} requires {_wanted(minimum)}; measured {', '.join(short)}." if short else None
+
+
+def _wanted(minimum: dict[str, float]) -> str:
+    return ", ".join(f"{c} ≥ {m}" for c, m in sorted(minimum.items()))
+
+
 def licensable_modes(grade: str, plan_modes: list[str] | None, terms_remove: set[str]) -> list[str]:
     """grade ∩ plan ∩ terms, in the canonical order."""
     allowed = set(_active.rule(grade).modes)
@@ -305,6 +324,19 @@ def _tighten(base: GradeRule, table: dict[str, Any], problems: list[str]) -> Gra
                 refuse(key, f"must be a whole number of at least {base.k}")
             else:
                 changes["k"] = value
+        elif key == "min_quality":
+            categories = ("conformance", "completeness", "plausibility")
+            current = base.min_quality or {}
+            if not isinstance(value, dict) or not all(
+                c in categories
+                and isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and current.get(c, 0) <= v <= 1
+                for c, v in value.items()
+            ):
+                refuse(key, f"must map {', '.join(categories)} to scores between the current minimum and 1")
+            else:
+                changes["min_quality"] = {**current, **{c: float(v) for c, v in value.items()}}
         elif key == "licensable_by":
             if value not in LICENSABLE_BY or LICENSABLE_BY.index(value) < LICENSABLE_BY.index(base.licensable_by):
                 refuse(key, f"must be at least as strict as {base.licensable_by!r}")

@@ -30,6 +30,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import date
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -37,8 +38,9 @@ from typing import Any, Literal
 import duckdb
 import msgspec
 
-from catalog.datafiles import CANONICAL_TYPES, FORMATS, IDENTIFIER, ColumnInfo, parse_file_name
+from catalog.datafiles import CANONICAL_TYPES, FORMATS, IDENTIFIER, ColumnInfo, parse_file_name, quote
 from catalog.errors import PayloadTooLarge, Unprocessable
+from catalog.products import quality
 from catalog.sandbox import Sandbox
 
 RECORD_KEY = "_lode_rkey"
@@ -71,6 +73,7 @@ class PublishedTable(msgspec.Struct, frozen=True):
     # grade policy decides from it which columns isolate persons (anonymised grades refuse to filter
     # or group by those).
     uniqueness: dict[str, float] = {}
+    quality: dict[str, Any] = {}  # the table's checks (products/quality.py), when profiled
 
 
 class TableSpec(msgspec.Struct, frozen=True):
@@ -79,8 +82,12 @@ class TableSpec(msgspec.Struct, frozen=True):
     dictionary: dict  # one DictionaryTable as a plain dict: table, person_key, fields, …
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+class Profiling(msgspec.Struct, frozen=True):
+    """What the quality report of a publish needs beyond the files (``products/quality.py``)."""
+
+    thresholds: dict[str, float]
+    today: date
+    period: tuple[date, date] | None = None
 
 
 class Storage:
@@ -187,11 +194,16 @@ class Storage:
 
     # --- publish ----------------------------------------------------------------------------------
 
-    async def publish(self, release_id: str, tables: dict[str, TableSpec]) -> dict[str, PublishedTable]:
-        """Write every table's Parquet file; all of them, or (on any failure) none."""
+    async def publish(
+        self, release_id: str, tables: dict[str, TableSpec], profiling: Profiling | None = None
+    ) -> tuple[dict[str, PublishedTable], dict[str, list[dict[str, Any]]]]:
+        """Write every table's Parquet file — all of them, or (on any failure) none — profiling each
+        as it is written when ``profiling`` is given; answers the tables and the release-wide
+        checks (persons missing from a table, dates before birth)."""
         release_dir = self.release_dir(release_id)
         await asyncio.to_thread((release_dir / "tables").mkdir, parents=True, exist_ok=True)
         published: dict[str, PublishedTable] = {}
+        across: dict[str, list[dict[str, Any]]] = {}
         try:
             for table, spec in tables.items():
                 target = self.table_path(release_id, table)
@@ -200,8 +212,15 @@ class Storage:
                     raise ValueError(
                         f"table {table}: {spec.upload_key!r} is not a {spec.format} upload of this release"
                     )
-                write = partial(_write_table, source=source, fmt=spec.format, dictionary=spec.dictionary, target=target)
-                rows, persons, size, sha256, uniqueness = await self.sandbox.work(
+                write = partial(
+                    _write_table,
+                    source=source,
+                    fmt=spec.format,
+                    dictionary=spec.dictionary,
+                    target=target,
+                    profiling=profiling,
+                )
+                rows, persons, size, sha256, uniqueness, checks = await self.sandbox.work(
                     write, release_dir, f"Table {table} could not be written"
                 )
                 published[table] = PublishedTable(
@@ -212,12 +231,20 @@ class Storage:
                     bytes=size,
                     sha256=sha256,
                     uniqueness=uniqueness,
+                    quality=checks,
                 )
+            if profiling is not None and published:
+                paths = {table: str(self.path(done.key)) for table, done in published.items()}
+                dictionaries = [spec.dictionary for spec in tables.values()]
+                check = partial(
+                    quality.release_checks, paths=paths, tables=dictionaries, thresholds=profiling.thresholds
+                )
+                across = await self.sandbox.work(check, release_dir, "The release could not be profiled")
         except BaseException:
             for done in published.values():
                 self.path(done.key).unlink(missing_ok=True)
             raise
-        return published
+        return published, across
 
 
 # --- work done in a worker thread ---------------------------------------------------------------
@@ -236,8 +263,14 @@ def _detect(conn: duckdb.DuckDBPyConnection, *, path: Path, fmt: str) -> tuple[l
 
 
 def _write_table(
-    conn: duckdb.DuckDBPyConnection, *, source: Path, fmt: str, dictionary: dict, target: Path
-) -> tuple[int, int, int, str, dict[str, float]]:
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    source: Path,
+    fmt: str,
+    dictionary: dict,
+    target: Path,
+    profiling: Profiling | None = None,
+) -> tuple[int, int, int, str, dict[str, float], dict[str, Any]]:
     casts = []
     for field in dictionary["fields"]:
         canonical = CANONICAL_TYPES.get(field["type"])
@@ -252,13 +285,23 @@ def _write_table(
         counted = f"SELECT count(*), count(DISTINCT {quote(dictionary['person_key'])}) FROM read_parquet(?)"
         rows, persons = conn.execute(counted, [str(incoming)]).fetchone()
         uniqueness = _uniqueness(conn, incoming, dictionary)
+        checks: dict[str, Any] = {}
+        if profiling is not None:
+            checks = quality.profile_table(
+                conn,
+                str(incoming),
+                dictionary,
+                thresholds=profiling.thresholds,
+                today=profiling.today,
+                period=profiling.period,
+            )
         with incoming.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         size = incoming.stat().st_size
         os.replace(incoming, target)
     finally:
         incoming.unlink(missing_ok=True)
-    return rows, persons, size, sha256, uniqueness
+    return rows, persons, size, sha256, uniqueness, checks
 
 
 def measure_uniqueness(storage: Storage, release_id: str, path: Path, dictionary: dict) -> dict[str, float]:

@@ -76,16 +76,17 @@ CONTROLS_COLUMNS = (
 )
 
 # Not columns of PRODUCT.md's table, pinned all the same: "Lifecycles" (listing L4/L5 also needs the
-# operator's security role), API.md's register (a public summary from L3 up) and DCAT-AP's access right.
+# operator's security role), API.md's register (a public summary from L3 up), DCAT-AP's access right
+# and the measured quality a listing needs (none, unless a policy file asks; the quality issue).
 OTHER_TABLE: dict[str, tuple[Any, ...]] = {
-    #      listing_roles            public_summary access_rights
-    "L1": (("curator",),            False,         "PUBLIC"),
-    "L2": (("curator",),            False,         "RESTRICTED"),
-    "L3": (("curator",),            True,          "RESTRICTED"),
-    "L4": (("curator", "security"), True,          "RESTRICTED"),
-    "L5": (("curator", "security"), True,          "NON_PUBLIC"),
+    #      listing_roles            public_summary access_rights  min_quality
+    "L1": (("curator",),            False,         "PUBLIC",      None),
+    "L2": (("curator",),            False,         "RESTRICTED",  None),
+    "L3": (("curator",),            True,          "RESTRICTED",  None),
+    "L4": (("curator", "security"), True,          "RESTRICTED",  None),
+    "L5": (("curator", "security"), True,          "NON_PUBLIC",  None),
 }
-OTHER_COLUMNS = ("listing_roles", "public_summary", "access_rights")
+OTHER_COLUMNS = ("listing_roles", "public_summary", "access_rights", "min_quality")
 # fmt: on
 
 
@@ -292,7 +293,18 @@ def dominance_rule() -> Settable:
 
 
 # Every GradeRule field a policy file may set, by field name.
+def min_quality_rule() -> Settable:
+    """Measured quality a listing must reach: set or raised per category, never lowered or misnamed."""
+    return Settable(
+        "min_quality",
+        lambda r: [("a score over 1", {"completeness": 1.5}), ("not a category", {"beauty": 0.9}),
+                   ("not a table", 0.9)],  # fmt: skip
+        lambda r: {"completeness": 0.95},
+    )
+
+
 SETTABLE: dict[str, Settable] = {
+    "min_quality": min_quality_rule(),
     "licensable_by": licensable_by_rule(),
     "named_analysts": switch_off("named_analysts"),
     "modes": subset("modes", MODES),

@@ -289,7 +289,7 @@ class TestPublish:
     async def test_writes_typed_parquet_with_record_keys(self, storage: Storage, tmp_path: Path) -> None:
         spec = await self.ingest_visits(storage, tmp_path)
 
-        published = await storage.publish(RELEASE, {"visits": spec})
+        published, _ = await storage.publish(RELEASE, {"visits": spec})
 
         table = published["visits"]
         path = storage.table_path(RELEASE, "visits")

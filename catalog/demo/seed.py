@@ -21,6 +21,7 @@ from catalog import db
 from catalog.auth import Principal, demo_secret, hash_secret
 from catalog.delivery.noise import Noise
 from catalog.demo import catalog as demo
+from catalog.demo import defects
 from catalog.demo.data import write_product
 from catalog.demo.licences import LICENCES, ensure_licence
 from catalog.demo.usage import add_usage
@@ -178,7 +179,9 @@ async def ensure_product(
         )
         await releases.ReleaseService(session, publisher, storage).create(product.id, item.release)
     version = item.release.version
-    for path in write_product(item, scratch / item.slug, settings.demo_seed).values():
+    written = write_product(item, scratch / item.slug, settings.demo_seed)
+    defects.plant(item.slug, written)  # what a real extract carries, for the quality report to find
+    for path in written.values():
         await releases.upload(
             sessions, publisher, storage, product.id, version, path.name, _chunks(path), settings.max_upload_bytes
         )

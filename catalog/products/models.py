@@ -36,7 +36,9 @@ class Product(IdMixin, CreatedMixin, Base):
     temporal_coverage: Mapped[dict[str, Any] | None]
     spatial_coverage: Mapped[list[str]]
     update_frequency: Mapped[str | None] = mapped_column(String(16))
-    quality: Mapped[dict[str, Any] | None]
+    quality: Mapped[dict[str, Any] | None]  # as the provider declares it
+    # Measured: the newest published release's scores (products/quality.py), with its version.
+    measured_quality: Mapped[dict[str, Any] | None]
     dictionary: Mapped[list[Any] | None]
     review_comment: Mapped[str | None] = mapped_column(Text)
     suspended_by: Mapped[str | None] = mapped_column(String(16))
@@ -69,6 +71,8 @@ class Release(IdMixin, CreatedMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | publishing | published | withdrawn
     dictionary: Mapped[list[Any]]
     tables: Mapped[dict[str, Any] | None]  # at publish: {table: {rows, persons, bytes, sha256, key}}
+    quality: Mapped[dict[str, Any] | None]  # the quality report, profiled at publish, immutable after
+    quality_thresholds: Mapped[dict[str, Any] | None]  # the provider's stricter thresholds, by category
     published_at: Mapped[datetime | None]
     publishing_since: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]

@@ -92,6 +92,7 @@ def release_read(release: Release, files: list[ReleaseFile]) -> ReleaseRead:
             for f in files
         ],
         tables=release.tables,
+        quality=(release.quality or {}).get("summary"),
         published_at=release.published_at,
         withdrawn_at=release.withdrawn_at,
         withdraw_reason=release.withdraw_reason,

@@ -94,6 +94,27 @@ class ReleaseController(Controller):
     ) -> ReleaseRead:
         return await release_service.get(product_id, version)
 
+    @get(
+        "/{version:str}/quality",
+        operation_id="GetReleaseQuality",
+        opt=PUBLIC,
+        security=ANYONE,
+        summary="A release's measured quality: conformance, completeness and plausibility checks",
+        description=(
+            "The quality report profiled when the release was published, immutable with it: per table, each check "
+            "(conformance to the dictionary and the code standards it declares, completeness, plausibility) with its "
+            "numerator, denominator, fraction, threshold and pass or fail; each category's score; and the drift "
+            "from the previous published release. Only counts, never a row value. The owner and the operator see "
+            'every count; anyone else sees a failing count under the grade\'s k as `"< k"`. 404 for a draft, or a '
+            "release published before quality was measured."
+        ),
+        responses=problem_responses(401, 404),
+    )
+    async def get_quality(
+        self, product_id: FromPath[str], version: FromPath[str], release_service: NamedDependency[ReleaseService]
+    ) -> dict[str, Any]:
+        return await release_service.quality(product_id, version)
+
     @put(
         "/{version:str}/files/{name:str}",
         operation_id="UploadReleaseFile",

@@ -10,25 +10,25 @@ a late upload can never overwrite a file a published release refers to.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, outbox
+from catalog import audit, outbox, policy
 from catalog.auth import Principal, ensure_member_with
 from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
 from catalog.ids import new_id
 from catalog.pagination import PageRequest
-from catalog.products import dictionary
+from catalog.products import dictionary, quality, search
 from catalog.products import repository as repo
 from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
 from catalog.products.service import OPERATOR_STATUS_ROLES, OWNER_ROLES, ProductService
-from catalog.storage import Storage, TableSpec
+from catalog.storage import Profiling, Storage, TableSpec
 
 STORAGE_DELETE = "storage.delete"
 STALE_PUBLISH = timedelta(minutes=15)
@@ -63,6 +63,7 @@ class ReleaseService:
             notes=data.notes,
             status="draft",
             dictionary=tables,
+            quality_thresholds=quality.thresholds_for(data.quality_thresholds),
             created_by=self._user(),
             created_at=utcnow(),
         )
@@ -82,6 +83,21 @@ class ReleaseService:
         product = await self.products.visible(product_id)
         release = await self._release(product, version)
         return release_read(release, (await repo.files(self.session, [release.id]))[release.id])
+
+    async def quality(self, product_id: str, version: str) -> dict[str, Any]:
+        """The release's quality report: whole to its owner and the operator; to anyone else with
+        failing counts under the grade's k shown as "< k" (``quality.public_view``)."""
+        product = await self.products.visible(product_id)
+        release = await self._release(product, version)
+        if release.quality is None:
+            raise NotFound(
+                f"Release {version} has no quality report: it is a draft, or was published before Lode "
+                "measured quality."
+            )
+        report = {"product_id": product.id, "version": release.version, **release.quality}
+        if self.products.sees_unlisted(product):
+            return report
+        return quality.public_view(report, policy.rule(product.grade).k)
 
     async def list(self, product_id: str, page: PageRequest) -> ReleaseList:
         product = await self.products.visible(product_id)
@@ -221,8 +237,13 @@ async def publish(
             )
         release.status, release.publishing_since = "publishing", now
         release_id = release.id
+        profiling = Profiling(
+            thresholds=quality.thresholds_for(release.quality_thresholds),
+            today=now.date(),
+            period=_period(product.temporal_coverage),
+        )
     try:
-        published = await storage.publish(release_id, specs)
+        published, across = await storage.publish(release_id, specs, profiling)
     except BaseException:
         async with write_transaction(sessions) as session:
             await repo.set_release_status(session, release_id, "publishing", "draft")
@@ -236,9 +257,44 @@ async def publish(
             for t, p in published.items()
         }
         release.status, release.published_at, release.publishing_since = "published", utcnow(), None
+        previous = await repo.latest_published_release(session, product.id, before=release.id)
+        release.quality = _report(published, across, profiling, previous.quality if previous else None)
+        product.measured_quality = {
+            "version": version,
+            **release.quality["summary"],
+            "profiled_at": release.published_at.isoformat(),
+        }
         await session.flush()
+        await search.index_product(session, product.id)  # the measured-quality facets move
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
         return release_read(release, files)
+
+
+def _period(coverage: dict[str, Any] | None) -> tuple[date, date] | None:
+    """The product's declared period, whose months the report checks are covered."""
+    try:
+        return date.fromisoformat(coverage["start"]), date.fromisoformat(coverage["end"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _report(
+    published: dict[str, Any], across: dict[str, list[dict[str, Any]]], profiling: Profiling, previous: Any
+) -> dict[str, Any]:
+    tables = {
+        name: {"rows": table.quality["rows"], "persons": table.quality["persons"],
+               "checks": [*table.quality["checks"], *across.get(name, [])]}
+        for name, table in published.items()
+    }  # fmt: skip
+    report: dict[str, Any] = {
+        "framework": "Kahn et al. 2016 (conformance, completeness, plausibility), as in the OHDSI DQD",
+        "thresholds": profiling.thresholds,
+        "period": [d.isoformat() for d in profiling.period] if profiling.period else None,
+        "tables": tables,
+    }
+    report["summary"] = quality.summarise(tables)
+    report["drift"] = quality.drift(report, previous)
+    return report
 
 
 async def delete_stored(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:

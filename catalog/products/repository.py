@@ -127,6 +127,18 @@ async def latest_release(session: AsyncSession, product_id: str) -> Release | No
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def latest_published_release(session: AsyncSession, product_id: str, *, before: str) -> Release | None:
+    """The newest release published before ``before`` (by id, as releases are made): what a new
+    release's quality report measures its drift against."""
+    stmt = (
+        select(Release)
+        .where(Release.product_id == product_id, Release.status == "published", Release.id < before)
+        .order_by(Release.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def list_releases(
     session: AsyncSession, product_id: str, page: PageRequest, statuses: Sequence[str] | None
 ) -> Page[Release]:

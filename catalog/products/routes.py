@@ -15,7 +15,7 @@ from catalog.auth import ANYONE, Principal, operator, provider
 from catalog.errors import FieldError, ValidationFailed, problem_responses
 from catalog.openapi import request_examples
 from catalog.pagination import MAX_LIMIT
-from catalog.products import dcat, examples, search
+from catalog.products import dcat, examples, quality, search
 from catalog.products.commerce import CommerceService
 from catalog.products.offer_schemas import PlanCreate, PlanList, PlanUpdate, RevenueSharePut, RevenueShareRead, TermsPut
 from catalog.products.schemas import (
@@ -46,6 +46,22 @@ FILTERS: dict[str, tuple[str, ...] | None] = {
     "pricing": PlanKind.__args__,  # type: ignore[attr-defined]
 }
 Filter = Annotated[list[str] | None, QueryParameter(description="One or more values (repeat or comma-separate)")]
+
+
+MinScore = Annotated[
+    float | None,
+    QueryParameter(ge=0, le=1, description="Measured score at least this: 0.8, 0.9, 0.95, 0.98, 0.99 or 1"),
+]
+
+
+def _measured_at_least(name: str, minimum: float) -> tuple[str, ...]:
+    selected = quality.buckets_from(minimum)
+    if selected is None:
+        raise ValidationFailed(
+            f"{name}: {minimum:g} is not a score the catalogue buckets by",
+            errors=[FieldError(name, "use one of 0.8, 0.9, 0.95, 0.98, 0.99, 1")],
+        )
+    return selected
 
 
 def _caller(request: Request[Any, Any, Any]) -> Principal | None:
@@ -107,7 +123,9 @@ class ProductController(Controller):
         description=(
             "Full-text search (English words or Chinese terms) with facet filters, each facet counted as if its own "
             "filter were not applied. Anyone may search listed products without a key; other `status` values need one "
-            "and show the owner its own products and the operator all (403 without a key)."
+            "and show the owner its own products and the operator all (403 without a key). `min_completeness`, "
+            "`min_conformance` and `min_plausibility` keep the products whose newest published release measured at "
+            "least that score (one of 0.8, 0.9, 0.95, 0.98, 0.99, 1)."
         ),
         responses=problem_responses(401, 403),
     )
@@ -126,6 +144,9 @@ class ProductController(Controller):
         cursor: Annotated[
             str | None, QueryParameter(max_length=200, description="`next_cursor` of the previous page")
         ] = None,
+        min_completeness: MinScore = None,
+        min_conformance: MinScore = None,
+        min_plausibility: MinScore = None,
     ) -> ProductList:
         raw = {
             "grade": grade,
@@ -136,6 +157,10 @@ class ProductController(Controller):
             "pricing": pricing,
         }
         filters = {name: _split(name, raw[name], FILTERS[name]) for name in FILTERS if raw[name]}
+        minimums = {"completeness": min_completeness, "conformance": min_conformance, "plausibility": min_plausibility}
+        for category, minimum in minimums.items():
+            if minimum is not None:
+                filters[category] = _measured_at_least(f"min_{category}", minimum)
         statuses, owner = product_service.search_scope(list(status) if status else None)
         query = search.SearchQuery(
             q=q.strip() if q and q.strip() else None,

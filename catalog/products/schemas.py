@@ -280,6 +280,9 @@ class ReleaseRead(Struct, kw_only=True):
     dictionary: list[dict[str, Any]]
     files: list[ReleaseFileRead]
     tables: dict[str, Any] | None
+    # The quality report's summary — scores per category, checks run and failed — once published;
+    # the whole report is GET …/releases/{version}/quality.
+    quality: dict[str, Any] | None
     published_at: datetime | None
     withdrawn_at: datetime | None
     withdraw_reason: str | None
@@ -299,7 +302,10 @@ class ProductRead(ProductSummary, kw_only=True):
     temporal_coverage: dict[str, Any] | None
     spatial_coverage: list[str]
     update_frequency: str | None
-    quality: dict[str, Any] | None
+    quality: dict[str, Any] | None  # as the provider declares it
+    # As Lode measured it: the newest published release's scores per category ({version, scores,
+    # checks, failed, profiled_at}); null until a release is published with a report.
+    measured_quality: dict[str, Any] | None
     sources: list[SourceRead]
     dictionary: list[dict[str, Any]] | None
     review_comment: str | None
@@ -317,6 +323,11 @@ class Facets(Struct, kw_only=True):
     standard: dict[str, int]
     provider: dict[str, int]
     pricing: dict[str, int]
+    # Measured quality of the newest published release, by the bucket its score reaches (1.00, 0.99,
+    # 0.98, 0.95, 0.90, 0.80, 0.00 — each "at least").
+    completeness: dict[str, int] = {}
+    conformance: dict[str, int] = {}
+    plausibility: dict[str, int] = {}
 
 
 class ProductList(Struct, kw_only=True):
@@ -334,7 +345,13 @@ class ProductList(Struct, kw_only=True):
 # --- releases -----------------------------------------------------------------------------------
 
 
+QualityCategory = Literal["conformance", "completeness", "plausibility"]
+
+
 class ReleaseCreate(Body):
     version: Version
     notes: Annotated[str, Meta(max_length=10_000)] | None = None
     dictionary: Dictionary | None = None
+    # The lowest passing fraction per category of the quality report; a value under Lode's default
+    # is raised to it (a provider may tighten, never loosen).
+    quality_thresholds: dict[QualityCategory, Fraction] | None = None

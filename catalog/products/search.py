@@ -45,11 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.errors import ValidationFailed
 from catalog.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-from catalog.products import search_sql
+from catalog.products import quality, search_sql
 from catalog.products.models import Plan, Product, ProductSource
 from catalog.products.search_sql import COUNTS, DOC, TEXT, SearchDocument, SearchFacetCount, SearchText
 
-FACETS = ("grade", "data_type", "therapeutic_area", "standard", "provider", "pricing")
+FACETS = (
+    "grade", "data_type", "therapeutic_area", "standard", "provider", "pricing",
+    *quality.CATEGORIES,  # measured on the newest published release, by bucket (quality.BUCKETS)
+)  # fmt: skip
 TOTAL_CAP = 10_000  # read at call time, like RANK_CAP: tests lower them
 RANK_CAP = 1_000
 TOTAL_KEY = ("", "")  # the facet-counts row holding the number of listed products
@@ -154,6 +157,7 @@ def build_document(
         *_entries("standard", product["standards"] or ()),
         *_entries("provider", [product["owner_org_id"], *source_org_ids]),
         *_entries("pricing", plan_kinds),
+        *_measured(product.get("measured_quality")),
     }
     row = {
         "product_id": product["id"],
@@ -168,6 +172,13 @@ def build_document(
         "body": " ".join(tokens(" ".join(body)[:MAX_TEXT])),
     }
     return Document(row, text)
+
+
+def _measured(measured: Any) -> list[str]:
+    scores = measured.get("scores") if isinstance(measured, dict) else None
+    if not isinstance(scores, dict):
+        return []
+    return [f"{c}={quality.bucket(v)}" for c, v in scores.items() if c in quality.CATEGORIES and v is not None]
 
 
 def _micros(moment: datetime) -> int:
@@ -225,7 +236,7 @@ async def index_product(session: AsyncSession, product_id: str) -> None:
 
 _PRODUCT_FIELDS = frozenset(
     "id status grade title summary description i18n keywords data_types therapeutic_areas standards "
-    "owner_org_id created_at".split()
+    "owner_org_id created_at measured_quality".split()
 )
 
 

@@ -266,6 +266,9 @@ class ProductService:
                     code="listing_role_required",
                     roles=list(needed),
                 )
+            short = policy.listing_quality_refusal(product.grade, product.measured_quality)
+            if short:
+                raise Unprocessable(short, code="quality_below_minimum", measured=product.measured_quality)
             product.review_comment = data.comment
             await self._transition(product, "list", data.comment)
         return await self.read(product)
@@ -329,6 +332,7 @@ class ProductService:
             spatial_coverage=list(product.spatial_coverage),
             update_frequency=product.update_frequency,
             quality=product.quality,
+            measured_quality=product.measured_quality,
             sources=[msgspec.convert(s, SourceRead, from_attributes=True) for s in sources],
             dictionary=product.dictionary,
             review_comment=product.review_comment,

@@ -1,0 +1,354 @@
+"""Measured data quality: each release profiled at publish against its dictionary.
+
+The checks follow Kahn et al.'s harmonised framework, as the OHDSI Data Quality Dashboard uses it:
+
+* **conformance** — values against the declared categories and bounds; codes against the standard
+  the column declares (``code_system``: ICD-10 code shape, LOINC check digits, UCUM units that
+  parse); the person key present on every row. Types and dates are conformant by construction:
+  a value that does not cast to its declared type stops the publish.
+* **completeness** — nulls per column; persons of the release with no row in a table; months of
+  the product's declared period with no row.
+* **plausibility** — dates in the future or before the person's birth; duplicate rows; persons with
+  more rows than the dictionary's ``max_rows_per_person``.
+
+Every check is a count: its numerator (the rows or persons that pass), its denominator, the
+fraction, and pass or fail against a threshold (the category's default, or a stricter one the
+provider sets). No row value ever leaves the profile. The report is computed inside the sandboxed
+DuckDB connection that writes the release's Parquet files, reading what was just written, and is
+stored with the release, immutable with it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from catalog.datafiles import quote
+
+CATEGORIES = ("conformance", "completeness", "plausibility")
+# The lowest passing fraction of each category's checks; a provider may ask for more, never less.
+DEFAULT_THRESHOLDS = {"conformance": 0.99, "completeness": 0.95, "plausibility": 0.99}
+MAX_DISTINCT_CODES = 200_000  # a code column with more distinct values than this is checked on its commonest
+ICD10 = re.compile(r"^[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?$")
+BIRTH_FIELDS = ("birth_date", "date_of_birth", "birth_year", "year_of_birth")
+
+
+def loinc_valid(code: str) -> bool:
+    """A LOINC code ``NNNNN-C``: C is the mod-10 check digit of the digits before it."""
+    body, dash, check = code.partition("-")
+    if not dash or not body.isdigit() or not check.isdigit() or len(check) != 1 or not 1 <= len(body) <= 7:
+        return False
+    digits = [int(d) for d in reversed(body)]
+    total = 0
+    for i, digit in enumerate(digits):
+        if i % 2 == 0:  # from the right, the 1st, 3rd … digit is doubled (Luhn, as LOINC specifies)
+            digit *= 2
+            digit = digit // 10 + digit % 10
+        total += digit
+    return (10 - total % 10) % 10 == int(check)
+
+
+_UCUM_ATOM = re.compile(
+    r"^(10\*|10\^)?[+-]?[0-9]*"  # a factor, or a power of ten
+    r"(\[[!-Z\\^-~]+\]|[a-zA-Z%'\"]+)?"  # an atom: a word, %, or a [bracketed] special unit
+    r"([+-]?[0-9]+)?"  # an exponent
+    r"(\{[^{}]*\})?$"  # an annotation
+)
+
+
+def ucum_parses(unit: str) -> bool:
+    """The syntax of a UCUM unit (e.g. ``mmol/L``, ``mg/dL``, ``10*9/L``, ``mL/min/{1.73_m2}``): terms
+    joined by ``.`` and ``/``, each a factor, an atom, an exponent and an annotation; no spaces."""
+    if not unit or " " in unit or len(unit) > 60:
+        return False
+    terms = re.split(r"[./](?![^{]*\})", unit.removeprefix("/"))  # not at a dot inside an {annotation}
+    return all(term and _UCUM_ATOM.match(term) and term not in ("+", "-") for term in terms)
+
+
+def code_checker(code_system: str | None) -> tuple[str, Any] | None:
+    """The check a code column's declared standard calls for: (its name, a predicate on one code)."""
+    system = (code_system or "").strip().upper()
+    if system.startswith("ICD-10") or system.startswith("ICD10"):
+        return "icd10_shape", lambda code: bool(ICD10.match(code))
+    if system == "LOINC":
+        return "loinc_check_digit", loinc_valid
+    if system == "UCUM":
+        return "ucum_parses", ucum_parses
+    return None
+
+
+def _check(category: str, name: str, passed: int, total: int, threshold: float, **about: Any) -> dict[str, Any]:
+    fraction = round(passed / total, 6) if total else 1.0
+    return {
+        "category": category,
+        "check": name,
+        **about,
+        "numerator": passed,
+        "denominator": total,
+        "failing": total - passed,
+        "fraction": fraction,
+        "threshold": threshold,
+        "passed": fraction >= threshold,
+    }
+
+
+def profile_table(
+    conn: duckdb.DuckDBPyConnection,
+    path: str,
+    table: dict[str, Any],
+    *,
+    thresholds: dict[str, float],
+    today: date,
+    period: tuple[date, date] | None,
+) -> dict[str, Any]:
+    """The checks of one written table (its Parquet file at ``path``), in two or three scans."""
+    fields = table["fields"]
+    person = table["person_key"]
+    source = "read_parquet($path)"
+    aggregates = ["count(*)"]
+    plan: list[tuple[str, str, str, dict[str, Any]]] = []  # (category, check, count expression, about)
+
+    def bad(category: str, name: str, condition: str, **about: Any) -> None:
+        plan.append((category, name, condition, about))
+        aggregates.append(f"count(*) FILTER (WHERE {condition})")
+
+    for field in fields:
+        column = quote(field["name"])
+        about = {"column": field["name"]}
+        bad("completeness", "not_null", f"{column} IS NULL", **about)
+        if field.get("categories"):
+            listed = ", ".join(_literal(v) for v in field["categories"])
+            bad("conformance", "in_categories", f"{column} IS NOT NULL AND CAST({column} AS VARCHAR) NOT IN ({listed})",
+                **about)  # fmt: skip
+        if field["type"] in ("integer", "number") and (field.get("min") is not None or field.get("max") is not None):
+            low = field.get("min") if field.get("min") is not None else "-'Infinity'::DOUBLE"
+            high = field.get("max") if field.get("max") is not None else "'Infinity'::DOUBLE"
+            bad("conformance", "within_bounds", f"{column} < {low} OR {column} > {high}", **about)
+        if field["type"] == "date":
+            bad("plausibility", "not_in_future", f"{column} > DATE '{today.isoformat()}'", **about)
+    bad("conformance", "person_key_present", f"{quote(person)} IS NULL", column=person)
+
+    counts = conn.execute(f"SELECT {', '.join(aggregates)} FROM {source}", {"path": path}).fetchone()
+    rows = counts[0]
+    checks = [
+        _check(category, name, rows - failing, rows, thresholds[category], **about)
+        for (category, name, _, about), failing in zip(plan, counts[1:], strict=True)
+    ]
+    checks += _code_checks(conn, path, fields, rows, thresholds)
+    checks += _row_checks(conn, path, table, rows, thresholds)
+    if period is not None:
+        checks += _coverage(conn, path, fields, period, thresholds)
+    (persons,) = conn.execute(f"SELECT count(DISTINCT {quote(person)}) FROM {source}", {"path": path}).fetchone()
+    return {"rows": rows, "persons": persons, "checks": checks}
+
+
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _code_checks(
+    conn: duckdb.DuckDBPyConnection, path: str, fields: list[dict[str, Any]], rows: int, thresholds: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Codes checked once per distinct value, in Python (the check digit and the unit grammar
+    are no SQL), weighted by how many rows hold each."""
+    checks = []
+    for field in fields:
+        checker = code_checker(field.get("code_system")) if field["type"] == "string" else None
+        if checker is None:
+            continue
+        name, valid = checker
+        column = quote(field["name"])
+        distinct = conn.execute(
+            f"SELECT {column}, count(*) FROM read_parquet($path) WHERE {column} IS NOT NULL "
+            f"GROUP BY 1 ORDER BY 2 DESC LIMIT {MAX_DISTINCT_CODES}",
+            {"path": path},
+        ).fetchall()
+        present = sum(n for _, n in distinct)
+        invalid = sum(n for code, n in distinct if not valid(str(code)))
+        checks.append(
+            _check("conformance", name, present - invalid, present, thresholds["conformance"], column=field["name"],
+                   standard=field["code_system"])
+        )  # fmt: skip
+    return checks
+
+
+def _row_checks(
+    conn: duckdb.DuckDBPyConnection, path: str, table: dict[str, Any], rows: int, thresholds: dict[str, float]
+) -> list[dict[str, Any]]:
+    person = quote(table["person_key"])
+    columns = ", ".join(quote(f["name"]) for f in table["fields"])
+    duplicates, persons, crowded = conn.execute(
+        f"""
+        SELECT
+          (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM read_parquet($path) GROUP BY {columns})),
+          (SELECT count(DISTINCT {person}) FROM read_parquet($path)),
+          (SELECT count(*) FROM (SELECT {person} FROM read_parquet($path) GROUP BY {person}
+                                 HAVING count(*) > $most))
+        """,
+        {"path": path, "most": table["max_rows_per_person"]},
+    ).fetchone()
+    return [
+        _check("plausibility", "no_duplicate_rows", rows - int(duplicates), rows, thresholds["plausibility"]),
+        _check("plausibility", "rows_per_person_within_limit", persons - crowded, persons, thresholds["plausibility"],
+               limit=table["max_rows_per_person"], unit="persons"),
+    ]  # fmt: skip
+
+
+def _coverage(
+    conn: duckdb.DuckDBPyConnection,
+    path: str,
+    fields: list[dict[str, Any]],
+    period: tuple[date, date],
+    thresholds: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Months of the declared period with at least one row, by the table's first date column."""
+    first = next((f for f in fields if f["type"] == "date"), None)
+    if first is None:
+        return []
+    column = quote(first["name"])
+    start, end = period
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    (covered,) = conn.execute(
+        f"SELECT count(DISTINCT date_trunc('month', {column})) FROM read_parquet($path) "
+        f"WHERE {column} BETWEEN $start AND $end",
+        {"path": path, "start": start, "end": end},
+    ).fetchone()
+    return [
+        _check("completeness", "period_months_covered", covered, months, thresholds["completeness"],
+               column=first["name"], unit="months", period=[start.isoformat(), end.isoformat()])
+    ]  # fmt: skip
+
+
+def release_checks(
+    conn: duckdb.DuckDBPyConnection, paths: dict[str, str], tables: list[dict[str, Any]], thresholds: dict[str, float]
+) -> dict[str, list[dict[str, Any]]]:
+    """Checks across the release's tables: persons with no row in a table, dates before birth."""
+    specs = {t["table"]: t for t in tables if t["table"] in paths}
+    union = " UNION ".join(
+        f"SELECT {quote(t['person_key'])} AS p FROM read_parquet('{_escape(paths[name])}')" for name, t in specs.items()
+    )
+    (everyone,) = conn.execute(f"SELECT count(DISTINCT p) FROM ({union})").fetchone()
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in specs}
+    birth = _birth(specs, paths)
+    for name, spec in specs.items():
+        person = quote(spec["person_key"])
+        (present,) = conn.execute(
+            f"SELECT count(DISTINCT {person}) FROM read_parquet('{_escape(paths[name])}')"
+        ).fetchone()
+        found[name].append(
+            _check("completeness", "persons_with_rows", present, everyone, thresholds["completeness"], unit="persons")
+        )
+        if birth is None:
+            continue
+        birth_table, birth_field = birth
+        born = _birth_expression(birth_field)
+        for field in spec["fields"]:
+            if field["type"] != "date" or field["name"] == birth_field["name"]:
+                continue
+            column = quote(field["name"])
+            before, dated = conn.execute(
+                f"""
+                SELECT count(*) FILTER (WHERE r.{column} < b.born), count(*) FILTER (WHERE b.born IS NOT NULL)
+                FROM read_parquet('{_escape(paths[name])}') r
+                JOIN (SELECT {quote(specs[birth_table]["person_key"])} AS p, min({born}) AS born
+                      FROM read_parquet('{_escape(paths[birth_table])}') GROUP BY 1) b ON r.{person} = b.p
+                WHERE r.{column} IS NOT NULL
+                """
+            ).fetchone()
+            found[name].append(
+                _check("plausibility", "not_before_birth", dated - before, dated, thresholds["plausibility"],
+                       column=field["name"], birth=f"{birth_table}.{birth_field['name']}")
+            )  # fmt: skip
+    return found
+
+
+def _birth(specs: dict[str, dict[str, Any]], paths: dict[str, str]) -> tuple[str, dict[str, Any]] | None:
+    for name, spec in specs.items():
+        for field in spec["fields"]:
+            if field["name"] in BIRTH_FIELDS and field["type"] in ("date", "integer"):
+                return name, field
+    return None
+
+
+def _birth_expression(field: dict[str, Any]) -> str:
+    column = quote(field["name"])
+    return column if field["type"] == "date" else f"make_date(CAST({column} AS INTEGER), 1, 1)"
+
+
+def _escape(path: str) -> str:
+    return path.replace("'", "''")
+
+
+# Measured-quality facets: a product's score falls in the bucket of the highest bound it reaches, so
+# "at least 0.95" is the buckets from 0.95 up (search's ``min_completeness=0.95`` and the like).
+BUCKETS = ("1.00", "0.99", "0.98", "0.95", "0.90", "0.80", "0.00")
+
+
+def bucket(score: float) -> str:
+    return next(b for b in BUCKETS if score >= float(b) - 1e-9)
+
+
+def buckets_from(minimum: float) -> tuple[str, ...] | None:
+    """The buckets a minimum score selects; None when it is not one of the bounds."""
+    if f"{minimum:.2f}" not in BUCKETS or abs(minimum - round(minimum, 2)) > 1e-9:
+        return None
+    return tuple(b for b in BUCKETS if float(b) >= minimum - 1e-9)
+
+
+def summarise(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each category's score: the mean fraction of its checks over every table; overall pass."""
+    scores: dict[str, float | None] = {}
+    for category in CATEGORIES:
+        fractions = [c["fraction"] for t in tables.values() for c in t["checks"] if c["category"] == category]
+        scores[category] = round(sum(fractions) / len(fractions), 6) if fractions else None
+    failed = sum(1 for t in tables.values() for c in t["checks"] if not c["passed"])
+    checks = sum(len(t["checks"]) for t in tables.values())
+    return {"scores": scores, "checks": checks, "failed": failed}
+
+
+def drift(current: dict[str, Any], previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per column, how each check's fraction moved since the previous published release."""
+    if not previous:
+        return []
+    before = {
+        (table, c["check"], c.get("column")): c["fraction"]
+        for table, body in previous.get("tables", {}).items()
+        for c in body["checks"]
+    }
+    moved = []
+    for table, body in current["tables"].items():
+        for c in body["checks"]:
+            key = (table, c["check"], c.get("column"))
+            if key in before and before[key] != c["fraction"]:
+                moved.append({"table": table, "check": c["check"], "column": c.get("column"),
+                              "previous": before[key], "current": c["fraction"],
+                              "change": round(c["fraction"] - before[key], 6)})  # fmt: skip
+    return moved
+
+
+def thresholds_for(requested: dict[str, float] | None) -> dict[str, float]:
+    """The defaults, raised (never lowered) where the provider asked for more."""
+    merged = dict(DEFAULT_THRESHOLDS)
+    for category, value in (requested or {}).items():
+        if category in merged:
+            merged[category] = max(merged[category], float(value))
+    return merged
+
+
+def public_view(report: dict[str, Any], k: int) -> dict[str, Any]:
+    """What anyone but the owner and the operator sees: a failing count under k shown as "< k" (a
+    few rows or persons that fail a check are themselves a fact about few persons), with the
+    numerator and fraction that would give it away replaced by bounds."""
+    tables = {}
+    for table, body in report["tables"].items():
+        checks = []
+        for c in body["checks"]:
+            if 0 < c["failing"] < k:
+                worst = round((c["denominator"] - (k - 1)) / c["denominator"], 4) if c["denominator"] else 0.0
+                c = {**c, "failing": f"< {k}", "numerator": None, "fraction": None, "fraction_at_least": worst}
+            checks.append(c)
+        tables[table] = {**body, "checks": checks}
+    return {**report, "tables": tables, "masked_under": k}
