@@ -297,8 +297,11 @@ def min_quality_rule() -> Settable:
     """Measured quality a listing must reach: set or raised per category, never lowered or misnamed."""
     return Settable(
         "min_quality",
-        lambda r: [("a score over 1", {"completeness": 1.5}), ("not a category", {"beauty": 0.9}),
-                   ("not a table", 0.9)],  # fmt: skip
+        lambda r: [
+            ("a score over 1", {"completeness": 1.5}),
+            ("not a category", {"beauty": 0.9}),
+            ("not a table", 0.9),
+        ],
         lambda r: {"completeness": 0.95},
     )
 

@@ -14,7 +14,6 @@ import pytest
 from catalog.products import quality
 from tests.support import Actors, expect, problem
 
-
 PEOPLE = {
     "table": "people",
     "person_key": "person_id",
