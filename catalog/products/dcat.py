@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import policy
+from catalog.products import quality
 from catalog.products import repository as repo
 from catalog.products.models import Product
 from catalog.products.terms import DUO, LOCAL
@@ -35,6 +36,7 @@ CONTEXT = {
     "skos": "http://www.w3.org/2004/02/skos/core#",
     "vcard": "http://www.w3.org/2006/vcard/ns#",
     "healthdcatap": "http://healthdataportal.eu/ns/health#",
+    "dqv": "http://www.w3.org/ns/dqv#",
     "lode": "urn:lode:vocab:",
 }
 EU = "http://publications.europa.eu/resource/authority/"
@@ -97,6 +99,7 @@ async def catalog(session: AsyncSession, base_url: str) -> dict[str, Any]:
         "dcat:themeTaxonomy": _icd10_scheme(),
         "dcat:dataset": datasets,
         "lode:datasetCount": len(ids),
+        "lode:qualityMetric": [_metric(base_url, category) for category in quality.CATEGORIES],
     }
 
 
@@ -173,11 +176,57 @@ def _dataset(product: Product, owner: Any, terms: Any, releases: list[Any], base
             **({"dct:license": licence} if licence else {}),
             "healthdcatap:numberOfRecords": facts.get("rows"),
             "lode:release": release.version,
+            **_measurements(base, f"{uri}/releases/{release.version}#{table}", release.quality, table),
         }
         for release in releases
         for table, facts in (release.tables or {}).items()
     ]
     return entry
+
+
+# W3C DQV: each published table's measured quality, one dqv:QualityMeasurement per category, of
+# metrics the catalogue defines once (lode:qualityMetric) in the dimensions of Kahn et al.
+DIMENSIONS = {
+    "conformance": "Values agree with the data dictionary and the code standards its columns declare.",
+    "completeness": "Values, persons and months of the declared period are present.",
+    "plausibility": "Values are believable: no future dates or dates before birth, duplicates, or crowded persons.",
+}
+
+
+def _metric(base: str, category: str) -> dict[str, Any]:
+    return {
+        "@id": f"{base}/v1/quality/metrics/{category}",
+        "@type": "dqv:Metric",
+        "skos:prefLabel": {"@value": f"{category} score", "@language": "en"},
+        "skos:definition": {
+            "@value": f"The mean fraction of a table's {category} checks that its rows or persons pass (0–1).",
+            "@language": "en",
+        },
+        "dqv:expectedDataType": {"@id": "http://www.w3.org/2001/XMLSchema#double"},
+        "dqv:inDimension": {
+            "@id": f"{base}/v1/quality/dimensions/{category}",
+            "@type": "dqv:Dimension",
+            "skos:prefLabel": {"@value": category, "@language": "en"},
+            "skos:definition": {"@value": DIMENSIONS[category], "@language": "en"},
+        },
+    }
+
+
+def _measurements(base: str, distribution: str, report: dict[str, Any] | None, table: str) -> dict[str, Any]:
+    body = (report or {}).get("tables", {}).get(table)
+    if not body:
+        return {}
+    return {
+        "dqv:hasQualityMeasurement": [
+            {
+                "@type": "dqv:QualityMeasurement",
+                "dqv:isMeasurementOf": {"@id": f"{base}/v1/quality/metrics/{category}"},
+                "dqv:computedOn": {"@id": distribution},
+                "dqv:value": {"@value": score, "@type": "xsd:double"},
+            }
+            for category, score in quality.table_scores(body["checks"]).items()
+        ]
+    }
 
 
 def _agent(base: str, org_id: str, name: str) -> dict[str, Any]:

@@ -298,6 +298,16 @@ def buckets_from(minimum: float) -> tuple[str, ...] | None:
     return tuple(b for b in BUCKETS if float(b) >= minimum - 1e-9)
 
 
+def table_scores(checks: list[dict[str, Any]]) -> dict[str, float]:
+    """One table's score per category: the mean fraction of its checks in that category."""
+    scores = {}
+    for category in CATEGORIES:
+        fractions = [c["fraction"] for c in checks if c["category"] == category]
+        if fractions:
+            scores[category] = round(sum(fractions) / len(fractions), 6)
+    return scores
+
+
 def summarise(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each category's score: the mean fraction of its checks over every table; overall pass."""
     scores: dict[str, float | None] = {}

@@ -10,13 +10,18 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
 from catalog import policy
+from catalog.products import quality
 from catalog.products.terms import DUO, LOCAL
 from catalog.web import i18n
 from catalog.web.api import Refused
 from catalog.web.pages import PAGE, Ctx, context, render
 
-FACETS = ("grade", "data_type", "therapeutic_area", "standard", "provider", "pricing")
+FACETS = (
+    "grade", "data_type", "therapeutic_area", "standard", "provider", "pricing",
+    "completeness", "conformance", "plausibility",
+)  # fmt: skip
 PAGE_SIZE = 20
+MEASURED = ("completeness", "conformance", "plausibility")
 Values = FromQuery[list[str] | None]
 
 
@@ -26,6 +31,17 @@ def _facet_query(q: str | None, chosen: dict[str, list[str]], cursor: str | None
     if cursor:
         pairs.append(("cursor", cursor))
     return urlencode(pairs)
+
+
+def at_least(counts: dict[str, int], chosen: list[str]) -> list[dict[str, Any]]:
+    """A measured-quality facet as "at least" options: each bound counts the products measured at
+    or above it (the API counts each product once, in the highest bucket it reaches)."""
+    options, running = [], 0
+    for bound in quality.BUCKETS[:-1]:  # "at least 0" would be every product measured
+        running += counts.get(bound, 0)
+        if running:
+            options.append({"value": bound, "label": f"≥ {bound}", "count": running, "checked": bound in chosen})
+    return options
 
 
 def grade_plainly(grade: str) -> dict[str, Any]:
@@ -110,17 +126,25 @@ class CataloguePages(Controller):
         standard: Values = None,
         provider: Values = None,
         pricing: Values = None,
+        completeness: Values = None,
+        conformance: Values = None,
+        plausibility: Values = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> Any:
         ctx = await context(request)
-        raw = dict(zip(FACETS, (grade, data_type, therapeutic_area, standard, provider, pricing), strict=True))
+        chosen_values = (grade, data_type, therapeutic_area, standard, provider, pricing)
+        raw = dict(zip(FACETS, (*chosen_values, completeness, conformance, plausibility), strict=True))
         chosen = {name: values for name, values in raw.items() if values}
-        found = await ctx.api.get(
-            "/v1/products", q=q, limit=PAGE_SIZE, cursor=cursor, **{k: ",".join(v) for k, v in chosen.items()}
-        )
+        # A measured-quality bucket is asked for as the API's min_ filter: "at least" that score.
+        minimums = {f"min_{k}": min(float(b) for b in v) for k, v in chosen.items() if k in MEASURED}
+        plain = {k: ",".join(v) for k, v in chosen.items() if k not in MEASURED}
+        found = await ctx.api.get("/v1/products", q=q, limit=PAGE_SIZE, cursor=cursor, **plain, **minimums)
         facets = []
         for name in FACETS:
             counts = found["facets"][name]
+            if name in MEASURED:
+                facets.append({"name": name, "options": at_least(counts, chosen.get(name, []))})
+                continue
             options = [
                 {
                     "value": value,
@@ -167,6 +191,15 @@ class CataloguePages(Controller):
         except Refused as exc:
             result = {"eligible": False, "blockers": [{"code": exc.code, "message": exc.detail, "field": None}]}
         return render(ctx, "eligibility.html", result=result, slug=slug)
+
+    @get("/products/{slug:str}/releases/{version:str}/quality", name="web.quality")
+    async def release_quality(
+        self, request: Request[Any, Any, Any], slug: FromPath[str], version: FromPath[str]
+    ) -> Any:
+        ctx = await context(request)
+        product = await ctx.api.get(f"/v1/products/{slug}")
+        report = await ctx.api.get(f"/v1/products/{product['id']}/releases/{version}/quality")
+        return render(ctx, "quality.html", p=product, report=report)
 
     @get("/register", name="web.register")
     async def register(

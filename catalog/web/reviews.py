@@ -52,7 +52,12 @@ class ReviewPages(Controller):
         tracks = my_tracks(ctx)
         products = []
         if ctx.kind == "operator" and ctx.holds(*LISTING_ROLES):
-            products = (await ctx.api.get("/v1/products", status="in_review", limit=100))["items"]
+            waiting = (await ctx.api.get("/v1/products", status="in_review", limit=100))["items"]
+            # The curator decides with the measured quality in view (the list leaves it out).
+            products = [
+                {**item, "measured": (await ctx.api.get(f"/v1/products/{item['id']}"))["measured_quality"]}
+                for item in waiting
+            ]
         return render(
             ctx, "reviews.html", tracks=tracks, products=products,
             applications=await waiting_applications(ctx, tracks), decisions=DECISIONS,

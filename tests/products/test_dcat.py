@@ -19,6 +19,7 @@ from catalog.demo.catalog import PRODUCTS
 from tests.support import expect
 
 pytestmark = pytest.mark.asyncio
+DQV = rdflib.Namespace("http://www.w3.org/ns/dqv#")
 SHAPES = Path(__file__).parent / "dcat_ap_3_0_0"  # vendored byte for byte: see its README.md
 
 
@@ -80,6 +81,16 @@ class TestOfficialShapes:
         data = assert_conforms(document)
         assert len(set(data.subjects(RDF.type, DCAT.Dataset))) == len(PRODUCTS)
         assert len(set(data.subjects(RDF.type, DCAT.Distribution))) >= len(PRODUCTS)  # a table each, at least
+        # W3C DQV: every distribution carries a measurement per category, of metrics defined once.
+        metrics = set(data.subjects(RDF.type, DQV.Metric))
+        assert len(metrics) == 3 and all((m, DQV.inDimension, None) in data for m in metrics)
+        for distribution in data.subjects(RDF.type, DCAT.Distribution):
+            measured = list(data.objects(distribution, DQV.hasQualityMeasurement))
+            assert {data.value(m, DQV.isMeasurementOf) for m in measured} == metrics, distribution
+        labs = next(d for d in data.subjects(RDF.type, DCAT.Distribution) if str(d).endswith("#results"))
+        values = {str(data.value(m, DQV.isMeasurementOf)).rsplit("/", 1)[1]: data.value(m, DQV.value).toPython()
+                  for m in data.objects(labs, DQV.hasQualityMeasurement)}  # fmt: skip
+        assert values["completeness"] < 1 and values["conformance"] < 1  # the demo's planted defects
 
     async def test_the_catalogue_is_published_by_the_operator_as_a_named_agent(self, client, actors) -> None:
         data = assert_conforms(expect(await client.get("/v1/catalog.jsonld"), 200))

@@ -221,6 +221,25 @@ async def test_a_refused_action_shows_the_problems_detail(circulation: Circulati
     assert fragment.status_code == 403 and fragment.text.lstrip().startswith('<div class="problem" role="alert">')
 
 
+async def test_measured_quality_on_the_pages(client, actors, catalogue, browse) -> None:
+    from tests.products.test_quality import PEOPLE, PERIOD, VISITS, catalogue_list, publish, visits_rows
+
+    owner = await actors.org("provider")
+    product = await catalogue.draft(owner, dictionary=[PEOPLE, VISITS], temporal_coverage=PERIOD)
+    await publish(client, owner, product, "1", visits_rows(bad_icd=12, crowded=3))
+    listed = await catalogue_list(client, catalogue, owner, product)
+    browser = browse()
+    page = await browser.http.get(f"/products/{listed['slug']}")
+    assert "Measured quality (1)" in page.text and "Declared by the provider" in page.text
+    report = await browser.http.get(f"/products/{listed['slug']}/releases/1/quality")
+    assert report.status_code == 200 and "icd10 shape" in report.text and "FAIL" in report.text
+    assert "&lt; 10" in report.text  # the three crowded persons, masked for a visitor
+    found = await browser.http.get("/?completeness=1.00")  # the "≥ 1.00" box of the completeness facet
+    assert listed["slug"] in found.text and "Measured completeness" in found.text
+    conformance = listed["measured_quality"]["scores"]["conformance"]
+    assert conformance < 1 and listed["slug"] not in (await browser.http.get("/?conformance=1.00")).text
+
+
 async def test_the_api_docs_need_no_other_host(client) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200

@@ -1,0 +1,84 @@
+"""Publish benchmark: what the quality report adds to publishing a 1M-row release (run by hand;
+prints figures, never passes or fails). Target: the whole publish with the report ≤ 1.5× without.
+
+    .venv/bin/python bench/quality_bench.py [--rows 1000000] [--reps 3]
+
+The release is ``delivery_bench.py``'s visits table (six columns with categories, bounds and a
+date; five rows a person) uploaded as CSV, the form hospitals upload. Each repetition publishes it
+twice through ``Storage.publish`` — the DuckDB pass that casts, writes the Parquet file, counts
+persons and measures uniqueness — once without profiling and once with the report (per-table
+checks, then the release-wide ones), in alternating order; the database's two short transactions
+around publish cost the same either way and are left out. The figures are each variant's median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.delivery_bench import TABLE, make_parquet
+from catalog.products import quality
+from catalog.storage import Profiling, Storage, TableSpec
+
+
+async def chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk
+
+
+async def run(rows: int, reps: int, tmp: Path) -> None:
+    parquet = tmp / "visits.parquet"
+    make_parquet(parquet, rows)
+    csv = tmp / "visits.csv"
+    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{parquet}')) TO '{csv}' (FORMAT csv, HEADER true)")
+    storage = Storage(tmp / "objects", memory_limit="2GB")
+    profiling = Profiling(
+        thresholds=quality.thresholds_for(None), today=date.today(), period=(date(2018, 1, 1), date(2025, 5, 31))
+    )
+    timings: dict[str, list[float]] = {"without the report": [], "with the report": []}
+    for rep in range(reps):
+        order = [None, profiling] if rep % 2 == 0 else [profiling, None]
+        for variant in order:
+            release = f"rel_bench{rep}{'q' if variant else 'p'}"
+            stored = await storage.ingest(chunks(csv), release_id=release, name="visits.csv", max_bytes=1 << 34)
+            spec = TableSpec(upload_key=stored.storage_key, format="csv", dictionary=TABLE)
+            started = time.perf_counter()
+            published, across = await storage.publish(release, {"visits": spec}, variant)
+            elapsed = time.perf_counter() - started
+            timings["with the report" if variant else "without the report"].append(elapsed)
+            if variant:
+                checks = published["visits"].quality["checks"] + across["visits"]
+                failed = sum(not c["passed"] for c in checks)
+    without = statistics.median(timings["without the report"])
+    with_report = statistics.median(timings["with the report"])
+    print(f"publish of {rows:,} rows (CSV, {csv.stat().st_size / 1e6:.0f} MB), median of {reps}:")
+    for name, values in timings.items():
+        print(f"  {name:<20} {statistics.median(values):7.2f} s   ({', '.join(f'{v:.2f}' for v in values)})")
+    print(f"  the report's {len(checks)} checks ({failed} failing) cost {with_report - without:.2f} s")
+    print(f"  with / without: {with_report / without:.2f}×  (target ≤ 1.5×)")
+    storage.sandbox.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lode-quality-bench-") as tmp:
+        asyncio.run(run(args.rows, args.reps, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
