@@ -4,7 +4,9 @@ prints figures, never passes or fails). Target: the whole publish with the repor
     .venv/bin/python bench/quality_bench.py [--rows 1000000] [--reps 3]
 
 The release is ``delivery_bench.py``'s visits table (six columns with categories, bounds and a
-date; five rows a person) uploaded as CSV, the form hospitals upload. Each repetition publishes it
+date; five rows a person) with two code columns added (an ICD-10 diagnosis and a LOINC test, so
+the per-code checks run), and a persons table with a birth year (so dates are joined to births),
+uploaded as CSV, the form hospitals upload. Each repetition publishes it
 twice through ``Storage.publish`` — the DuckDB pass that casts, writes the Parquet file, counts
 persons and measures uniqueness — once without profiling and once with the report (per-table
 checks, then the release-wide ones), in alternating order; the database's two short transactions
@@ -21,6 +23,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -29,7 +32,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.delivery_bench import TABLE, make_parquet
 from catalog.products import quality
-from catalog.storage import Profiling, Storage, TableSpec
+from catalog.storage import Profiler, Storage, TableSpec
+
+VISITS = {
+    **TABLE,
+    "fields": [
+        *TABLE["fields"],
+        {"name": "diagnosis", "type": "string", "code_system": "ICD-10"},
+        {"name": "loinc", "type": "string", "code_system": "LOINC"},
+    ],
+}
+PERSONS = {
+    "table": "persons",
+    "person_key": "person_id",
+    "max_rows_per_person": 1,
+    "fields": [{"name": "person_id", "type": "string"}, {"name": "birth_year", "type": "integer", "min": 1900}],
+}
 
 
 async def chunks(path: Path) -> AsyncIterator[bytes]:
@@ -41,25 +59,39 @@ async def chunks(path: Path) -> AsyncIterator[bytes]:
 async def run(rows: int, reps: int, tmp: Path) -> None:
     parquet = tmp / "visits.parquet"
     make_parquet(parquet, rows)
-    csv = tmp / "visits.csv"
-    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{parquet}')) TO '{csv}' (FORMAT csv, HEADER true)")
+    csv, persons = tmp / "visits.csv", tmp / "persons.csv"
+    codes = "['E11.9', 'I10', 'E78.5', 'N18.3', 'J45.909', 'K21.9']"
+    tests = "['4548-4', '1558-6', '13457-7', '2093-3', '2571-8', '1742-6']"
+    duckdb.sql(
+        f"COPY (SELECT *, {codes}[1 + CAST(hash(person_id, visit_date) % 6 AS INTEGER)] AS diagnosis, "
+        f"{tests}[1 + CAST(hash(visit_date, person_id) % 6 AS INTEGER)] AS loinc "
+        f"FROM read_parquet('{parquet}')) TO '{csv}' (FORMAT csv, HEADER true)"
+    )
+    duckdb.sql(
+        f"COPY (SELECT DISTINCT person_id, 2018 - age AS birth_year FROM read_parquet('{parquet}')) "
+        f"TO '{persons}' (FORMAT csv, HEADER true)"
+    )
     storage = Storage(tmp / "objects", memory_limit="2GB")
-    profiling = Profiling(
-        thresholds=quality.thresholds_for(None), today=date.today(), period=(date(2018, 1, 1), date(2025, 5, 31))
+    thresholds, period = quality.thresholds_for(None), (date(2018, 1, 1), date(2025, 5, 31))
+    profiling = Profiler(
+        table=partial(quality.profile_table, thresholds=thresholds, today=date.today(), period=period, k=10),
+        release=partial(quality.release_checks, thresholds=thresholds, k=10),
     )
     timings: dict[str, list[float]] = {"without the report": [], "with the report": []}
     for rep in range(reps):
         order = [None, profiling] if rep % 2 == 0 else [profiling, None]
         for variant in order:
             release = f"rel_bench{rep}{'q' if variant else 'p'}"
-            stored = await storage.ingest(chunks(csv), release_id=release, name="visits.csv", max_bytes=1 << 34)
-            spec = TableSpec(upload_key=stored.storage_key, format="csv", dictionary=TABLE)
+            specs = {}
+            for table, path, dictionary in (("visits", csv, VISITS), ("persons", persons, PERSONS)):
+                stored = await storage.ingest(chunks(path), release_id=release, name=path.name, max_bytes=1 << 34)
+                specs[table] = TableSpec(upload_key=stored.storage_key, format="csv", dictionary=dictionary)
             started = time.perf_counter()
-            published, across = await storage.publish(release, {"visits": spec}, variant)
+            published, across = await storage.publish(release, specs, variant)
             elapsed = time.perf_counter() - started
             timings["with the report" if variant else "without the report"].append(elapsed)
             if variant:
-                checks = published["visits"].quality["checks"] + across["visits"]
+                checks = [c for t in published for c in published[t].quality["checks"] + across[t]]
                 failed = sum(not c["passed"] for c in checks)
     without = statistics.median(timings["without the report"])
     with_report = statistics.median(timings["with the report"])

@@ -28,19 +28,17 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 import msgspec
 
 from catalog.datafiles import CANONICAL_TYPES, FORMATS, IDENTIFIER, ColumnInfo, parse_file_name, quote
 from catalog.errors import PayloadTooLarge, Unprocessable
-from catalog.products import quality
 from catalog.sandbox import Sandbox
 
 RECORD_KEY = "_lode_rkey"
@@ -82,12 +80,13 @@ class TableSpec(msgspec.Struct, frozen=True):
     dictionary: dict  # one DictionaryTable as a plain dict: table, person_key, fields, …
 
 
-class Profiling(msgspec.Struct, frozen=True):
-    """What the quality report of a publish needs beyond the files (``products/quality.py``)."""
+class Profiler(NamedTuple):
+    """Work run on each table just written, on the same sandboxed connection (``table(conn, path,
+    dictionary)``), then on all of them (``release(conn, paths, dictionaries)``): the caller's, so
+    storage knows nothing of what is measured (products/quality.py's report)."""
 
-    thresholds: dict[str, float]
-    today: date
-    period: tuple[date, date] | None = None
+    table: Callable[..., dict[str, Any]]
+    release: Callable[..., dict[str, list[dict[str, Any]]]]
 
 
 class Storage:
@@ -195,11 +194,11 @@ class Storage:
     # --- publish ----------------------------------------------------------------------------------
 
     async def publish(
-        self, release_id: str, tables: dict[str, TableSpec], profiling: Profiling | None = None
+        self, release_id: str, tables: dict[str, TableSpec], profiler: Profiler | None = None
     ) -> tuple[dict[str, PublishedTable], dict[str, list[dict[str, Any]]]]:
-        """Write every table's Parquet file — all of them, or (on any failure) none — profiling each
-        as it is written when ``profiling`` is given; answers the tables and the release-wide
-        checks (persons missing from a table, dates before birth)."""
+        """Write every table's Parquet file — all of them, or (on any failure) none — running the
+        ``profiler`` on each as it is written and then on the release; answers the tables and what
+        the release-wide profiling found."""
         release_dir = self.release_dir(release_id)
         await asyncio.to_thread((release_dir / "tables").mkdir, parents=True, exist_ok=True)
         published: dict[str, PublishedTable] = {}
@@ -218,7 +217,7 @@ class Storage:
                     fmt=spec.format,
                     dictionary=spec.dictionary,
                     target=target,
-                    profiling=profiling,
+                    profile=profiler.table if profiler else None,
                 )
                 rows, persons, size, sha256, uniqueness, checks = await self.sandbox.work(
                     write, release_dir, f"Table {table} could not be written"
@@ -233,12 +232,10 @@ class Storage:
                     uniqueness=uniqueness,
                     quality=checks,
                 )
-            if profiling is not None and published:
+            if profiler is not None and published:
                 paths = {table: str(self.path(done.key)) for table, done in published.items()}
                 dictionaries = [spec.dictionary for spec in tables.values()]
-                check = partial(
-                    quality.release_checks, paths=paths, tables=dictionaries, thresholds=profiling.thresholds
-                )
+                check = partial(profiler.release, paths=paths, tables=dictionaries)
                 across = await self.sandbox.work(check, release_dir, "The release could not be profiled")
         except BaseException:
             for done in published.values():
@@ -269,7 +266,7 @@ def _write_table(
     fmt: str,
     dictionary: dict,
     target: Path,
-    profiling: Profiling | None = None,
+    profile: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[int, int, int, str, dict[str, float], dict[str, Any]]:
     casts = []
     for field in dictionary["fields"]:
@@ -285,16 +282,7 @@ def _write_table(
         counted = f"SELECT count(*), count(DISTINCT {quote(dictionary['person_key'])}) FROM read_parquet(?)"
         rows, persons = conn.execute(counted, [str(incoming)]).fetchone()
         uniqueness = _uniqueness(conn, incoming, dictionary)
-        checks: dict[str, Any] = {}
-        if profiling is not None:
-            checks = quality.profile_table(
-                conn,
-                str(incoming),
-                dictionary,
-                thresholds=profiling.thresholds,
-                today=profiling.today,
-                period=profiling.period,
-            )
+        checks = profile(conn, str(incoming), dictionary) if profile is not None else {}
         with incoming.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         size = incoming.stat().st_size

@@ -80,7 +80,20 @@ def code_checker(code_system: str | None) -> tuple[str, Any] | None:
     return None
 
 
-def _check(category: str, name: str, passed: int, total: int, threshold: float, **about: Any) -> dict[str, Any]:
+def _check(
+    category: str,
+    name: str,
+    passed: int,
+    total: int,
+    threshold: float,
+    *,
+    persons: int | None,
+    k: int,
+    **about: Any,
+) -> dict[str, Any]:
+    """One check. ``persons``: how many persons the failing rows belong to (None where the check
+    counts no persons: months). ``masked``: those are fewer than k, so the check's counts are a fact
+    about few persons — shown to the owner and the operator only, and left out of every score."""
     fraction = round(passed / total, 6) if total else 1.0
     return {
         "category": category,
@@ -89,6 +102,8 @@ def _check(category: str, name: str, passed: int, total: int, threshold: float, 
         "numerator": passed,
         "denominator": total,
         "failing": total - passed,
+        "failing_persons": persons,
+        "masked": persons is not None and 0 < persons < k,
         "fraction": fraction,
         "threshold": threshold,
         "passed": fraction >= threshold,
@@ -103,8 +118,9 @@ def profile_table(
     thresholds: dict[str, float],
     today: date,
     period: tuple[date, date] | None,
+    k: int,
 ) -> dict[str, Any]:
-    """The checks of one written table (its Parquet file at ``path``), in two or three scans."""
+    """The checks of one written table (its Parquet file at ``path``), in a few scans."""
     fields = table["fields"]
     person = table["person_key"]
     source = "read_parquet($path)"
@@ -114,6 +130,7 @@ def profile_table(
     def bad(category: str, name: str, condition: str, **about: Any) -> None:
         plan.append((category, name, condition, about))
         aggregates.append(f"count(*) FILTER (WHERE {condition})")
+        aggregates.append(f"count(DISTINCT {quote(person)}) FILTER (WHERE {condition})")
 
     for field in fields:
         column = quote(field["name"])
@@ -133,14 +150,16 @@ def profile_table(
 
     counts = conn.execute(f"SELECT {', '.join(aggregates)} FROM {source}", {"path": path}).fetchone()
     rows = counts[0]
-    checks = [
-        _check(category, name, rows - failing, rows, thresholds[category], **about)
-        for (category, name, _, about), failing in zip(plan, counts[1:], strict=True)
-    ]
-    checks += _code_checks(conn, path, fields, rows, thresholds)
-    checks += _row_checks(conn, path, table, rows, thresholds)
+    checks = []
+    for i, (category, name, _, about) in enumerate(plan):
+        failing, persons = counts[1 + 2 * i], counts[2 + 2 * i]
+        if name == "person_key_present":
+            persons = failing  # rows without a person: each may be anyone's, count each as one
+        checks.append(_check(category, name, rows - failing, rows, thresholds[category], persons=persons, k=k, **about))
+    checks += _code_checks(conn, path, table, thresholds, k)
+    checks += _row_checks(conn, path, table, rows, thresholds, k)
     if period is not None:
-        checks += _coverage(conn, path, fields, period, thresholds)
+        checks += _coverage(conn, path, fields, period, thresholds, k)
     (persons,) = conn.execute(f"SELECT count(DISTINCT {quote(person)}) FROM {source}", {"path": path}).fetchone()
     return {"rows": rows, "persons": persons, "checks": checks}
 
@@ -150,12 +169,14 @@ def _literal(value: Any) -> str:
 
 
 def _code_checks(
-    conn: duckdb.DuckDBPyConnection, path: str, fields: list[dict[str, Any]], rows: int, thresholds: dict[str, float]
+    conn: duckdb.DuckDBPyConnection, path: str, table: dict[str, Any], thresholds: dict[str, float], k: int
 ) -> list[dict[str, Any]]:
     """Codes checked once per distinct value, in Python (the check digit and the unit grammar
-    are no SQL), weighted by how many rows hold each."""
+    are no SQL), weighted by how many rows hold each; a column with more distinct values than
+    ``MAX_DISTINCT_CODES`` is checked on its commonest, and the check says how many it left out."""
     checks = []
-    for field in fields:
+    person = quote(table["person_key"])
+    for field in table["fields"]:
         checker = code_checker(field.get("code_system")) if field["type"] == "string" else None
         if checker is None:
             continue
@@ -163,27 +184,41 @@ def _code_checks(
         column = quote(field["name"])
         distinct = conn.execute(
             f"SELECT {column}, count(*) FROM read_parquet($path) WHERE {column} IS NOT NULL "
-            f"GROUP BY 1 ORDER BY 2 DESC LIMIT {MAX_DISTINCT_CODES}",
+            f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {MAX_DISTINCT_CODES + 1}",
             {"path": path},
         ).fetchall()
+        unchecked = max(len(distinct) - MAX_DISTINCT_CODES, 0)
+        distinct = distinct[:MAX_DISTINCT_CODES]
         present = sum(n for _, n in distinct)
-        invalid = sum(n for code, n in distinct if not valid(str(code)))
+        invalid = [code for code, _ in distinct if not valid(str(code))]
+        failing = sum(n for code, n in distinct if not valid(str(code)))
+        persons = 0
+        if invalid:
+            (persons,) = conn.execute(
+                f"SELECT count(DISTINCT {person}) FROM read_parquet($path) WHERE {column} = ANY($codes)",
+                {"path": path, "codes": invalid},
+            ).fetchone()
+        about: dict[str, Any] = {"column": field["name"], "standard": field["code_system"]}
+        if unchecked:
+            about["codes_left_out"] = f"more than {MAX_DISTINCT_CODES:,} distinct codes: the rarest were not checked"
         checks.append(
-            _check("conformance", name, present - invalid, present, thresholds["conformance"], column=field["name"],
-                   standard=field["code_system"])
+            _check("conformance", name, present - failing, present, thresholds["conformance"], persons=persons, k=k,
+                   **about)
         )  # fmt: skip
     return checks
 
 
 def _row_checks(
-    conn: duckdb.DuckDBPyConnection, path: str, table: dict[str, Any], rows: int, thresholds: dict[str, float]
+    conn: duckdb.DuckDBPyConnection, path: str, table: dict[str, Any], rows: int, thresholds: dict[str, float], k: int
 ) -> list[dict[str, Any]]:
     person = quote(table["person_key"])
     columns = ", ".join(quote(f["name"]) for f in table["fields"])
-    duplicates, persons, crowded = conn.execute(
+    duplicates, duplicated_persons, persons, crowded = conn.execute(
         f"""
+        WITH repeated AS (SELECT {person} AS p, count(*) AS n FROM read_parquet($path) GROUP BY {columns} HAVING n > 1)
         SELECT
-          (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM read_parquet($path) GROUP BY {columns})),
+          (SELECT coalesce(sum(n - 1), 0) FROM repeated),
+          (SELECT count(DISTINCT p) FROM repeated),
           (SELECT count(DISTINCT {person}) FROM read_parquet($path)),
           (SELECT count(*) FROM (SELECT {person} FROM read_parquet($path) GROUP BY {person}
                                  HAVING count(*) > $most))
@@ -191,9 +226,10 @@ def _row_checks(
         {"path": path, "most": table["max_rows_per_person"]},
     ).fetchone()
     return [
-        _check("plausibility", "no_duplicate_rows", rows - int(duplicates), rows, thresholds["plausibility"]),
+        _check("plausibility", "no_duplicate_rows", rows - int(duplicates), rows, thresholds["plausibility"],
+               persons=duplicated_persons, k=k),
         _check("plausibility", "rows_per_person_within_limit", persons - crowded, persons, thresholds["plausibility"],
-               limit=table["max_rows_per_person"], unit="persons"),
+               persons=crowded, k=k, limit=table["max_rows_per_person"], unit="persons"),
     ]  # fmt: skip
 
 
@@ -203,6 +239,7 @@ def _coverage(
     fields: list[dict[str, Any]],
     period: tuple[date, date],
     thresholds: dict[str, float],
+    k: int,
 ) -> list[dict[str, Any]]:
     """Months of the declared period with at least one row, by the table's first date column."""
     first = next((f for f in fields if f["type"] == "date"), None)
@@ -217,13 +254,17 @@ def _coverage(
         {"path": path, "start": start, "end": end},
     ).fetchone()
     return [
-        _check("completeness", "period_months_covered", covered, months, thresholds["completeness"],
-               column=first["name"], unit="months", period=[start.isoformat(), end.isoformat()])
+        _check("completeness", "period_months_covered", covered, months, thresholds["completeness"], persons=None,
+               k=k, column=first["name"], unit="months", period=[start.isoformat(), end.isoformat()])
     ]  # fmt: skip
 
 
 def release_checks(
-    conn: duckdb.DuckDBPyConnection, paths: dict[str, str], tables: list[dict[str, Any]], thresholds: dict[str, float]
+    conn: duckdb.DuckDBPyConnection,
+    paths: dict[str, str],
+    tables: list[dict[str, Any]],
+    thresholds: dict[str, float],
+    k: int,
 ) -> dict[str, list[dict[str, Any]]]:
     """Checks across the release's tables: persons with no row in a table, dates before birth."""
     specs = {t["table"]: t for t in tables if t["table"] in paths}
@@ -239,7 +280,16 @@ def release_checks(
             f"SELECT count(DISTINCT {person}) FROM read_parquet('{_escape(paths[name])}')"
         ).fetchone()
         found[name].append(
-            _check("completeness", "persons_with_rows", present, everyone, thresholds["completeness"], unit="persons")
+            _check(
+                "completeness",
+                "persons_with_rows",
+                present,
+                everyone,
+                thresholds["completeness"],
+                persons=everyone - present,
+                k=k,
+                unit="persons",
+            )
         )
         if birth is None:
             continue
@@ -249,9 +299,10 @@ def release_checks(
             if field["type"] != "date" or field["name"] == birth_field["name"]:
                 continue
             column = quote(field["name"])
-            before, dated = conn.execute(
+            before, dated, persons = conn.execute(
                 f"""
-                SELECT count(*) FILTER (WHERE r.{column} < b.born), count(*) FILTER (WHERE b.born IS NOT NULL)
+                SELECT count(*) FILTER (WHERE r.{column} < b.born), count(*) FILTER (WHERE b.born IS NOT NULL),
+                       count(DISTINCT r.{person}) FILTER (WHERE r.{column} < b.born)
                 FROM read_parquet('{_escape(paths[name])}') r
                 JOIN (SELECT {quote(specs[birth_table]["person_key"])} AS p, min({born}) AS born
                       FROM read_parquet('{_escape(paths[birth_table])}') GROUP BY 1) b ON r.{person} = b.p
@@ -260,7 +311,7 @@ def release_checks(
             ).fetchone()
             found[name].append(
                 _check("plausibility", "not_before_birth", dated - before, dated, thresholds["plausibility"],
-                       column=field["name"], birth=f"{birth_table}.{birth_field['name']}")
+                       persons=persons, k=k, column=field["name"], birth=f"{birth_table}.{birth_field['name']}")
             )  # fmt: skip
     return found
 
@@ -299,20 +350,24 @@ def buckets_from(minimum: float) -> tuple[str, ...] | None:
 
 
 def table_scores(checks: list[dict[str, Any]]) -> dict[str, float]:
-    """One table's score per category: the mean fraction of its checks in that category."""
+    """One table's score per category: the mean fraction of its checks in that category that
+    anyone may see (a masked check would give its counts away through the mean)."""
     scores = {}
     for category in CATEGORIES:
-        fractions = [c["fraction"] for c in checks if c["category"] == category]
+        fractions = [c["fraction"] for c in checks if c["category"] == category and not c["masked"]]
         if fractions:
             scores[category] = round(sum(fractions) / len(fractions), 6)
     return scores
 
 
 def summarise(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each category's score: the mean fraction of its checks over every table; overall pass."""
+    """Each category's score: the mean fraction of its checks over every table, masked ones left
+    out (as in ``table_scores``); how many checks ran and failed."""
     scores: dict[str, float | None] = {}
     for category in CATEGORIES:
-        fractions = [c["fraction"] for t in tables.values() for c in t["checks"] if c["category"] == category]
+        fractions = [
+            c["fraction"] for t in tables.values() for c in t["checks"] if c["category"] == category and not c["masked"]
+        ]
         scores[category] = round(sum(fractions) / len(fractions), 6) if fractions else None
     failed = sum(1 for t in tables.values() for c in t["checks"] if not c["passed"])
     checks = sum(len(t["checks"]) for t in tables.values())
@@ -324,18 +379,19 @@ def drift(current: dict[str, Any], previous: dict[str, Any] | None) -> list[dict
     if not previous:
         return []
     before = {
-        (table, c["check"], c.get("column")): c["fraction"]
+        (table, c["check"], c.get("column")): c
         for table, body in previous.get("tables", {}).items()
         for c in body["checks"]
     }
     moved = []
     for table, body in current["tables"].items():
         for c in body["checks"]:
-            key = (table, c["check"], c.get("column"))
-            if key in before and before[key] != c["fraction"]:
+            old = before.get((table, c["check"], c.get("column")))
+            if old is not None and old["fraction"] != c["fraction"]:
                 moved.append({"table": table, "check": c["check"], "column": c.get("column"),
-                              "previous": before[key], "current": c["fraction"],
-                              "change": round(c["fraction"] - before[key], 6)})  # fmt: skip
+                              "previous": old["fraction"], "current": c["fraction"],
+                              "change": round(c["fraction"] - old["fraction"], 6),
+                              "masked": bool(c["masked"] or old.get("masked", False))})  # fmt: skip
     return moved
 
 
@@ -349,16 +405,16 @@ def thresholds_for(requested: dict[str, float] | None) -> dict[str, float]:
 
 
 def public_view(report: dict[str, Any], k: int) -> dict[str, Any]:
-    """What anyone but the owner and the operator sees: a failing count under k shown as "< k" (a
-    few rows or persons that fail a check are themselves a fact about few persons), with the
-    numerator and fraction that would give it away replaced by bounds."""
+    """What anyone but the owner and the operator sees. A check whose failing rows belong to fewer
+    than k persons is a fact about few persons: its counts and fraction are withheld ("< k"), and
+    the drift entries that would give them away are left out (the scores already leave it out)."""
     tables = {}
     for table, body in report["tables"].items():
         checks = []
         for c in body["checks"]:
-            if 0 < c["failing"] < k:
-                worst = round((c["denominator"] - (k - 1)) / c["denominator"], 4) if c["denominator"] else 0.0
-                c = {**c, "failing": f"< {k}", "numerator": None, "fraction": None, "fraction_at_least": worst}
+            if c["masked"]:
+                c = {**c, "failing": f"< {k}", "failing_persons": f"< {k}", "numerator": None, "fraction": None}
             checks.append(c)
         tables[table] = {**body, "checks": checks}
-    return {**report, "tables": tables, "masked_under": k}
+    drift = [d for d in report.get("drift", []) if not d.get("masked")]
+    return {**report, "tables": tables, "drift": drift, "masked_under": k}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +29,7 @@ from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
 from catalog.products.service import OPERATOR_STATUS_ROLES, OWNER_ROLES, ProductService
-from catalog.storage import Profiling, Storage, TableSpec
+from catalog.storage import Profiler, Storage, TableSpec
 
 STORAGE_DELETE = "storage.delete"
 STALE_PUBLISH = timedelta(minutes=15)
@@ -133,6 +134,7 @@ class ReleaseService:
             )
         release.status, release.withdrawn_at, release.withdraw_reason = "withdrawn", utcnow(), reason
         await self.session.flush()
+        await refresh_measured(self.session, product)
         self._audit("release.withdrawn", product, release, {"version": version, "reason": reason})
         return release_read(release, (await repo.files(self.session, [release.id]))[release.id])
 
@@ -237,13 +239,14 @@ async def publish(
             )
         release.status, release.publishing_since = "publishing", now
         release_id = release.id
-        profiling = Profiling(
-            thresholds=quality.thresholds_for(release.quality_thresholds),
-            today=now.date(),
-            period=_period(product.temporal_coverage),
+        thresholds = quality.thresholds_for(release.quality_thresholds)
+        period, k = _period(product.temporal_coverage), policy.rule(product.grade).k
+        profiler = Profiler(
+            table=partial(quality.profile_table, thresholds=thresholds, today=now.date(), period=period, k=k),
+            release=partial(quality.release_checks, thresholds=thresholds, k=k),
         )
     try:
-        published, across = await storage.publish(release_id, specs, profiling)
+        published, across = await storage.publish(release_id, specs, profiler)
     except BaseException:
         async with write_transaction(sessions) as session:
             await repo.set_release_status(session, release_id, "publishing", "draft")
@@ -258,16 +261,27 @@ async def publish(
         }
         release.status, release.published_at, release.publishing_since = "published", utcnow(), None
         previous = await repo.latest_published_release(session, product.id, before=release.id)
-        release.quality = _report(published, across, profiling, previous.quality if previous else None)
-        product.measured_quality = {
-            "version": version,
-            **release.quality["summary"],
-            "profiled_at": release.published_at.isoformat(),
-        }
+        release.quality = _report(published, across, thresholds, period, previous.quality if previous else None)
         await session.flush()
-        await search.index_product(session, product.id)  # the measured-quality facets move
+        await refresh_measured(session, product)
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
         return release_read(release, files)
+
+
+async def refresh_measured(session: AsyncSession, product: Product) -> None:
+    """The product's measured quality is its newest published release's (by when releases were
+    made, so publishing an older draft late does not take over), or none once that is withdrawn;
+    the search facets move with it. The product row is locked: two publishes cannot interleave."""
+    await repo.lock_product(session, product.id)
+    newest = await repo.latest_published_release(session, product.id)
+    report = newest.quality if newest is not None else None
+    product.measured_quality = (
+        {"version": newest.version, **report["summary"], "profiled_at": newest.published_at.isoformat()}
+        if newest is not None and report and newest.published_at
+        else None
+    )
+    await session.flush()
+    await search.index_product(session, product.id)
 
 
 def _period(coverage: dict[str, Any] | None) -> tuple[date, date] | None:
@@ -279,7 +293,11 @@ def _period(coverage: dict[str, Any] | None) -> tuple[date, date] | None:
 
 
 def _report(
-    published: dict[str, Any], across: dict[str, list[dict[str, Any]]], profiling: Profiling, previous: Any
+    published: dict[str, Any],
+    across: dict[str, list[dict[str, Any]]],
+    thresholds: dict[str, float],
+    period: tuple[date, date] | None,
+    previous: Any,
 ) -> dict[str, Any]:
     tables = {
         name: {"rows": table.quality["rows"], "persons": table.quality["persons"],
@@ -288,8 +306,8 @@ def _report(
     }  # fmt: skip
     report: dict[str, Any] = {
         "framework": "Kahn et al. 2016 (conformance, completeness, plausibility), as in the OHDSI DQD",
-        "thresholds": profiling.thresholds,
-        "period": [d.isoformat() for d in profiling.period] if profiling.period else None,
+        "thresholds": thresholds,
+        "period": [d.isoformat() for d in period] if period else None,
         "tables": tables,
     }
     report["summary"] = quality.summarise(tables)

@@ -127,16 +127,20 @@ async def latest_release(session: AsyncSession, product_id: str) -> Release | No
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def latest_published_release(session: AsyncSession, product_id: str, *, before: str) -> Release | None:
-    """The newest release published before ``before`` (by id, as releases are made): what a new
-    release's quality report measures its drift against."""
-    stmt = (
-        select(Release)
-        .where(Release.product_id == product_id, Release.status == "published", Release.id < before)
-        .order_by(Release.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def latest_published_release(
+    session: AsyncSession, product_id: str, *, before: str | None = None
+) -> Release | None:
+    """The newest published release (by id, as releases are made), or the newest made before
+    ``before``: what a new release's quality report measures its drift against."""
+    stmt = select(Release).where(Release.product_id == product_id, Release.status == "published")
+    if before is not None:
+        stmt = stmt.where(Release.id < before)
+    return (await session.execute(stmt.order_by(Release.id.desc()).limit(1))).scalar_one_or_none()
+
+
+async def lock_product(session: AsyncSession, product_id: str) -> None:
+    """Take the product row's lock for the rest of the transaction (PostgreSQL; SQLite writers are serial)."""
+    await session.execute(select(Product.id).where(Product.id == product_id).with_for_update(key_share=True))
 
 
 async def list_releases(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from litestar import Litestar
@@ -17,6 +18,12 @@ from catalog.db import ensure_no_connection_held
 
 # The host the in-process calls name; nothing resolves it, the transport is the app itself.
 BASE = "http://lode.internal"
+
+
+def q(value: object) -> str:
+    """A value as one path segment of an API call: a slug or id from the page's own URL may hold
+    anything (``a%3Fb`` arrives as ``a?b``), and must stay one segment."""
+    return quote(str(value), safe="")
 
 
 class Refused(Exception):

@@ -10,10 +10,11 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect
 
 from catalog import policy
+from catalog.errors import ValidationFailed
 from catalog.products import quality
 from catalog.products.terms import DUO, LOCAL
 from catalog.web import i18n
-from catalog.web.api import Refused
+from catalog.web.api import Refused, q
 from catalog.web.pages import PAGE, Ctx, context, render
 
 FACETS = (
@@ -136,6 +137,10 @@ class CataloguePages(Controller):
         raw = dict(zip(FACETS, (*chosen_values, completeness, conformance, plausibility), strict=True))
         chosen = {name: values for name, values in raw.items() if values}
         # A measured-quality bucket is asked for as the API's min_ filter: "at least" that score.
+        for name in MEASURED:
+            wrong = [v for v in chosen.get(name, []) if v not in quality.BUCKETS]
+            if wrong:
+                raise ValidationFailed.field(name, f"use one of {', '.join(quality.BUCKETS)}")
         minimums = {f"min_{k}": min(float(b) for b in v) for k, v in chosen.items() if k in MEASURED}
         plain = {k: ",".join(v) for k, v in chosen.items() if k not in MEASURED}
         found = await ctx.api.get("/v1/products", q=q, limit=PAGE_SIZE, cursor=cursor, **plain, **minimums)
@@ -169,7 +174,7 @@ class CataloguePages(Controller):
     @get("/products/{slug:str}", name="web.product")
     async def product(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         ctx = await context(request)
-        product = await ctx.api.get(f"/v1/products/{slug}")
+        product = await ctx.api.get(f"/v1/products/{q(slug)}")
         return render(
             ctx,
             "product.html",
@@ -185,9 +190,9 @@ class CataloguePages(Controller):
         ctx = await context(request)
         if ctx.me is None:
             return render(ctx, "eligibility.html", result=None, slug=slug)
-        product = await ctx.api.get(f"/v1/products/{slug}")
+        product = await ctx.api.get(f"/v1/products/{q(slug)}")
         try:
-            result = await ctx.api.get(f"/v1/products/{product['id']}/eligibility")
+            result = await ctx.api.get(f"/v1/products/{q(product['id'])}/eligibility")
         except Refused as exc:
             result = {"eligible": False, "blockers": [{"code": exc.code, "message": exc.detail, "field": None}]}
         return render(ctx, "eligibility.html", result=result, slug=slug)
@@ -197,8 +202,8 @@ class CataloguePages(Controller):
         self, request: Request[Any, Any, Any], slug: FromPath[str], version: FromPath[str]
     ) -> Any:
         ctx = await context(request)
-        product = await ctx.api.get(f"/v1/products/{slug}")
-        report = await ctx.api.get(f"/v1/products/{product['id']}/releases/{version}/quality")
+        product = await ctx.api.get(f"/v1/products/{q(slug)}")
+        report = await ctx.api.get(f"/v1/products/{q(product['id'])}/releases/{q(version)}/quality")
         return render(ctx, "quality.html", p=product, report=report)
 
     @get("/register", name="web.register")

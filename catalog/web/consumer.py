@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from catalog.delivery.formats import to_csv
 from catalog.web import charts
-from catalog.web.api import Refused
+from catalog.web.api import Refused, q
 from catalog.web.catalogue import explain_terms
 from catalog.web.pages import PAGE, Ctx, context, form, redirect, render, require_member
 
@@ -57,7 +57,7 @@ def application_body(product: dict[str, Any], data: dict[str, Any]) -> dict[str,
 
 async def _members(ctx: Ctx) -> list[dict[str, Any]]:
     try:
-        return (await ctx.api.get(f"/v1/orgs/{ctx.org_id}/members", limit=100))["items"]
+        return (await ctx.api.get(f"/v1/orgs/{q(ctx.org_id)}/members", limit=100))["items"]
     except Refused:
         return [{"id": ctx.me["user"]["id"], "name": ctx.me["user"]["name"], "roles": ctx.me["roles"]}]
 
@@ -88,7 +88,7 @@ class ConsumerPages(Controller):
     async def apply_form(self, request: Request[Any, Any, Any], slug: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
-        product = await ctx.api.get(f"/v1/products/{slug}")
+        product = await ctx.api.get(f"/v1/products/{q(slug)}")
         return render(
             ctx, "apply.html", p=product, members=await _members(ctx), categories=CATEGORIES,
             terms=explain_terms(product.get("terms")), error=None, values={},
@@ -99,7 +99,7 @@ class ConsumerPages(Controller):
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
-        product = await ctx.api.get(f"/v1/products/{slug}")
+        product = await ctx.api.get(f"/v1/products/{q(slug)}")
         terms = explain_terms(product.get("terms"))
         unattested = [t["code"] for t in terms if data.get(f"attest_{t['code']}") != "on"]
         try:
@@ -115,9 +115,10 @@ class ConsumerPages(Controller):
                 categories=CATEGORIES, terms=terms, error=exc, values=data,
             )  # fmt: skip
         try:
-            await ctx.api.post(f"/v1/applications/{created['id']}/submit")
-        except Refused as exc:  # kept as a draft: the application page says why and offers to submit again
-            return redirect(ctx, f"/applications/{created['id']}?refused={quote(exc.detail)}")
+            await ctx.api.post(f"/v1/applications/{q(created['id'])}/submit")
+        except Refused as exc:  # kept as a draft: its page, with why, and a button to submit again
+            app = await ctx.api.get(f"/v1/applications/{q(created['id'])}")
+            return render(ctx, "application.html", status=exc.status, a=app, p=product, refused=exc.detail)
         return redirect(ctx, f"/applications/{created['id']}")
 
     @get("/applications", name="web.applications")
@@ -128,14 +129,12 @@ class ConsumerPages(Controller):
         return render(ctx, "applications.html", items=found["items"])
 
     @get("/applications/{app_id:str}", name="web.application")
-    async def application(
-        self, request: Request[Any, Any, Any], app_id: FromPath[str], refused: FromQuery[str | None] = None
-    ) -> Any:
+    async def application(self, request: Request[Any, Any, Any], app_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
-        app = await ctx.api.get(f"/v1/applications/{app_id}")
-        product = await ctx.api.get(f"/v1/products/{app['product_id']}")
-        return render(ctx, "application.html", a=app, p=product, refused=refused)
+        app = await ctx.api.get(f"/v1/applications/{q(app_id)}")
+        product = await ctx.api.get(f"/v1/products/{q(app['product_id'])}")
+        return render(ctx, "application.html", a=app, p=product, refused=None)
 
     @post("/applications/{app_id:str}/{action:str}", name="web.application.act", status_code=303)
     async def application_act(
@@ -146,7 +145,7 @@ class ConsumerPages(Controller):
         await form(ctx)
         if action not in ("submit", "withdraw"):
             raise Refused(404, {"code": "not_found", "detail": f"No action {action}."})
-        await ctx.api.post(f"/v1/applications/{app_id}/{action}")
+        await ctx.api.post(f"/v1/applications/{q(app_id)}/{q(action)}")
         return redirect(ctx, f"/applications/{app_id}")
 
     @get("/licences", name="web.licences")
@@ -162,20 +161,20 @@ class ConsumerPages(Controller):
     ) -> Any:
         ctx = await context(request)
         require_member(ctx)
-        lic = await ctx.api.get(f"/v1/licences/{licence_id}")
-        product = await ctx.api.get(f"/v1/products/{lic['product_id']}")
-        terms = await ctx.api.get(f"/v1/products/{lic['product_id']}/terms", version=lic["terms_version"])
+        lic = await ctx.api.get(f"/v1/licences/{q(licence_id)}")
+        product = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}")
+        terms = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}/terms", version=lic["terms_version"])
         until = datetime.now(UTC)
         since = until - timedelta(days=29)
         usage = await ctx.api.get(
-            f"/v1/licences/{licence_id}/usage", granularity="day", since=since.isoformat(), until=until.isoformat()
+            f"/v1/licences/{q(licence_id)}/usage", granularity="day", since=since.isoformat(), until=until.isoformat()
         )
         chart = charts.bar_chart(
             charts.daily(usage["rows"], "queries", since.date(), until.date()), "Queries per day, last 30 days"
         )
         budget = None
         if "dp_aggregate" in lic["modes"]:
-            budget = await ctx.api.get(f"/v1/licences/{licence_id}/budget")
+            budget = await ctx.api.get(f"/v1/licences/{q(licence_id)}/budget")
         return render(
             ctx, "licence.html", lic=lic, p=product, terms=terms, explained=explain_terms(terms),
             usage=usage, chart=Markup(chart), budget=budget, checkout=checkout,
@@ -186,7 +185,7 @@ class ConsumerPages(Controller):
         ctx = await context(request)
         require_member(ctx)
         data = await form(ctx)
-        await ctx.api.post(f"/v1/licences/{licence_id}/accept", {"terms_sha256": data.get("terms_sha256", "")})
+        await ctx.api.post(f"/v1/licences/{q(licence_id)}/accept", {"terms_sha256": data.get("terms_sha256", "")})
         return redirect(ctx, f"/licences/{licence_id}")
 
     @post("/licences/{licence_id:str}/checkout", name="web.licence.checkout", status_code=303)
@@ -196,7 +195,7 @@ class ConsumerPages(Controller):
         data = await form(ctx)
         back = f"{str(request.base_url).rstrip('/')}/licences/{licence_id}"
         session = await ctx.api.post(
-            f"/v1/licences/{licence_id}/checkout",
+            f"/v1/licences/{q(licence_id)}/checkout",
             {"method": "card", "success_url": f"{back}?checkout=success", "cancel_url": f"{back}?checkout=cancelled"},
             idempotency_key=data.get("nonce") or None,
         )
@@ -206,8 +205,8 @@ class ConsumerPages(Controller):
     async def console(self, request: Request[Any, Any, Any], licence_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
-        lic = await ctx.api.get(f"/v1/licences/{licence_id}")
-        product = await ctx.api.get(f"/v1/products/{lic['product_id']}")
+        lic = await ctx.api.get(f"/v1/licences/{q(licence_id)}")
+        product = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}")
         modes = [m for m in QUERY_MODES if m in lic["modes"]]
         example = json.dumps(example_query(product, modes), indent=2, ensure_ascii=False)
         return render(ctx, "console.html", lic=lic, p=product, modes=modes, example=example)
@@ -221,5 +220,5 @@ class ConsumerPages(Controller):
             query = json.loads(data.get("query") or "")
         except ValueError as exc:
             raise Refused(400, {"code": "malformed_json", "detail": f"The query is not JSON: {exc}."}) from exc
-        answer = await ctx.api.post(f"/v1/licences/{licence_id}/query", query)
+        answer = await ctx.api.post(f"/v1/licences/{q(licence_id)}/query", query)
         return render(ctx, "answer.html", answer=answer, csv=csv_href(answer))

@@ -10,7 +10,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, FromQuery
 from litestar.response import Response
 
-from catalog.web.api import Refused
+from catalog.web.api import Refused, q
 from catalog.web.pages import PAGE, context, form, redirect, render, require_member
 from catalog.web.sessions import check_csrf
 
@@ -34,8 +34,8 @@ class ProviderPages(Controller):
     async def product(self, request: Request[Any, Any, Any], product_id: FromPath[str]) -> Any:
         ctx = await context(request)
         require_member(ctx)
-        product = await ctx.api.get(f"/v1/products/{product_id}")
-        releases = (await ctx.api.get(f"/v1/products/{product['id']}/releases", limit=100))["items"]
+        product = await ctx.api.get(f"/v1/products/{q(product_id)}")
+        releases = (await ctx.api.get(f"/v1/products/{q(product['id'])}/releases", limit=100))["items"]
         return render(ctx, "provider_product.html", p=product, releases=releases)
 
     @post("/products/{product_id:str}/releases", name="web.provider.release", status_code=303)
@@ -46,7 +46,7 @@ class ProviderPages(Controller):
         body = {"version": data.get("version", "")}
         if data.get("notes"):
             body["notes"] = data["notes"]
-        await ctx.api.post(f"/v1/products/{product_id}/releases", body)
+        await ctx.api.post(f"/v1/products/{q(product_id)}/releases", body)
         return redirect(ctx, f"/provider/products/{product_id}")
 
     @put(
@@ -63,7 +63,7 @@ class ProviderPages(Controller):
         require_member(ctx)
         check_csrf(request, ctx.member, None)  # the header: an upload has no form around it
         stored = await ctx.api.put_stream(
-            f"/v1/products/{product_id}/releases/{version}/files/{name}",
+            f"/v1/products/{q(product_id)}/releases/{q(version)}/files/{q(name)}",
             request.stream(),
             request.headers.get("content-type", "application/octet-stream"),
         )
@@ -74,7 +74,7 @@ class ProviderPages(Controller):
         ctx = await context(request)
         require_member(ctx)
         await form(ctx)
-        await ctx.api.post(f"/v1/products/{product_id}/releases/{version}/publish")
+        await ctx.api.post(f"/v1/products/{q(product_id)}/releases/{q(version)}/publish")
         return redirect(ctx, f"/provider/products/{product_id}")
 
     @get("/payments", name="web.provider.payments")
@@ -84,7 +84,7 @@ class ProviderPages(Controller):
         period = period or datetime.now(UTC).strftime("%Y-%m")
         found = await ctx.api.get("/v1/payments", limit=100)
         try:
-            statement = await ctx.api.get(f"/v1/orgs/{ctx.org_id}/statement", period=period)
+            statement = await ctx.api.get(f"/v1/orgs/{q(ctx.org_id)}/statement", period=period)
         except Refused as exc:  # e.g. a member without the finance or admin role: the page says so
             statement = {"refused": exc.detail}
         return render(ctx, "payments.html", items=found["items"], statement=statement, period=period)

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 
+from catalog.web.api import q
 from catalog.web.pages import PAGE, Ctx, context, form, redirect, render, require_member
 
 # The operator's roles that decide application tracks, by track; the provider track is decided by
@@ -55,7 +56,7 @@ class ReviewPages(Controller):
             waiting = (await ctx.api.get("/v1/products", status="in_review", limit=100))["items"]
             # The curator decides with the measured quality in view (the list leaves it out).
             products = [
-                {**item, "measured": (await ctx.api.get(f"/v1/products/{item['id']}"))["measured_quality"]}
+                {**item, "measured": (await ctx.api.get(f"/v1/products/{q(item['id'])}"))["measured_quality"]}
                 for item in waiting
             ]
         return render(
@@ -72,7 +73,7 @@ class ReviewPages(Controller):
         for name in ("comment", "conditions"):
             if data.get(name):
                 body[name] = data[name]
-        await ctx.api.post(f"/v1/applications/{app_id}/tracks/{track}/decision", body)
+        await ctx.api.post(f"/v1/applications/{q(app_id)}/tracks/{q(track)}/decision", body)
         return redirect(ctx, "/reviews")
 
     @post("/reviews/products/{product_id:str}", name="web.reviews.product", status_code=303)
@@ -83,5 +84,5 @@ class ReviewPages(Controller):
         body = {"decision": data.get("decision", "")}
         if data.get("comment"):
             body["comment"] = data["comment"]
-        await ctx.api.post(f"/v1/products/{product_id}/review", body)
+        await ctx.api.post(f"/v1/products/{q(product_id)}/review", body)
         return redirect(ctx, "/reviews")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,10 +25,10 @@ from urllib.parse import urlsplit
 
 from litestar import Request
 from litestar.datastructures import Cookie
-from sqlalchemy import delete, select
 
 from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.errors import Forbidden
+from catalog.web import repository as repo
 from catalog.web.models import WebSession
 
 COOKIE = "lode_session"
@@ -104,7 +105,7 @@ async def start(request: Request[Any, Any, Any], key: str, user_id: str, org_id:
     token = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     now = utcnow()
     async with write_transaction(request.app.state.sessions) as session:
-        await session.execute(delete(WebSession).where(WebSession.expires_at < now))  # the lapsed ones, in passing
+        await repo.delete_lapsed(session, now)  # the lapsed ones, in passing
         session.add(
             WebSession(
                 id=_digest(token),
@@ -123,7 +124,7 @@ async def current(request: Request[Any, Any, Any]) -> Member | None:
     if not token or len(token) > 100:
         return None
     async with read_transaction(request.app.state.sessions) as session:
-        row = (await session.execute(select(WebSession).where(WebSession.id == _digest(token)))).scalar_one_or_none()
+        row = await repo.get(session, _digest(token))
     if row is None or row.expires_at <= utcnow():
         return None
     try:
@@ -137,7 +138,7 @@ async def end(request: Request[Any, Any, Any], member: Member | None) -> None:
     if member is None:
         return
     async with write_transaction(request.app.state.sessions) as session:
-        await session.execute(delete(WebSession).where(WebSession.id == _digest(member.token)))
+        await repo.delete_one(session, _digest(member.token))
 
 
 def expected_csrf(request: Request[Any, Any, Any], member: Member | None) -> str | None:
@@ -146,10 +147,14 @@ def expected_csrf(request: Request[Any, Any, Any], member: Member | None) -> str
     return request.cookies.get(CSRF_COOKIE)
 
 
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+
 def anonymous_csrf(request: Request[Any, Any, Any]) -> tuple[str, bool]:
-    """The visitor's double-submit token, and whether the cookie must be set now."""
+    """The visitor's double-submit token, and whether the cookie must be set now. Only a token of
+    the shape Lode makes is taken: the page writes it into a header (``hx-headers``)."""
     existing = request.cookies.get(CSRF_COOKIE)
-    if existing and 20 <= len(existing) <= 100:
+    if existing and TOKEN.match(existing):
         return existing, False
     return secrets.token_urlsafe(32), True
 
@@ -159,8 +164,9 @@ def check_origin(request: Request[Any, Any, Any]) -> None:
     origin = request.headers.get("origin")
     if origin is None:
         return
-    host = request.headers.get("host", "")
-    if urlsplit(origin).netloc != host:
+    # This server as the browser addressed it, or as it is published (behind a proxy that rewrites Host).
+    ours = {request.headers.get("host", ""), urlsplit(request.app.state.settings.public_url).netloc}
+    if urlsplit(origin).netloc not in ours:
         raise Forbidden("This form was sent from another site.", code="csrf_failed")
 
 

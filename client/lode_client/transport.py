@@ -75,9 +75,11 @@ class Retry:
             try:
                 return min(max(float(after), 0.0), self.cap)
             except ValueError:
-                when = email.utils.parsedate_to_datetime(after)
-                if when is not None:
+                try:
+                    when = email.utils.parsedate_to_datetime(after)
                     return min(max(when.timestamp() - time.time(), 0.0), self.cap)
+                except (TypeError, ValueError):
+                    pass  # neither seconds nor an HTTP date: back off as if it were not there
         return min(self.base * 2**attempt, self.cap) * (0.5 + random.random() / 2)
 
 

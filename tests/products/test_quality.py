@@ -151,13 +151,23 @@ async def test_planted_defects_are_counted_exactly(client, owner, product, catal
         not c["passed"] for c in report["tables"]["people"]["checks"]
     )
 
-    # A buyer sees failing counts under k (10) as "< 10", and nothing that gives them away.
+    assert visits[("icd10_shape", "diagnosis")]["failing_persons"] == 3  # 12 rows of 3 persons
+    assert visits[("icd10_shape", "diagnosis")]["masked"] and not visits[("not_null", "hba1c")]["masked"]
+
+    # A buyer sees a check whose failing rows belong to fewer than k (10) persons as "< 10", with
+    # nothing that gives its counts away: not its fraction, not the scores, not the drift.
     listed = await catalogue_list(client, catalogue, owner, product)
     seen = expect(await client.get(f"/v1/products/{listed['id']}/releases/1/quality"), 200)
-    crowded = checks(seen, "visits")[("rows_per_person_within_limit", None)]
-    assert crowded["failing"] == "< 10" and crowded["numerator"] is None and crowded["fraction"] is None
-    assert crowded["fraction_at_least"] == round((PERSONS - 9) / PERSONS, 4)
-    assert checks(seen, "visits")[("icd10_shape", "diagnosis")]["failing"] == 12  # 10 or more: shown
+    for key in (("rows_per_person_within_limit", None), ("icd10_shape", "diagnosis")):
+        masked = checks(seen, "visits")[key]
+        assert masked["failing"] == masked["failing_persons"] == "< 10", key
+        assert masked["numerator"] is None and masked["fraction"] is None, key
+    assert checks(seen, "visits")[("not_null", "hba1c")]["failing"] == 80  # 20 persons: shown
+    shown = [c for t in report["tables"].values() for c in t["checks"] if not c["masked"]]
+    plausible = [c["fraction"] for c in shown if c["category"] == "plausibility"]
+    assert seen["summary"]["scores"]["plausibility"] == pytest.approx(sum(plausible) / len(plausible), abs=1e-6)
+    assert report["summary"] == seen["summary"]  # the scores never counted a masked check
+    assert listed["measured_quality"]["scores"] == report["summary"]["scores"]
 
 
 async def catalogue_list(client, catalogue, owner, product) -> dict[str, Any]:
@@ -241,3 +251,23 @@ async def test_a_policy_may_require_a_measured_score_to_list(client, owner, prod
         assert listed["status"] == "listed" and listed["measured_quality"]["version"] == "2"
     finally:
         policy.install(policy.DEFAULT_POLICY)
+
+
+async def test_the_products_measured_quality_is_its_newest_published_releases(client, owner, product) -> None:
+    base = f"/v1/products/{product['id']}"
+    expect(await client.post(f"{base}/releases", json={"version": "old"}, headers=owner.headers), 201)
+    await publish(client, owner, product, "new", visits_rows(nulls=80))
+    # The draft made first, published last, does not take over: releases count in the order made.
+    expect(await client.put(f"{base}/releases/old/files/people.csv", content=people_csv(), headers=owner.headers), 201)
+    header = [["person_id", "visit_date", "diagnosis", "loinc", "unit", "hba1c", "setting"]]
+    visits = _csv(header + visits_rows())
+    expect(await client.put(f"{base}/releases/old/files/visits.csv", content=visits, headers=owner.headers), 201)
+    expect(await client.post(f"{base}/releases/old/publish", headers=owner.headers), 200)
+    measured = expect(await client.get(base, headers=owner.headers), 200)["measured_quality"]
+    assert measured["version"] == "new" and measured["scores"]["completeness"] < 1
+    # Withdrawn, the newest no longer speaks for the product: the one before it does.
+    expect(
+        await client.post(f"{base}/releases/new/withdraw", json={"reason": "wrong extract"}, headers=owner.headers), 200
+    )
+    measured = expect(await client.get(base, headers=owner.headers), 200)["measured_quality"]
+    assert measured["version"] == "old" and measured["scores"]["completeness"] == 1.0

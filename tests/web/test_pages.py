@@ -226,18 +226,27 @@ async def test_measured_quality_on_the_pages(client, actors, catalogue, browse) 
 
     owner = await actors.org("provider")
     product = await catalogue.draft(owner, dictionary=[PEOPLE, VISITS], temporal_coverage=PERIOD)
-    await publish(client, owner, product, "1", visits_rows(bad_icd=12, crowded=3))
+    await publish(client, owner, product, "1", visits_rows(bad_icd=12, out_of_bounds=40, crowded=3))
     listed = await catalogue_list(client, catalogue, owner, product)
     browser = browse()
     page = await browser.http.get(f"/products/{listed['slug']}")
     assert "Measured quality (1)" in page.text and "Declared by the provider" in page.text
     report = await browser.http.get(f"/products/{listed['slug']}/releases/1/quality")
     assert report.status_code == 200 and "icd10 shape" in report.text and "FAIL" in report.text
-    assert "&lt; 10" in report.text  # the three crowded persons, masked for a visitor
+    row = next(r for r in report.text.split("<tr") if "icd10 shape" in r)
+    assert "<td>&lt; 10</td>" in row and "<td>12</td>" not in row  # 12 rows of 3 persons: masked for a visitor
     found = await browser.http.get("/?completeness=1.00")  # the "≥ 1.00" box of the completeness facet
     assert listed["slug"] in found.text and "Measured completeness" in found.text
     conformance = listed["measured_quality"]["scores"]["conformance"]
     assert conformance < 1 and listed["slug"] not in (await browser.http.get("/?conformance=1.00")).text
+
+
+async def test_odd_urls_are_refused_in_words_not_failed(client, browse) -> None:  # client: the app started
+    browser = browse()
+    bad = await browser.http.get("/?completeness=lots")
+    assert bad.status_code == 400 and "completeness" in bad.text and "validation_error" in bad.text
+    odd = await browser.http.get("/products/a%3Fstatus=draft")  # one path segment, never a query
+    assert odd.status_code == 404 and "No product a?status=draft" in odd.text
 
 
 async def test_the_api_docs_need_no_other_host(client) -> None:
