@@ -51,6 +51,14 @@ def _insert(session: AsyncSession) -> Any:
 # --- caps -----------------------------------------------------------------------------------------
 
 
+async def counters(session: AsyncSession, licence_id: str, period: date) -> dict[str, int]:
+    """A licence's counters in one cap period, by dimension."""
+    stmt = select(UsageCounter.dimension, UsageCounter.used).where(
+        UsageCounter.licence_id == licence_id, UsageCounter.period_start == period
+    )
+    return {dimension: used for dimension, used in (await session.execute(stmt)).all()}
+
+
 async def reserve_counters(
     session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int], caps: dict[str, int]
 ) -> set[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
@@ -58,6 +58,17 @@ class UsageRow(Struct, kw_only=True):
     epsilon: float | None
 
 
+class CapStanding(Struct, kw_only=True):
+    """One capped dimension of a licence in its current cap period: the cap, what is used (and held
+    by queries in flight), what is left."""
+
+    dimension: str
+    cap: int
+    used: int
+    left: int
+    period_start: date
+
+
 class UsageReport(Struct, kw_only=True):
     """``totals`` per dimension in integers (``epsilon_spent`` in micro-ε); ``epsilon_spent`` is
     that total as a decimal ε."""
@@ -69,3 +80,5 @@ class UsageReport(Struct, kw_only=True):
     rows: list[UsageRow]
     totals: dict[str, int]
     epsilon_spent: float
+    # GetLicenceUsage only: each capped dimension in the licence's current cap period.
+    caps: list[CapStanding] = []

@@ -23,14 +23,15 @@ from catalog.metering import events
 from catalog.metering import repository as repo
 from catalog.metering.reservations import cap_period_start
 from catalog.metering.schemas import (
-    Conflict as ConflictRow,
-)
-from catalog.metering.schemas import (
+    CapStanding,
     IngestResult,
     OverCap,
     UsageBatch,
     UsageReport,
     UsageRow,
+)
+from catalog.metering.schemas import (
+    Conflict as ConflictRow,
 )
 
 EPSILON = "epsilon_spent"
@@ -188,8 +189,10 @@ class MeteringService:
         since = (since or until - timedelta(days=30)).astimezone(UTC)
         if since >= until:
             raise ValidationFailed.field("since", "must be before until")
+        caps: list[CapStanding] = []
         if licence_id is not None:
-            await access_repo.party_licence(self.session, self.caller, licence_id)
+            licence = await access_repo.party_licence(self.session, self.caller, licence_id)
+            caps = await self._caps(licence)
         scope = access_repo.licence_scope_ids(self.caller)
         buckets = await repo.usage_buckets(self.session, scope, since, until, licence_id)
         sums: dict[tuple[str, str, str | None, str], int] = defaultdict(int)
@@ -214,7 +217,23 @@ class MeteringService:
             rows=rows,
             totals=dict(totals),
             epsilon_spent=totals.get(EPSILON, 0) / policy.MICRO,
+            caps=caps,
         )
+
+    async def _caps(self, licence: Licence) -> list[CapStanding]:
+        """The counters the caps are enforced on (``reservations.reserve``), for the current period."""
+        period = await cap_period_start(self.session, licence, utcnow().date())
+        used = await repo.counters(self.session, licence.id, period)
+        return [
+            CapStanding(
+                dimension=d,
+                cap=int(cap),
+                used=used.get(d, 0),
+                left=max(int(cap) - used.get(d, 0), 0),
+                period_start=period,
+            )
+            for d, cap in sorted(licence.caps.items())
+        ]
 
 
 def _epsilon(dimension: str, quantity: int) -> float | None:

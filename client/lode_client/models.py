@@ -207,6 +207,7 @@ class UsageReport(Model):
     rows: list[UsageRow]
     totals: dict[str, int]
     epsilon_spent: float
+    caps: list[dict[str, Any]] = []  # a licence's report: each cap, used and left in its current period
 
 
 class IngestResult(Model):

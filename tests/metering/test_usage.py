@@ -121,6 +121,15 @@ class TestIngest:
             ).scalar_one()
         assert flagged == 3
 
+    async def test_the_licences_usage_says_what_is_left_of_each_cap(self, client, setup) -> None:
+        owner, consumer, licence = setup
+        body = {"events": events(licence["id"], 3, quantity=1000)}
+        expect(await client.post("/v1/usage-events", json=body, headers=owner.headers), 200)
+        usage = expect(await client.get(f"/v1/licences/{licence['id']}/usage", headers=consumer["admin"].headers), 200)
+        standing = {"dimension": "rows_returned", "cap": 5000, "used": 3000, "left": 2000}
+        assert usage["caps"] == [{**standing, "period_start": licence["starts_on"]}]
+        assert expect(await client.get("/v1/usage", headers=consumer["admin"].headers), 200)["caps"] == []
+
     async def test_only_the_period_that_went_over_is_flagged(self, client, app, setup) -> None:
         """A batch that reaches back into an earlier cap period (a monthly cap here): the events of
         the period that passed its cap are flagged, those of the period that held are not."""

@@ -183,6 +183,19 @@ async def test_another_tenants_ids_answer_not_found(circulation: Circulation, ac
     assert acted.status_code == 404
 
 
+async def test_the_licence_page_says_what_is_left_of_each_cap(circulation: Circulation, browse) -> None:
+    from tests.support import FREE_PLAN
+
+    owner = await circulation.provider()
+    consumer = await circulation.consumer()
+    licensed = await circulation.licensed(owner, consumer, plans=[FREE_PLAN])
+    browser = browse()
+    await browser.sign_in(consumer["admin"].key)
+    page = await browser.http.get(f"/licences/{licensed['licence']['id']}")
+    row = next(r for r in page.text.split("<tr") if "rows returned" in r)
+    assert "<td>10000</td>" in row and "Used this cap period" in page.text and row.count("<td>") == 4
+
+
 async def test_html_in_product_fields_is_shown_as_text(actors, catalogue, browse) -> None:
     owner = await actors.org("provider")
     script = "<script>alert('xss')</script>"
