@@ -78,9 +78,12 @@ def test_the_consumer_journey(live: DemoServer, client_home: Path) -> None:
     assert product.grade == "L5" and product.terms is not None and buyer.products.dictionary(product.slug)
     plan = next(p for p in product.plans if p.amount > 0)
     eligibility = buyer.products.eligibility(
-        product.slug, category="DS", commercial=True, disease_codes=["E11"], territory="CN", months=12
-    )
-    assert isinstance(eligibility.eligible, bool)
+        product.slug, category="DS", commercial=True, disease_codes=["E11"], territory="CN", months=12,
+        plan_id=plan.id, ethics_expires_on="2027-11-01",
+    )  # fmt: skip
+    assert eligibility.eligible and eligibility.blockers == [], eligibility.blockers
+    blocked = buyer.products.eligibility(product.slug, category="DS", disease_codes=["C34"], territory="US")
+    assert not blocked.eligible and {b.code for b in blocked.blockers} >= {"ds_disease_mismatch"}, blocked.blockers
 
     me = buyer.me()
     lossy = Recording(lose_answer_to=lambda r: r.method == "POST" and r.url.path == "/v1/applications")

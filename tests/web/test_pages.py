@@ -196,6 +196,19 @@ async def test_the_licence_page_says_what_is_left_of_each_cap(circulation: Circu
     assert "<td>10000</td>" in row and "Used this cap period" in page.text and row.count("<td>") == 4
 
 
+async def test_eligibility_lists_each_blocker_in_words_with_its_code(circulation: Circulation, browse) -> None:
+    owner = await circulation.provider()
+    product = await circulation.product(owner, "L3")
+    unverified = await circulation.consumer(verified=False)
+    browser = browse()
+    await browser.sign_in(unverified["admin"].key)
+    fragment = await browser.http.get(f"/products/{product['slug']}/eligibility", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and 'class="problem"' in fragment.text
+    assert "<code>org_not_verified</code>" in fragment.text and "verified by the operator" in fragment.text
+    page = await browser.http.get(f"/products/{product['slug']}")
+    assert "Check eligibility" in page.text and f"/products/{product['slug']}/apply" in page.text
+
+
 async def test_html_in_product_fields_is_shown_as_text(actors, catalogue, browse) -> None:
     owner = await actors.org("provider")
     script = "<script>alert('xss')</script>"
