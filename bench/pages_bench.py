@@ -7,12 +7,14 @@ Seeds the demo in a temporary directory and serves it with `lode serve` (one pro
 the in-process worker), as `dev.py serve` does; then, over loopback HTTP with each member's
 session cookie, fetches every page ``--reps`` times in a shuffled order and prints p50 / p95 per
 page. A page costs its own work plus one in-process API call per piece it shows (each with its
-key check), so the figures include those calls — the price of rendering over the API.
+key check), so the figures include those calls — the price of rendering over the API. The console
+row is the htmx POST of the console's first query on an L3 licence: a real, metered query.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import random
 import re
 import statistics
@@ -55,8 +57,21 @@ def main() -> None:
         consumer = session(base, server.key("fudan-sph"))
         provider = session(base, server.key("huashan"))
         reviewer = session(base, server.key("operator/ethics"))
+        curator = session(base, server.key("operator/curator"))
         licence = first_link(consumer, "/licences", "/licences/lic_")
         product_id = first_link(provider, "/provider", "/provider/products/")
+        application = first_link(consumer, "/applications", "/applications/app_")
+        # The console's own first query on the university's L3 licence, sent as the page's form sends it.
+        l3 = next(
+            found
+            for found in re.findall(r'href="(/licences/lic_[^"]+)"', consumer.get("/licences").text)
+            if "aggregate" in consumer.get(f"{found}/console").text and "L3" in consumer.get(f"{found}/console").text
+        )
+        console = consumer.get(f"{l3}/console").text
+        form = {
+            "csrf": CSRF.search(console).group(1),
+            "query": html.unescape(re.search(r'<textarea id="query"[^>]*>(.*?)</textarea>', console, re.S).group(1)),
+        }
         cases: list[tuple[str, httpx.Client, str, str]] = [
             ("catalogue", anonymous, "GET", "/"),
             ("search 糖尿病", anonymous, "GET", "/?q=糖尿病"),
@@ -76,16 +91,22 @@ def main() -> None:
             ("provider products", provider, "GET", "/provider"),
             ("provider releases", provider, "GET", product_id),
             ("payments + statement", provider, "GET", "/provider/payments"),
+            ("application", consumer, "GET", application),
+            ("quality report", anonymous, "GET", "/products/chronic-lab-results/releases/2025.1/quality"),
+            ("curator queue", curator, "GET", "/reviews"),
+            ("console answer (L3)", consumer, "POST", f"{l3}/console"),
         ]
-        for _, client, _, path in cases:  # warm: templates compiled, pools open
-            assert client.get(path).status_code == 200, path
+        for _, client, method, path in cases:  # warm: templates compiled, pools open
+            sent = {"data": form, "headers": {"HX-Request": "true"}} if method == "POST" else {}
+            assert client.request(method, path, **sent).status_code == 200, path
         timings: dict[str, list[float]] = {name: [] for name, *_ in cases}
         order = list(range(len(cases))) * args.reps
         random.shuffle(order)
         for i in order:
             name, client, method, path = cases[i]
+            sent = {"data": form, "headers": {"HX-Request": "true"}} if method == "POST" else {}
             started = time.perf_counter()
-            answer = client.request(method, path)
+            answer = client.request(method, path, **sent)
             timings[name].append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200, (path, answer.status_code)
         print(f"pages on the demo, one `lode serve` process on SQLite, {args.reps} fetches each, shuffled")

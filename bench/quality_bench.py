@@ -1,7 +1,10 @@
 """Publish benchmark: what the quality report adds to publishing a 1M-row release (run by hand;
 prints figures, never passes or fails). Target: the whole publish with the report ≤ 1.5× without.
 
-    .venv/bin/python bench/quality_bench.py [--rows 1000000] [--reps 3]
+    .venv/bin/python bench/quality_bench.py [--rows 1000000] [--reps 3] [--defects]
+
+``--defects`` empties 1 % of the HbA1c values, so the report's second scan (whose rows fail:
+the persons behind each failing check) runs too; a clean release skips it.
 
 The release is ``delivery_bench.py``'s visits table (six columns with categories, bounds and a
 date; five rows a person) with two code columns added (an ICD-10 diagnosis and a LOINC test, so
@@ -56,14 +59,16 @@ async def chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def run(rows: int, reps: int, tmp: Path) -> None:
+async def run(rows: int, reps: int, tmp: Path, defects: bool) -> None:
     parquet = tmp / "visits.parquet"
     make_parquet(parquet, rows)
     csv, persons = tmp / "visits.csv", tmp / "persons.csv"
     codes = "['E11.9', 'I10', 'E78.5', 'N18.3', 'J45.909', 'K21.9']"
+    hba1c = "CASE WHEN hash(person_id, visit_date) % 100 = 0 THEN NULL ELSE hba1c END" if defects else "hba1c"
     tests = "['4548-4', '1558-6', '13457-7', '2093-3', '2571-8', '1742-6']"
     duckdb.sql(
-        f"COPY (SELECT *, {codes}[1 + CAST(hash(person_id, visit_date) % 6 AS INTEGER)] AS diagnosis, "
+        f"COPY (SELECT * REPLACE ({hba1c} AS hba1c), "
+        f"{codes}[1 + CAST(hash(person_id, visit_date) % 6 AS INTEGER)] AS diagnosis, "
         f"{tests}[1 + CAST(hash(visit_date, person_id) % 6 AS INTEGER)] AS loinc "
         f"FROM read_parquet('{parquet}')) TO '{csv}' (FORMAT csv, HEADER true)"
     )
@@ -107,9 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--defects", action="store_true", help="1 % of HbA1c values empty")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lode-quality-bench-") as tmp:
-        asyncio.run(run(args.rows, args.reps, Path(tmp)))
+        asyncio.run(run(args.rows, args.reps, Path(tmp), args.defects))
 
 
 if __name__ == "__main__":

@@ -130,7 +130,6 @@ def profile_table(
     def bad(category: str, name: str, condition: str, **about: Any) -> None:
         plan.append((category, name, condition, about))
         aggregates.append(f"count(*) FILTER (WHERE {condition})")
-        aggregates.append(f"count(DISTINCT {quote(person)}) FILTER (WHERE {condition})")
 
     for field in fields:
         column = quote(field["name"])
@@ -149,13 +148,19 @@ def profile_table(
     bad("conformance", "person_key_present", f"{quote(person)} IS NULL", column=person)
 
     counts = conn.execute(f"SELECT {', '.join(aggregates)} FROM {source}", {"path": path}).fetchone()
-    rows = counts[0]
+    rows, failing = counts[0], counts[1:]
+    # Whose rows fail: a second scan, only for the checks that failed at all (a clean table skips it).
+    failed = [i for i, n in enumerate(failing) if n and plan[i][1] != "person_key_present"]
+    persons = dict.fromkeys(range(len(plan)), 0)
+    if failed:
+        distinct = [f"count(DISTINCT {quote(person)}) FILTER (WHERE {plan[i][2]})" for i in failed]
+        found = conn.execute(f"SELECT {', '.join(distinct)} FROM {source}", {"path": path}).fetchone()
+        persons.update(zip(failed, found, strict=True))
     checks = []
     for i, (category, name, _, about) in enumerate(plan):
-        failing, persons = counts[1 + 2 * i], counts[2 + 2 * i]
-        if name == "person_key_present":
-            persons = failing  # rows without a person: each may be anyone's, count each as one
-        checks.append(_check(category, name, rows - failing, rows, thresholds[category], persons=persons, k=k, **about))
+        # Rows without a person may each be anyone's: each counts as one person.
+        who = failing[i] if name == "person_key_present" else persons[i]
+        checks.append(_check(category, name, rows - failing[i], rows, thresholds[category], persons=who, k=k, **about))
     checks += _code_checks(conn, path, table, thresholds, k)
     checks += _row_checks(conn, path, table, rows, thresholds, k)
     if period is not None:
