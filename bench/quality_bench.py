@@ -34,7 +34,7 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.delivery_bench import TABLE, make_parquet
-from catalog.products import quality
+from catalog.products import profiling, quality
 from catalog.storage import Profiler, Storage, TableSpec
 
 VISITS = {
@@ -78,13 +78,13 @@ async def run(rows: int, reps: int, tmp: Path, defects: bool) -> None:
     )
     storage = Storage(tmp / "objects", memory_limit="2GB")
     thresholds, period = quality.thresholds_for(None), (date(2018, 1, 1), date(2025, 5, 31))
-    profiling = Profiler(
-        table=partial(quality.profile_table, thresholds=thresholds, today=date.today(), period=period, k=10),
-        release=partial(quality.release_checks, thresholds=thresholds, k=10),
+    profiler = Profiler(
+        table=partial(profiling.profile_table, thresholds=thresholds, today=date.today(), period=period, k=10),
+        release=partial(profiling.release_checks, thresholds=thresholds, k=10),
     )
     timings: dict[str, list[float]] = {"without the report": [], "with the report": []}
     for rep in range(reps):
-        order = [None, profiling] if rep % 2 == 0 else [profiling, None]
+        order = [None, profiler] if rep % 2 == 0 else [profiler, None]
         for variant in order:
             release = f"rel_bench{rep}{'q' if variant else 'p'}"
             specs = {}

@@ -25,8 +25,9 @@ from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
 from catalog import auth, db, errors, intake, observability, outbox, policy, shielded
 from catalog.access import blocklists, licences
+from catalog.access.licence_routes import BlocklistController, LicenceController, RegisterController
 from catalog.access.models import Licence
-from catalog.access.routes import ApplicationController, BlocklistController, LicenceController, RegisterController
+from catalog.access.routes import ApplicationController
 from catalog.delivery import auditor
 from catalog.delivery.noise import Noise
 from catalog.delivery.routes import DeliveryController, QueryAlertController
@@ -36,8 +37,9 @@ from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController
 from catalog.pagination import provide_page
 from catalog.products import releases
+from catalog.products.commerce_routes import CommerceController
 from catalog.products.release_routes import ReleaseController
-from catalog.products.routes import CommerceController, ProductController
+from catalog.products.routes import ProductController
 from catalog.settings import Settings, load_settings
 from catalog.storage import Storage
 from catalog.web import api as web_api

@@ -23,7 +23,7 @@ from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
 from catalog.ids import new_id
 from catalog.pagination import PageRequest
-from catalog.products import dictionary, quality, search
+from catalog.products import dictionary, profiling, quality, search
 from catalog.products import repository as repo
 from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
@@ -242,8 +242,8 @@ async def publish(
         thresholds = quality.thresholds_for(release.quality_thresholds)
         period, k = _period(product.temporal_coverage), policy.rule(product.grade).k
         profiler = Profiler(
-            table=partial(quality.profile_table, thresholds=thresholds, today=now.date(), period=period, k=k),
-            release=partial(quality.release_checks, thresholds=thresholds, k=k),
+            table=partial(profiling.profile_table, thresholds=thresholds, today=now.date(), period=period, k=k),
+            release=partial(profiling.release_checks, thresholds=thresholds, k=k),
         )
     try:
         published, across = await storage.publish(release_id, specs, profiler)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from catalog.products import quality
+from catalog.products import profiling, quality
 from tests.support import Actors, expect, problem
 
 PEOPLE = {
@@ -218,10 +218,14 @@ async def test_a_draft_has_no_report(client, owner, product) -> None:
 
 
 def test_the_code_checks() -> None:
-    assert quality.loinc_valid("4548-4") and quality.loinc_valid("13457-7") and not quality.loinc_valid("4548-5")
-    assert not quality.loinc_valid("4548") and not quality.loinc_valid("abc-1")
-    assert quality.ucum_parses("mmol/L") and quality.ucum_parses("10*9/L") and quality.ucum_parses("mL/min/{1.73_m2}")
-    assert not quality.ucum_parses("mmol per L") and not quality.ucum_parses("")
+    assert profiling.loinc_valid("4548-4") and profiling.loinc_valid("13457-7") and not profiling.loinc_valid("4548-5")
+    assert not profiling.loinc_valid("4548") and not profiling.loinc_valid("abc-1")
+    assert (
+        profiling.ucum_parses("mmol/L")
+        and profiling.ucum_parses("10*9/L")
+        and profiling.ucum_parses("mL/min/{1.73_m2}")
+    )
+    assert not profiling.ucum_parses("mmol per L") and not profiling.ucum_parses("")
     assert quality.bucket(1.0) == "1.00" and quality.bucket(0.994) == "0.99" and quality.bucket(0.5) == "0.00"
     assert quality.buckets_from(0.95) == ("1.00", "0.99", "0.98", "0.95") and quality.buckets_from(0.97) is None
 
