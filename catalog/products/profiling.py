@@ -243,22 +243,36 @@ def _coverage(
     thresholds: dict[str, float],
     k: int,
 ) -> list[dict[str, Any]]:
-    """Months of the declared period with at least one row, by the table's first date column."""
+    """Months of the declared period with at least one row, by the table's first date column, and
+    the rows of each month (``by_month``: every month of the period, 0 where none)."""
     first = next((f for f in fields if f["type"] == "date"), None)
     if first is None:
         return []
     column = quote(first["name"])
     start, end = period
-    months = (end.year - start.year) * 12 + end.month - start.month + 1
-    (covered,) = conn.execute(
-        f"SELECT count(DISTINCT date_trunc('month', {column})) FROM read_parquet($path) "
-        f"WHERE {column} BETWEEN $start AND $end",
-        {"path": path, "start": start, "end": end},
-    ).fetchone()
+    found = dict(
+        conn.execute(
+            f"SELECT strftime(date_trunc('month', {column}), '%Y-%m'), count(*) FROM read_parquet($path) "
+            f"WHERE {column} BETWEEN $start AND $end GROUP BY 1",
+            {"path": path, "start": start, "end": end},
+        ).fetchall()
+    )
+    months = [f"{year:04d}-{month:02d}" for year, month in _months(start, end)]
+    by_month = [{"month": m, "rows": found.get(m, 0)} for m in months]
+    covered = sum(1 for m in by_month if m["rows"])
     return [
-        _check("completeness", "period_months_covered", covered, months, thresholds["completeness"], persons=None,
-               k=k, column=first["name"], unit="months", period=[start.isoformat(), end.isoformat()])
+        _check("completeness", "period_months_covered", covered, len(months), thresholds["completeness"],
+               persons=None, k=k, column=first["name"], unit="months", period=[start.isoformat(), end.isoformat()],
+               by_month=by_month)
     ]  # fmt: skip
+
+
+def _months(start: date, end: date) -> list[tuple[int, int]]:
+    year, month, out = start.year, start.month, []
+    while (year, month) <= (end.year, end.month):
+        out.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
 
 
 def release_checks(

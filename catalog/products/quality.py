@@ -57,23 +57,29 @@ def summarise(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def drift(current: dict[str, Any], previous: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per column, how each check's fraction moved since the previous published release."""
+    """Per check, how its fraction moved since the previous published release — including checks
+    the new release added (``previous`` null) or dropped (``current`` null)."""
     if not previous:
         return []
-    before = {
-        (table, c["check"], c.get("column")): c
-        for table, body in previous.get("tables", {}).items()
-        for c in body["checks"]
-    }
+
+    def index(report: dict[str, Any]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
+        return {
+            (t, c["check"], c.get("column")): c for t, body in report.get("tables", {}).items() for c in body["checks"]
+        }
+
+    before, now = index(previous), index(current)
     moved = []
-    for table, body in current["tables"].items():
-        for c in body["checks"]:
-            old = before.get((table, c["check"], c.get("column")))
-            if old is not None and old["fraction"] != c["fraction"]:
-                moved.append({"table": table, "check": c["check"], "column": c.get("column"),
-                              "previous": old["fraction"], "current": c["fraction"],
-                              "change": round(c["fraction"] - old["fraction"], 6),
-                              "masked": bool(c["masked"] or old.get("masked", False))})  # fmt: skip
+    for key in sorted(before.keys() | now.keys(), key=str):
+        old, new = before.get(key), now.get(key)
+        was, is_ = (old or {}).get("fraction"), (new or {}).get("fraction")
+        if was == is_:
+            continue
+        table, check, column = key
+        moved.append({
+            "table": table, "check": check, "column": column, "previous": was, "current": is_,
+            "change": round(is_ - was, 6) if was is not None and is_ is not None else None,
+            "masked": bool((old or {}).get("masked") or (new or {}).get("masked")),
+        })  # fmt: skip
     return moved
 
 
@@ -96,6 +102,11 @@ def public_view(report: dict[str, Any], k: int) -> dict[str, Any]:
         for c in body["checks"]:
             if c["masked"]:
                 c = {**c, "failing": f"< {k}", "failing_persons": f"< {k}", "numerator": None, "fraction": None}
+            if "by_month" in c:  # a month of few rows may be a month of few persons
+                c = {
+                    **c,
+                    "by_month": [{**m, "rows": f"< {k}" if 0 < m["rows"] < k else m["rows"]} for m in c["by_month"]],
+                }
             checks.append(c)
         tables[table] = {**body, "checks": checks}
     drift = [d for d in report.get("drift", []) if not d.get("masked")]

@@ -117,7 +117,9 @@ async def test_a_clean_release_scores_clean(client, owner, product) -> None:
     visits = checks(report, "visits")
     assert all(c["failing"] == 0 for c in visits.values()), [c for c in visits.values() if c["failing"]]
     assert checks(report, "people")[("persons_with_rows", None)]["numerator"] == PERSONS
-    assert visits[("period_months_covered", "visit_date")]["numerator"] == 12
+    covered = visits[("period_months_covered", "visit_date")]
+    assert covered["numerator"] == 12 and [m["month"] for m in covered["by_month"]][:2] == ["2024-01", "2024-02"]
+    assert sum(m["rows"] for m in covered["by_month"]) == 4 * PERSONS
     assert {c["category"] for c in visits.values()} == set(quality.CATEGORIES)
 
 
@@ -188,6 +190,7 @@ async def test_drift_thresholds_and_the_products_measured_scores(client, owner, 
     )
     report = expect(await client.get(f"/v1/products/{product['id']}/releases/2/quality", headers=owner.headers), 200)
     moved = {(d["check"], d["column"]): d for d in report["drift"]}
+    assert all(d["previous"] is not None and d["current"] is not None for d in report["drift"])  # the same checks
     assert moved[("not_null", "hba1c")]["previous"] == 1.0
     assert moved[("not_null", "hba1c")]["change"] == pytest.approx(-0.05, abs=1e-6)
     assert report["thresholds"]["completeness"] == 0.99  # tightened; the others stay Lode's defaults
@@ -275,3 +278,21 @@ async def test_the_products_measured_quality_is_its_newest_published_releases(cl
     )
     measured = expect(await client.get(base, headers=owner.headers), 200)["measured_quality"]
     assert measured["version"] == "old" and measured["scores"]["completeness"] == 1.0
+
+
+def test_drift_names_checks_added_and_dropped() -> None:
+    def report(*checks: tuple[str, str, float]) -> dict[str, Any]:
+        rows = [{"check": c, "column": col, "fraction": f, "masked": False} for c, col, f in checks]
+        return {"tables": {"t": {"checks": rows}}}
+
+    before = report(("not_null", "a", 1.0), ("not_null", "gone", 0.9), ("within_bounds", "a", 0.99))
+    after = report(("not_null", "a", 0.95), ("not_null", "new", 1.0), ("within_bounds", "a", 0.99))
+    moved = {
+        (d["check"], d["column"]): (d["previous"], d["current"], d["change"]) for d in quality.drift(after, before)
+    }
+    assert moved == {
+        ("not_null", "a"): (1.0, 0.95, -0.05),
+        ("not_null", "gone"): (0.9, None, None),
+        ("not_null", "new"): (None, 1.0, None),
+    }
+    assert quality.drift(after, None) == []
