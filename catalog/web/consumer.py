@@ -62,6 +62,17 @@ async def _members(ctx: Ctx) -> list[dict[str, Any]]:
         return [{"id": ctx.me["user"]["id"], "name": ctx.me["user"]["name"], "roles": ctx.me["roles"]}]
 
 
+async def _products(ctx: Ctx, items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The products a list names, by id, so rows show titles rather than ids (one call each)."""
+    products = {}
+    for product_id in dict.fromkeys(item["product_id"] for item in items):
+        try:
+            products[product_id] = await ctx.api.get(f"/v1/products/{q(product_id)}")
+        except Refused:  # a product no longer visible (retired): the row keeps its id
+            continue
+    return products
+
+
 def example_query(product: dict[str, Any], modes: list[str]) -> dict[str, Any]:
     """A first query the console offers, from the dictionary: counts by a non-sensitive category."""
     table = (product.get("dictionary") or [{}])[0]
@@ -126,7 +137,7 @@ class ConsumerPages(Controller):
         ctx = await context(request)
         require_member(ctx)
         found = await ctx.api.get("/v1/applications", limit=100)
-        return render(ctx, "applications.html", items=found["items"])
+        return render(ctx, "applications.html", items=found["items"], products=await _products(ctx, found["items"]))
 
     @get("/applications/{app_id:str}", name="web.application")
     async def application(self, request: Request[Any, Any, Any], app_id: FromPath[str]) -> Any:
@@ -153,7 +164,7 @@ class ConsumerPages(Controller):
         ctx = await context(request)
         require_member(ctx)
         found = await ctx.api.get("/v1/licences", limit=100)
-        return render(ctx, "licences.html", items=found["items"])
+        return render(ctx, "licences.html", items=found["items"], products=await _products(ctx, found["items"]))
 
     @get("/licences/{licence_id:str}", name="web.licence")
     async def licence(

@@ -18,12 +18,12 @@ def axe_source() -> str:
 
 
 class Visitor:
-    def __init__(self, browser: Any, base: str, shots: Path, name: str) -> None:
+    def __init__(self, browser: Any, base: str, shots: Path, name: str, locale: str = "en-GB") -> None:
         self.base = base
         self.host = urlsplit(base).netloc
         self.shots = shots
         self.name = name
-        self.context = browser.new_context(locale="en-GB")
+        self.context = browser.new_context(locale=locale)  # Chromium's Accept-Language follows it
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.page.on("request", lambda request: self.requests.append(request.url))

@@ -192,13 +192,15 @@ def test_every_kind_of_page_passes_the_accessibility_basics(browser: Any, demo_s
     }
     for locale in ("en-GB", "zh-CN"):
         for key, paths in pages.items():
-            visitor = Visitor(browser, demo_server.base, shots, f"{locale}-{key or 'anonymous'}".replace("/", "-"))
-            visitor.context.set_extra_http_headers({"Accept-Language": locale})
+            visitor = Visitor(
+                browser, demo_server.base, shots, f"{locale}-{key or 'anonymous'}".replace("/", "-"), locale=locale
+            )
             try:
                 if key:
                     visitor.sign_in(demo_server.key(key))
                 for path in paths:
                     visitor.go(path)
+                    assert visitor.page.get_attribute("html", "lang") == ("zh-CN" if locale == "zh-CN" else "en"), path
                     visitor.snap(path.strip("/").replace("/", "-") or "home")
                 assert visitor.elsewhere() == []
             finally:

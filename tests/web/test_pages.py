@@ -191,6 +191,8 @@ async def test_the_licence_page_says_what_is_left_of_each_cap(circulation: Circu
     licensed = await circulation.licensed(owner, consumer, plans=[FREE_PLAN])
     browser = browse()
     await browser.sign_in(consumer["admin"].key)
+    listed = await browser.http.get("/licences")
+    assert f'href="/products/{licensed["product"]["slug"]}"' in listed.text  # rows name the product, not its id
     page = await browser.http.get(f"/licences/{licensed['licence']['id']}")
     row = next(r for r in page.text.split("<tr") if "rows returned" in r)
     assert "<td>10000</td>" in row and "Used this cap period" in page.text and row.count("<td>") == 4
