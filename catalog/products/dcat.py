@@ -176,7 +176,7 @@ def _dataset(product: Product, owner: Any, terms: Any, releases: list[Any], base
             **({"dct:license": licence} if licence else {}),
             "healthdcatap:numberOfRecords": facts.get("rows"),
             "lode:release": release.version,
-            **_measurements(base, f"{uri}/releases/{release.version}#{table}", release.quality, table),
+            **_measurements(base, f"{uri}/releases/{release.version}#{table}", release.quality, table, grade.k),
         }
         for release in releases
         for table, facts in (release.tables or {}).items()
@@ -212,7 +212,7 @@ def _metric(base: str, category: str) -> dict[str, Any]:
     }
 
 
-def _measurements(base: str, distribution: str, report: dict[str, Any] | None, table: str) -> dict[str, Any]:
+def _measurements(base: str, distribution: str, report: dict[str, Any] | None, table: str, k: int) -> dict[str, Any]:
     body = (report or {}).get("tables", {}).get(table)
     if not body:
         return {}
@@ -224,7 +224,7 @@ def _measurements(base: str, distribution: str, report: dict[str, Any] | None, t
                 "dqv:computedOn": {"@id": distribution},
                 "dqv:value": {"@value": score, "@type": "xsd:double"},
             }
-            for category, score in quality.table_scores(body["checks"]).items()
+            for category, score in quality.table_scores(body["checks"], k).items()
         ]
     }
 

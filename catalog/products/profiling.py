@@ -150,7 +150,13 @@ def profile_table(
     failed = [i for i, n in enumerate(failing) if n and plan[i][1] != "person_key_present"]
     persons = dict.fromkeys(range(len(plan)), 0)
     if failed:
-        distinct = [f"count(DISTINCT {quote(person)}) FILTER (WHERE {plan[i][2]})" for i in failed]
+        # A failing row without a person key may be anyone's: it counts as a person of its own.
+        key = quote(person)
+        conditions = [plan[i][2] for i in failed]
+        distinct = [
+            f"count(DISTINCT {key}) FILTER (WHERE {c}) + count(*) FILTER (WHERE {key} IS NULL AND ({c}))"
+            for c in conditions
+        ]
         found = conn.execute(f"SELECT {', '.join(distinct)} FROM {source}", {"path": path}).fetchone()
         persons.update(zip(failed, found, strict=True))
     checks = []

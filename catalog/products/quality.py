@@ -31,24 +31,35 @@ def buckets_from(minimum: float) -> tuple[str, ...] | None:
     return tuple(b for b in BUCKETS if float(b) >= minimum - 1e-9)
 
 
-def table_scores(checks: list[dict[str, Any]]) -> dict[str, float]:
-    """One table's score per category: the mean fraction of its checks in that category that
-    anyone may see (a masked check would give its counts away through the mean)."""
+def masked(check: dict[str, Any], k: int) -> bool:
+    """A check failed by fewer than k persons is a fact about few persons. Decided when the report
+    is read, with the k in force then (a policy file may raise it after publish)."""
+    persons = check.get("failing_persons")
+    return isinstance(persons, int) and 0 < persons < k
+
+
+def table_scores(checks: list[dict[str, Any]], k: int) -> dict[str, float]:
+    """One table's score per category: the mean fraction of its checks in that category, masked
+    ones left out — the mean would otherwise give a masked count away."""
     scores = {}
     for category in CATEGORIES:
-        fractions = [c["fraction"] for c in checks if c["category"] == category and not c["masked"]]
+        fractions = [c["fraction"] for c in checks if c["category"] == category and not masked(c, k)]
         if fractions:
             scores[category] = round(sum(fractions) / len(fractions), 6)
     return scores
 
 
-def summarise(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each category's score: the mean fraction of its checks over every table, masked ones left
-    out (as in ``table_scores``); how many checks ran and failed."""
+def summarise(tables: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
+    """Each category's score over every table, masked checks left out (as in ``table_scores``); how
+    many checks ran and failed. A defect confined to fewer than k persons therefore lowers no score
+    (and no listing minimum or search filter reads it) — it shows in its own check, to the owner."""
     scores: dict[str, float | None] = {}
     for category in CATEGORIES:
         fractions = [
-            c["fraction"] for t in tables.values() for c in t["checks"] if c["category"] == category and not c["masked"]
+            c["fraction"]
+            for t in tables.values()
+            for c in t["checks"]
+            if c["category"] == category and not masked(c, k)
         ]
         scores[category] = round(sum(fractions) / len(fractions), 6) if fractions else None
     failed = sum(1 for t in tables.values() for c in t["checks"] if not c["passed"])
@@ -78,7 +89,7 @@ def drift(current: dict[str, Any], previous: dict[str, Any] | None) -> list[dict
         moved.append({
             "table": table, "check": check, "column": column, "previous": was, "current": is_,
             "change": round(is_ - was, 6) if was is not None and is_ is not None else None,
-            "masked": bool((old or {}).get("masked") or (new or {}).get("masked")),
+            "masked": bool((old or {}).get("masked") or (new or {}).get("masked")),  # as of publish
         })  # fmt: skip
     return moved
 
@@ -93,21 +104,36 @@ def thresholds_for(requested: dict[str, float] | None) -> dict[str, float]:
 
 
 def public_view(report: dict[str, Any], k: int) -> dict[str, Any]:
-    """What anyone but the owner and the operator sees. A check whose failing rows belong to fewer
-    than k persons is a fact about few persons: its counts and fraction are withheld ("< k"), and
-    the drift entries that would give them away are left out (the scores already leave it out)."""
+    """What anyone but the owner and the operator sees, with the k in force now.
+
+    Counts of few persons must not be worked out from the rest, and the checks share totals (a
+    column's code check counts its non-null values, every table's "persons with rows" counts the
+    release's persons, the months add up to the dated rows). So no check shows its numerator or
+    denominator; an unmasked check shows its fraction and failing count, a masked one "< k"
+    persons and nothing else; "persons with rows" is masked in every table once it is in one; the
+    months say only whether they are covered; the scores are recomputed without the masked checks,
+    and drift entries about them are left out."""
+    share_masked = any(
+        masked(c, k) for body in report["tables"].values() for c in body["checks"] if c["check"] == "persons_with_rows"
+    )
     tables = {}
     for table, body in report["tables"].items():
         checks = []
         for c in body["checks"]:
-            if c["masked"]:
-                c = {**c, "failing": f"< {k}", "failing_persons": f"< {k}", "numerator": None, "fraction": None}
-            if "by_month" in c:  # a month of few rows may be a month of few persons
-                c = {
-                    **c,
-                    "by_month": [{**m, "rows": f"< {k}" if 0 < m["rows"] < k else m["rows"]} for m in c["by_month"]],
-                }
-            checks.append(c)
+            hidden = masked(c, k) or (share_masked and c["check"] == "persons_with_rows")
+            shown = {key: value for key, value in c.items() if key not in ("numerator", "denominator", "masked")}
+            if hidden:
+                shown.update(failing=None, fraction=None, failing_persons=f"< {k}")
+            if "by_month" in shown:
+                shown["by_month"] = [{"month": m["month"], "covered": bool(m["rows"])} for m in shown["by_month"]]
+            checks.append({**shown, "masked": hidden})
         tables[table] = {**body, "checks": checks}
-    drift = [d for d in report.get("drift", []) if not d.get("masked")]
-    return {**report, "tables": tables, "drift": drift, "masked_under": k}
+    hidden = {
+        (table, c["check"], c.get("column")) for table, body in tables.items() for c in body["checks"] if c["masked"]
+    }
+    drift = [
+        d
+        for d in report.get("drift", [])
+        if not d.get("masked") and (d["table"], d["check"], d["column"]) not in hidden
+    ]
+    return {**report, "tables": tables, "drift": drift, "summary": summarise(report["tables"], k), "masked_under": k}

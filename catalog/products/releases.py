@@ -260,8 +260,9 @@ async def publish(
             for t, p in published.items()
         }
         release.status, release.published_at, release.publishing_since = "published", utcnow(), None
+        await repo.lock_product(session, product.id)  # publishes of one product take turns from here
         previous = await repo.latest_published_release(session, product.id, before=release.id)
-        release.quality = _report(published, across, thresholds, period, previous.quality if previous else None)
+        release.quality = _report(published, across, thresholds, period, previous.quality if previous else None, k)
         await session.flush()
         await refresh_measured(session, product)
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
@@ -298,6 +299,7 @@ def _report(
     thresholds: dict[str, float],
     period: tuple[date, date] | None,
     previous: Any,
+    k: int,
 ) -> dict[str, Any]:
     tables = {
         name: {"rows": table.quality["rows"], "persons": table.quality["persons"],
@@ -310,7 +312,7 @@ def _report(
         "period": [d.isoformat() for d in period] if period else None,
         "tables": tables,
     }
-    report["summary"] = quality.summarise(tables)
+    report["summary"] = quality.summarise(tables, k)
     report["drift"] = quality.drift(report, previous)
     return report
 

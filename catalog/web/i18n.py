@@ -106,6 +106,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "applications_waiting": ("Applications waiting for your track", "等待您审查的申请"),
     "nothing_waiting": ("Nothing is waiting.", "暂无待办。"),
     # Labels of forms and tables, by their English words.
+    "w_failing_persons_passing_of": ("Persons failing · passing / of", "未通过人数 · 通过 / 总数"),
     "w_analysts": ("Analysts", "分析人员"),
     "w_approval_reference": ("Approval reference", "批件编号"),
     "w_approved_on": ("Approved on", "批准日期"),

@@ -144,17 +144,18 @@ async def end(request: Request[Any, Any, Any], member: Member | None) -> None:
 def expected_csrf(request: Request[Any, Any, Any], member: Member | None) -> str | None:
     if member is not None:
         return csrf_for_session(member.token)
-    return request.cookies.get(CSRF_COOKIE)
+    cookie = request.cookies.get(CSRF_COOKIE)
+    return cookie if cookie and TOKEN.fullmatch(cookie) else None
 
 
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 def anonymous_csrf(request: Request[Any, Any, Any]) -> tuple[str, bool]:
     """The visitor's double-submit token, and whether the cookie must be set now. Only a token of
     the shape Lode makes is taken: the page writes it into a header (``hx-headers``)."""
     existing = request.cookies.get(CSRF_COOKIE)
-    if existing and TOKEN.match(existing):
+    if existing and TOKEN.fullmatch(existing):
         return existing, False
     return secrets.token_urlsafe(32), True
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import time
 import uuid
@@ -73,7 +74,9 @@ class Retry:
         after = response.headers.get("retry-after") if response is not None else None
         if after:
             try:
-                return min(max(float(after), 0.0), self.cap)
+                seconds = float(after)
+                if math.isfinite(seconds):
+                    return min(max(seconds, 0.0), self.cap)
             except ValueError:
                 try:
                     when = email.utils.parsedate_to_datetime(after)

@@ -132,6 +132,7 @@ def test_retries_honour_retry_after_and_never_repeat_what_may_have_happened(clie
     seen: list[httpx.Request] = []
     answers = [
         httpx.Response(429, headers={"Retry-After": "soon"}, json={"code": "too_many_requests"}),  # junk: backs off
+        httpx.Response(503, headers={"Retry-After": "nan"}, json={"code": "database_busy"}),  # not finite: backs off
         httpx.Response(503, headers={"Retry-After": "0"}, json={"code": "database_busy"}),
         httpx.Response(200, json={"user": {}, "organisation": {}, "roles": ["admin"]}),
     ]
@@ -142,7 +143,7 @@ def test_retries_honour_retry_after_and_never_repeat_what_may_have_happened(clie
 
     lode = Client("http://lode.test", "lode_k", transport=httpx.MockTransport(serve))
     lode.retry.base = 0.01  # the backoff a junk Retry-After falls back to, kept short here
-    assert lode.me().roles == ["admin"] and len(seen) == 3
+    assert lode.me().roles == ["admin"] and len(seen) == 4
     assert seen[0].headers["user-agent"].startswith("lode-client/")
 
     sent: list[httpx.Request] = []

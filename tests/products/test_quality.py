@@ -161,12 +161,17 @@ async def test_planted_defects_are_counted_exactly(client, owner, product, catal
     listed = await catalogue_list(client, catalogue, owner, product)
     seen = expect(await client.get(f"/v1/products/{listed['id']}/releases/1/quality"), 200)
     for key in (("rows_per_person_within_limit", None), ("icd10_shape", "diagnosis")):
-        masked = checks(seen, "visits")[key]
-        assert masked["failing"] == masked["failing_persons"] == "< 10", key
-        assert masked["numerator"] is None and masked["fraction"] is None, key
-    assert checks(seen, "visits")[("not_null", "hba1c")]["failing"] == 80  # 20 persons: shown
-    shown = [c for t in report["tables"].values() for c in t["checks"] if not c["masked"]]
-    plausible = [c["fraction"] for c in shown if c["category"] == "plausibility"]
+        hidden = checks(seen, "visits")[key]
+        assert hidden["masked"] and hidden["failing_persons"] == "< 10", key
+        assert hidden["failing"] is None and hidden["fraction"] is None, key
+    shown = checks(seen, "visits")[("not_null", "hba1c")]
+    assert shown["failing"] == 80 and not shown["masked"]  # 20 persons: shown
+    # No check shows the totals that would let a masked count be worked out from another's.
+    assert not any("numerator" in c or "denominator" in c for t in seen["tables"].values() for c in t["checks"])
+    covered = checks(seen, "visits")[("period_months_covered", "visit_date")]["by_month"]
+    assert all(set(m) == {"month", "covered"} for m in covered)
+    visible = [c for t in report["tables"].values() for c in t["checks"] if not quality.masked(c, 10)]
+    plausible = [c["fraction"] for c in visible if c["category"] == "plausibility"]
     assert seen["summary"]["scores"]["plausibility"] == pytest.approx(sum(plausible) / len(plausible), abs=1e-6)
     assert report["summary"] == seen["summary"]  # the scores never counted a masked check
     assert listed["measured_quality"]["scores"] == report["summary"]["scores"]
@@ -278,6 +283,28 @@ async def test_the_products_measured_quality_is_its_newest_published_releases(cl
     )
     measured = expect(await client.get(base, headers=owner.headers), 200)["measured_quality"]
     assert measured["version"] == "old" and measured["scores"]["completeness"] == 1.0
+
+
+def test_masking_follows_the_k_in_force_when_the_report_is_read() -> None:
+    check = {
+        "category": "plausibility",
+        "check": "not_in_future",
+        "column": "d",
+        "numerator": 88,
+        "denominator": 100,
+        "failing": 12,
+        "failing_persons": 12,
+        "masked": False,
+        "fraction": 0.88,
+        "threshold": 0.99,
+        "passed": False,
+    }
+    other = {**check, "check": "no_duplicate_rows", "column": None, "failing": 0, "failing_persons": 0, "fraction": 1.0}
+    report = {"tables": {"t": {"checks": [check, other]}}, "drift": [], "summary": {}}
+    at_10 = checks(quality.public_view(report, 10), "t")[("not_in_future", "d")]
+    at_20 = checks(quality.public_view(report, 20), "t")[("not_in_future", "d")]  # a policy file raised k
+    assert at_10["failing"] == 12 and at_20["failing"] is None and at_20["failing_persons"] == "< 20"
+    assert quality.public_view(report, 20)["summary"]["scores"]["plausibility"] == 1.0  # the masked one left out
 
 
 def test_drift_names_checks_added_and_dropped() -> None:

@@ -250,7 +250,16 @@ async def test_a_refused_action_shows_the_problems_detail(circulation: Circulati
 
 
 async def test_measured_quality_on_the_pages(client, actors, catalogue, browse) -> None:
-    from tests.products.test_quality import PEOPLE, PERIOD, VISITS, catalogue_list, publish, visits_rows
+    from tests.products.test_quality import (
+        PEOPLE,
+        PERIOD,
+        VISITS,
+        _csv,
+        catalogue_list,
+        people_csv,
+        publish,
+        visits_rows,
+    )
 
     owner = await actors.org("provider")
     product = await catalogue.draft(owner, dictionary=[PEOPLE, VISITS], temporal_coverage=PERIOD)
@@ -262,11 +271,36 @@ async def test_measured_quality_on_the_pages(client, actors, catalogue, browse) 
     report = await browser.http.get(f"/products/{listed['slug']}/releases/1/quality")
     assert report.status_code == 200 and "icd10 shape" in report.text and "FAIL" in report.text
     row = next(r for r in report.text.split("<tr") if "icd10 shape" in r)
-    assert "<td>&lt; 10</td>" in row and "<td>12</td>" not in row  # 12 rows of 3 persons: masked for a visitor
+    assert "&lt; 10 persons" in row and "12" not in row  # 12 rows of 3 persons: masked for a visitor
     found = await browser.http.get("/?completeness=1.00")  # the "≥ 1.00" box of the completeness facet
     assert listed["slug"] in found.text and "Measured completeness" in found.text
     conformance = listed["measured_quality"]["scores"]["conformance"]
     assert conformance < 1 and listed["slug"] not in (await browser.http.get("/?conformance=1.00")).text
+    # A second release that drops a column: drift names the checks it no longer has.
+    dropped = {**VISITS, "fields": [f for f in VISITS["fields"] if f["name"] != "setting"]}
+    base = f"/v1/products/{listed['id']}/releases"
+    expect(await client.post(base, json={"version": "2", "dictionary": [PEOPLE, dropped]}, headers=owner.headers), 201)
+    expect(await client.put(f"{base}/2/files/people.csv", content=people_csv(), headers=owner.headers), 201)
+    rows = [["person_id", "visit_date", "diagnosis", "loinc", "unit", "hba1c"]] + [r[:6] for r in visits_rows()]
+    expect(await client.put(f"{base}/2/files/visits.csv", content=_csv(rows), headers=owner.headers), 201)
+    expect(await client.post(f"{base}/2/publish", headers=owner.headers), 200)
+    second = await browser.http.get(f"/products/{listed['slug']}/releases/2/quality")
+    assert second.status_code == 200 and "in categories" in second.text.split("previous release")[1]
+
+
+async def test_a_published_origin_passes_and_only_lodes_own_tokens_are_taken(client, actors, browse) -> None:
+    consumer = await actors.org("consumer")
+    browser = browse()
+    token = await browser.csrf()
+    # Behind a proxy the Host may be internal: the Origin of the published URL is this site too.
+    signed = await browser.http.post(
+        "/signin", data={"csrf": token, "api_key": consumer.key}, headers={"Origin": "http://127.0.0.1:8000"}
+    )
+    assert signed.status_code == 303
+    planted = browse()
+    forged = 'a"}, {"HX-Trigger": "x' + "a" * 20  # not a token Lode makes: it would break out of hx-headers
+    page = await planted.http.get("/signin", headers={"Cookie": f"lode_csrf={forged}"})
+    assert "HX-Trigger" not in page.text and "lode_csrf=" in page.headers["set-cookie"]  # a fresh one instead
 
 
 async def test_odd_urls_are_refused_in_words_not_failed(client, browse) -> None:  # client: the app started
