@@ -33,6 +33,8 @@ from lode_client.cli_base import (
 )
 from lode_client.client import Client
 
+# -- identity -----------------------------------------------------------------------------------
+
 
 @app.command()
 def login(
@@ -72,7 +74,7 @@ def whoami(as_json: JsonFlag = False) -> None:
     out.emit(data, lambda c: show.me(c, who, lode.url, lode.profile))
 
 
-# -- catalogue ----------------------------------------------------------------------------------
+# -- the entry point ----------------------------------------------------------------------------
 
 
 def main() -> None:

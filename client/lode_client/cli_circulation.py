@@ -29,6 +29,8 @@ from lode_client.cli_base import (
 )
 from lode_client.client import Client
 
+# -- catalogue ----------------------------------------------------------------------------------
+
 
 @products_app.command("search")
 def products_search(
@@ -267,6 +269,3 @@ def checkout(
     item = lode.licences.checkout(licence_id, method=method.value, success_url=success_url, cancel_url=cancel_url)
     out.emit(item, lambda c: typer.echo(item.url))
     out.note(f"{show.money(item.amount, item.currency)} by {item.method}: open the URL to pay")
-
-
-# -- delivery -----------------------------------------------------------------------------------

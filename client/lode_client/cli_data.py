@@ -21,6 +21,8 @@ from lode_client.cli_base import (
     release_app,
 )
 
+# -- delivery -----------------------------------------------------------------------------------
+
 
 def _read_query(spec: str) -> dict[str, Any]:
     hint = "--query/--json"
@@ -234,6 +236,3 @@ def release_publish(
     lode, out = _session(as_json)
     item = lode.releases.publish(product, version)
     out.emit(item, lambda c: show.release(c, item))
-
-
-# -- the entry point ----------------------------------------------------------------------------
