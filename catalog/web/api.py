@@ -90,9 +90,6 @@ class Api:
     async def put_stream(self, path: str, chunks: AsyncIterator[bytes], content_type: str) -> Any:
         return (await self.call("PUT", path, content=chunks, headers={"Content-Type": content_type})).json()
 
-    async def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.call(method, path, **kwargs)
-
 
 async def close(app: Litestar) -> None:
     client = getattr(app.state, "web_api_client", None)

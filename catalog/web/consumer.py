@@ -174,7 +174,9 @@ class ConsumerPages(Controller):
         require_member(ctx)
         lic = await ctx.api.get(f"/v1/licences/{q(licence_id)}")
         product = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}")
-        terms = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}/terms", version=lic["terms_version"])
+        terms = product.get("terms")
+        if not terms or terms["version"] != lic["terms_version"]:  # the licence pins an older version
+            terms = await ctx.api.get(f"/v1/products/{q(lic['product_id'])}/terms", version=lic["terms_version"])
         until = datetime.now(UTC)
         since = until - timedelta(days=29)
         usage = await ctx.api.get(

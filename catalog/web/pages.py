@@ -13,11 +13,11 @@ from litestar.response import Redirect, Template
 
 from catalog import observability
 from catalog.currencies import minor_units
-from catalog.errors import DomainError, translate
+from catalog.errors import DomainError, problem_response, translate
 from catalog.web import i18n, sessions
 from catalog.web.api import Api, Refused
 
-PAGE = {"public": True, "web": True}  # no API key on the request: pages sign in with a session
+PAGE = {"public": True}  # no API key on the request: pages sign in with a session
 
 
 @dataclass
@@ -40,9 +40,6 @@ class Ctx:
 
     def holds(self, *roles: str) -> bool:
         return bool(self.me) and any(r in self.me["roles"] for r in roles)
-
-    def acts_as(self, *roles: str) -> bool:
-        return self.holds("admin", *roles)
 
 
 async def context(request: Request[Any, Any, Any]) -> Ctx:
@@ -137,7 +134,7 @@ def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     else:
         error = translate(exc)
         if not isinstance(exc, DomainError) and error.status >= 500:
-            raise exc  # a bug: the app's handler logs it and answers a plain 500
+            return problem_response(request, exc)  # a bug: logged, and answered as any other 500
         status, code, detail = error.status, error.code, error.detail
         errors = [{"field": e.field, "message": e.message} for e in error.errors or []]
     lang = i18n.language(request)

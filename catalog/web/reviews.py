@@ -12,13 +12,14 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 
+from catalog import policy
+from catalog.access.review import TRACK_ROLES
 from catalog.web.api import q
 from catalog.web.pages import PAGE, Ctx, context, form, redirect, render, require_member
 
-# The operator's roles that decide application tracks, by track; the provider track is decided by
-# the owner's reviewers.
-TRACK_OF_ROLE = {"ethics": "ethics", "security": "security", "compliance": "compliance", "admin": "operator"}
-LISTING_ROLES = ("curator", "security")
+# Who may review what is decided elsewhere (access/review.py's TRACK_ROLES, the policy's listing
+# roles); the queue reads it from there to show each reviewer what is theirs.
+LISTING_ROLES = tuple(sorted({role for grade in policy.GRADES for role in policy.rule(grade).listing_roles}))
 DECISIONS = ("approve", "approve_with_conditions", "reject", "return")
 
 
@@ -26,7 +27,7 @@ def my_tracks(ctx: Ctx) -> list[str]:
     if ctx.kind == "provider":
         return ["provider"] if ctx.holds("reviewer") else []
     if ctx.kind == "operator":
-        return [track for role, track in TRACK_OF_ROLE.items() if ctx.holds(role)]
+        return [track for track, role in TRACK_ROLES.items() if ctx.holds(role)]
     return []
 
 

@@ -323,11 +323,8 @@ def release_files(console: Console, items: list[Any]) -> None:
     console.print(table(["name", "table", "format", "bytes", "rows", "sha256"], rows))
 
 
-def releases(console: Console, items: list[dict[str, Any]]) -> None:
-    rows = [
-        (r.get("version"), r.get("status"), [f.get("name") for f in r.get("files") or []], r.get("published_at"))
-        for r in items
-    ]
+def releases(console: Console, items: list[Any]) -> None:
+    rows = [(r.version, r.status, [f.name for f in r.files], r.published_at) for r in items]
     console.print(table(["version", "status", "files", "published"], rows))
 
 

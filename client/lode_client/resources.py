@@ -57,8 +57,8 @@ class Pages:
         cursor = None
         while True:
             page = self._client._transport.run(self._call(cursor))
-            yield from page["items"] if isinstance(page, dict) else page.items
-            cursor = page["next_cursor"] if isinstance(page, dict) else page.next_cursor
+            yield from page.items
+            cursor = page.next_cursor
             if not cursor:
                 return
 
@@ -66,9 +66,9 @@ class Pages:
         cursor = None
         while True:
             page = await self._client._transport.run(self._call(cursor))
-            for item in page["items"] if isinstance(page, dict) else page.items:
+            for item in page.items:
                 yield item
-            cursor = page["next_cursor"] if isinstance(page, dict) else page.next_cursor
+            cursor = page.next_cursor
             if not cursor:
                 return
 
@@ -158,7 +158,7 @@ class Releases(Resource):
     """A provider's releases: create a draft, upload its files, publish."""
 
     def list(self, product: str, *, limit: int = 100) -> Pages:
-        return Pages(self._client, "ListReleases", None, {"limit": limit}, {"product_id": product})
+        return Pages(self._client, "ListReleases", _page_of(models.Release), {"limit": limit}, {"product_id": product})
 
     @_op
     def get(self, product: str, version: str) -> Steps:

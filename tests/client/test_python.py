@@ -148,7 +148,7 @@ def test_a_providers_release_and_usage_without_duplicates(live: DemoServer, clie
             stored = publisher.releases.upload(product.id, release.version, path)
             assert stored.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert publisher.releases.publish(product.id, release.version).status == "published"
-    assert "py-2026.1" in [r["version"] for r in publisher.releases.list(product.id)]
+    assert "py-2026.1" in [r.version for r in publisher.releases.list(product.id)]
 
     owner = client(live, "zhongshan")  # zhongshan owns the open check-up sample: it reports usage
     licence = next(iter(owner.licences.list(product="open-checkup-sample", status="active")))
