@@ -14,7 +14,7 @@ import time
 
 PREFIXES = frozenset(
     "org usr key prd rel trm rsr pln app trk lic use aud pay rfd xfr alc evt mem fil blk job idm whk inb ent "
-    "res bud dsp acc mtr jrn chk xrv".split()
+    "res bud dsp acc mtr jrn chk xrv msg wep dlv".split()
 )
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Every pair of digits, indexed by the 10 bits it encodes: 13 lookups spell the 130 bits (two zero

@@ -63,6 +63,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     db_pool_timeout_s: float = 5.0
     billing_grace_days: int = 7
     worker_lease_s: float = 10.0
+    # One try of a webhook delivery, in all; and whether receivers may sit on loopback or private
+    # networks (development only: elsewhere that is how SSRF reaches the inside).
+    webhook_timeout_s: float = 5.0
+    webhook_allow_private: bool = True
     demo_seed: str = "lode-demo"
     log_level: str = "INFO"
 
@@ -238,6 +242,22 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
                 raise ValueError
         except ValueError:
             problems.append(f"LODE_WORKER_LEASE_S must be a number of seconds in [1, 3600]; got {lease!r}.")
+
+    webhook_timeout = get("LODE_WEBHOOK_TIMEOUT_S")
+    if webhook_timeout is not None:
+        try:
+            values["webhook_timeout_s"] = float(webhook_timeout)
+            if not 0 < float(webhook_timeout) <= 30:
+                raise ValueError
+        except ValueError:
+            problems.append(f"LODE_WEBHOOK_TIMEOUT_S must be a number of seconds in (0, 30]; got {webhook_timeout!r}.")
+
+    private = (get("LODE_WEBHOOK_ALLOW_PRIVATE") or ("1" if lode_env == "development" else "0")).lower()
+    if private not in ("0", "1", "true", "false"):
+        problems.append(f"LODE_WEBHOOK_ALLOW_PRIVATE must be 0 or 1; got {private!r}.")
+    elif private in ("1", "true") and lode_env == "production":
+        problems.append("LODE_WEBHOOK_ALLOW_PRIVATE cannot be on in production: webhooks go to public addresses only.")
+    values["webhook_allow_private"] = private in ("1", "true")
 
     values["demo_seed"] = get("LODE_DEMO_SEED") or "lode-demo"
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +31,14 @@ from catalog import outbox
 log = logging.getLogger("lode.worker")
 
 Renewal = Callable[[], Awaitable[bool]]  # extends a lease; False once the lease is someone else's
+
+
+class Companion(Protocol):
+    """A loop that runs for as long as the worker does (the webhook dispatcher)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class LeaseLost(Exception):
@@ -46,8 +54,10 @@ class Worker:
         *,
         poll_interval: float = 0.5,
         lease: timedelta = outbox.LEASE,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.sessions = sessions
+        self.companions = list(companions)
         self.registry = registry
         self.services = services or {}
         self.poll_interval = poll_interval
@@ -65,6 +75,17 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker started", extra={"handlers": sorted(self.registry.handlers)})
+        beside = [asyncio.create_task(c.run(), name=f"lode-{type(c).__name__.lower()}") for c in self.companions]
+        try:
+            await self._loop()
+        finally:
+            for companion in self.companions:
+                companion.stop()
+            if beside:
+                await asyncio.gather(*beside, return_exceptions=True)
+        log.info("worker stopped")
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 busy = await self.run_once()
@@ -76,7 +97,6 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_interval)
                 except TimeoutError:
                     pass
-        log.info("worker stopped")
 
     def stop(self) -> None:
         self._stopping.set()

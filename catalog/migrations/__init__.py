@@ -20,6 +20,7 @@ def load_all_models() -> None:
     from catalog import audit, idempotency, outbox  # noqa: F401
     from catalog.access import models as _access  # noqa: F401
     from catalog.metering import models as _metering  # noqa: F401
+    from catalog.notifications import models as _notifications  # noqa: F401
     from catalog.orgs import models as _orgs  # noqa: F401
     from catalog.products import models as _products  # noqa: F401
     from catalog.products import search_sql as _search  # noqa: F401

@@ -28,6 +28,7 @@ from litestar.datastructures import Cookie
 
 from catalog.db import read_transaction, utcnow, write_transaction
 from catalog.errors import Forbidden
+from catalog.sealing import seal, unseal
 from catalog.web import repository as repo
 from catalog.web.models import WebSession
 
@@ -51,25 +52,6 @@ class Member:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _keystream(token: str, length: int) -> bytes:
-    out = b""
-    counter = 0
-    while len(out) < length:
-        out += hmac.new(token.encode(), b"lode web seal %d" % counter, hashlib.sha256).digest()
-        counter += 1
-    return out[:length]
-
-
-def seal(token: str, key: str) -> bytes:
-    """XOR with an HMAC keystream: each token seals exactly one key, so the stream never repeats."""
-    data = key.encode()
-    return bytes(a ^ b for a, b in zip(data, _keystream(token, len(data)), strict=True))
-
-
-def unseal(token: str, sealed: bytes) -> str:
-    return bytes(a ^ b for a, b in zip(sealed, _keystream(token, len(sealed)), strict=True)).decode()
 
 
 def csrf_for_session(token: str) -> str:
