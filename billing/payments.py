@@ -22,6 +22,7 @@ from catalog.access import licences as access_licences
 from catalog.access import repository as access_repo
 from catalog.db import utcnow, write_transaction
 from catalog.ids import new_id
+from catalog.notifications import events as notices
 from catalog.orgs import repository as orgs_repo
 from catalog.products import repository as products_repo
 
@@ -97,6 +98,13 @@ async def record_paid(
             "fund": split.fund,
             "providers": split.providers,
         },
+    )
+    await notices.publish(
+        session,
+        "payment.succeeded",
+        ("payment", payment.id),
+        parties,
+        {"licence_id": payment.licence_id, "amount": gross, "currency": payment.currency},
     )
     return True
 

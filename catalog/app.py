@@ -24,7 +24,8 @@ from billing import meters, payments, refunds, simulated, subscriptions, transfe
 from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
 from catalog import auth, db, errors, intake, observability, outbox, policy, shielded
-from catalog.access import blocklists, licences
+from catalog.access import blocklists
+from catalog.access import sweep as licence_sweep
 from catalog.access.licence_routes import BlocklistController, LicenceController, RegisterController
 from catalog.access.models import Licence
 from catalog.access.routes import ApplicationController
@@ -33,6 +34,8 @@ from catalog.delivery.noise import Noise
 from catalog.delivery.routes import DeliveryController, QueryAlertController
 from catalog.metering import reservations as metering
 from catalog.metering.routes import MeteringController
+from catalog.notifications.dispatcher import Dispatcher
+from catalog.notifications.routes import NotificationController, WebhookEndpointController
 from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController
 from catalog.pagination import provide_page
@@ -64,13 +67,15 @@ ROUTES: list[Any] = [
     MeteringController,
     BillingController,
     WebhookController,
+    NotificationController,
+    WebhookEndpointController,
 ]
 
 
 def build_registry(settings: Settings) -> outbox.Registry:
     """Outbox handlers by event name and periodic jobs."""
     registry = outbox.Registry()
-    registry.every("licences.sweep", timedelta(minutes=5), licences.sweep)
+    registry.every("licences.sweep", timedelta(minutes=5), licence_sweep.sweep)
     registry.every("reservations.sweep", timedelta(minutes=1), metering.sweep_reservations)
     registry.every("queries.audit", auditor.INTERVAL, auditor.audit_queries)
     registry.every("meters.report", timedelta(hours=1), meters.report_due)
@@ -106,7 +111,17 @@ def openapi_config() -> OpenAPIConfig:
         security=[{"ApiKey": []}],
         tags=[
             Tag(name=t)
-            for t in ("Identity", "Catalogue", "Circulation", "Delivery", "Metering", "Billing", "Audit", "Operations")
+            for t in (
+                "Identity",
+                "Catalogue",
+                "Circulation",
+                "Delivery",
+                "Metering",
+                "Billing",
+                "Notifications",
+                "Audit",
+                "Operations",
+            )
         ],
         path="/schema",
         use_handler_docstrings=False,
@@ -128,7 +143,10 @@ def create_app(
     registry = registry or build_registry(settings)
     services = services if services is not None else build_services(settings)
     simulator = services.get("stripe_simulator")
-    worker = Worker(sessions, registry, services, lease=timedelta(seconds=settings.worker_lease_s))
+    dispatcher = build_dispatcher(settings, sessions)
+    worker = Worker(
+        sessions, registry, services, lease=timedelta(seconds=settings.worker_lease_s), companions=[dispatcher]
+    )
     if run_worker is None:  # `lode serve --no-worker` reaches uvicorn's worker processes through the env
         run_worker = settings.env != "test" and os.environ.get("LODE_RUN_WORKER", "1") != "0"
     start_worker = run_worker
@@ -183,6 +201,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.registry = registry
     app.state.worker = worker
+    app.state.dispatcher = dispatcher
     app.state.services = services
     app.state.storage = services.get("storage") or build_storage(settings)
     app.state.noise = Noise(settings.noise_secret)
@@ -220,6 +239,15 @@ def build_services(settings: Settings, gateway: Gateway | None = None) -> dict[s
     return services
 
 
+def build_dispatcher(settings: Settings, sessions: Any) -> Dispatcher:
+    return Dispatcher(
+        sessions,
+        pepper=settings.key_pepper,
+        timeout_s=settings.webhook_timeout_s,
+        allow_private=settings.webhook_allow_private,
+    )
+
+
 def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[None]]]:
     """A worker for ``lode worker``: the same handlers and jobs as the in-process one.
 
@@ -229,11 +257,13 @@ def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[No
     observability.configure_logging(settings.log_level)
     engine = db.create_engine(settings)
     services = build_services(settings)
+    sessions = db.create_sessionmaker(engine)
     worker = Worker(
-        db.create_sessionmaker(engine),
+        sessions,
         build_registry(settings),
         services,
         lease=timedelta(seconds=settings.worker_lease_s),
+        companions=[build_dispatcher(settings, sessions)],
     )
 
     async def dispose() -> None:

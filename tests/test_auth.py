@@ -140,8 +140,25 @@ class TestTenancy:
         caller = await actors.org("consumer")
         real = await actors.org("provider")
         blocked = await actors.org("consumer")
-        real_ids = {"org_id": real.org_id, "user_id": real.user_id, "blocked_org_id": blocked.org_id}
-        made_up = {**DUMMY_IDS, "blocked_org_id": DUMMY_IDS["org_id"]}
+        hook = expect(
+            await client.post(
+                f"/v1/orgs/{real.org_id}/webhooks", json={"url": "https://93.184.216.34/hooks"}, headers=real.headers
+            ),
+            201,
+        )
+        real_ids = {
+            "org_id": real.org_id,
+            "user_id": real.user_id,
+            "blocked_org_id": blocked.org_id,
+            "webhook_id": hook["id"],
+            "delivery_id": "dlv_01M8KA6FHX752NRWMCQAPS6T30",
+        }
+        made_up = {
+            **DUMMY_IDS,
+            "blocked_org_id": DUMMY_IDS["org_id"],
+            "webhook_id": "wep_01M8KA6FHX752NRWMCQAPS6T30",
+            "delivery_id": "dlv_01M8KA6FHX752NRWMCQAPS6T30",
+        }
         bodies = {
             "AddMember": {"email": "new@x.test", "name": "New", "roles": ["publisher"]},
             "UpdateMember": {"name": "Renamed"},
@@ -149,6 +166,8 @@ class TestTenancy:
             "BlockOrg": {"org_id": blocked.org_id, "reason": "test"},
             "VerifyOrg": {"status": "rejected"},
             "PayoutAccount": None,
+            "CreateWebhook": {"url": "https://93.184.216.34/hooks"},
+            "UpdateWebhook": {"enabled": False},
         }
         role_guarded = {"VerifyOrg": 403}  # the operator admin's only: refused before anything is looked up
         spec = app.openapi_schema.to_schema()
@@ -175,9 +194,13 @@ class TestTenancy:
         assert set(swept) >= {
             "GetOrg", "ListMembers", "AddMember", "UpdateMember", "RemoveMember", "ListApiKeys", "IssueApiKey",
             "ListBlocklist", "BlockOrg", "UnblockOrg", "GetStatement", "PayoutAccount", "VerifyOrg",
+            "CreateWebhook", "ListWebhooks", "GetWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret",
+            "ListWebhookDeliveries", "RedeliverWebhook",
         }  # fmt: skip
         listed = expect(await client.get(f"/v1/orgs/{real.org_id}/members", headers=real.headers), 200)
         assert [m["name"] for m in listed["items"]] != ["Renamed"]  # and nothing was changed on the way
+        kept = expect(await client.get(f"/v1/orgs/{real.org_id}/webhooks/{hook['id']}", headers=real.headers), 200)
+        assert kept["enabled"] is True
 
     async def test_a_member_sees_only_its_own_keys_and_cannot_issue_for_others(self, client, actors) -> None:
         a = await actors.org("consumer")

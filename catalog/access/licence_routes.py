@@ -1,18 +1,20 @@
-"""Routes of licences — offered, accepted, suspended, revoked — the block-lists that hold them, and
-the public data-use register."""
+"""Routes of licences — offered, accepted, renewed, suspended, revoked — the block-lists that hold
+them, and the public data-use register."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.access import examples
 from catalog.access.blocklists import BlocklistService
 from catalog.access.licences import LicenceService, register
+from catalog.access.renewal import RenewalService
 from catalog.access.schemas import (
     BlocklistCreate,
     BlocklistEntryRead,
@@ -24,9 +26,11 @@ from catalog.access.schemas import (
     LicenceReason,
     LicenceRevoke,
     RegisterRead,
+    RenewalRead,
 )
 from catalog.auth import ANYONE, Principal
 from catalog.errors import problem_responses
+from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.openapi import request_examples
 from catalog.pagination import PageRequest
 
@@ -41,6 +45,12 @@ async def provide_licence_service(
     return LicenceService(tx, caller)
 
 
+async def provide_renewal_service(
+    tx: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+) -> RenewalService:
+    return RenewalService(tx, caller)
+
+
 async def provide_blocklist_service(
     tx: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
 ) -> BlocklistService:
@@ -50,7 +60,10 @@ async def provide_blocklist_service(
 class LicenceController(Controller):
     path = "/v1/licences"
     tags = ["Circulation"]
-    dependencies = {"licence_service": Provide(provide_licence_service)}
+    dependencies = {
+        "licence_service": Provide(provide_licence_service),
+        "renewal_service": Provide(provide_renewal_service),
+    }
 
     @get(
         "/",
@@ -119,6 +132,50 @@ class LicenceController(Controller):
     )
     async def decline(self, licence_id: FromPath[str], licence_service: NamedDependency[LicenceService]) -> LicenceRead:
         return await licence_service.decline(licence_id)
+
+    @post(
+        "/{licence_id:str}/renew",
+        operation_id="RenewLicence",
+        summary="Renew a licence (a new licence following on from it)",
+        description=(
+            "Asks for a new licence of the same application following on from this one: before its end (starting "
+            "the day after) or up to 30 days after (starting today). It pins the product's current terms and "
+            "revenue-share rule and this licence's plan. Under unchanged terms the request accepts it: a free plan "
+            "is `active` at once, a priced one `pending_payment` (pay through CheckoutLicence); under changed terms "
+            "it is `pending_acceptance` (AcceptLicence with the new hash). 201 `offered` with the licence. When the "
+            "product now requires review tracks the application was not approved on, only those reopen: 202 "
+            "`in_review`, and their approval issues the renewal. Consumer members with the buyer role. 409 "
+            "`not_renewable` (revoked, declined, cancelled, pending, or expired more than 30 days ago), "
+            "`already_renewed` (with `renewal_id`), `renewal_in_review`, `plan_unavailable`, "
+            "`product_not_available`, or `renewal_blocked` (with the eligibility `blockers`). Send an "
+            "`Idempotency-Key` to retry safely."
+        ),
+        responses={
+            202: ResponseSpec(
+                data_container=RenewalRead,
+                description="The renewal waits on the review tracks reopened (`in_review`)",
+                generate_examples=False,
+            ),
+            **problem_responses(401, 403, 404, 409),
+        },
+    )
+    async def renew(
+        self,
+        request: Request[Any, Any, Any],
+        licence_id: FromPath[str],
+        renewal_service: NamedDependency[RenewalService],
+        caller: NamedDependency[Principal],
+        tx: NamedDependency[AsyncSession],
+        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
+    ) -> Response[RenewalRead]:
+        async def run() -> Response[RenewalRead]:
+            renewal = await renewal_service.renew(licence_id)
+            if renewal.licence is None:
+                location = f"/v1/applications/{renewal.application_id}"
+                return Response(renewal, status_code=202, headers={"Location": location})
+            return Response(renewal, status_code=201, headers={"Location": f"/v1/licences/{renewal.licence.id}"})
+
+        return await idempotent(request, caller.org_id, tx, run)
 
     @post(
         "/{licence_id:str}/suspend",

@@ -1,10 +1,15 @@
-"""Licences: issued on approval, accepted under the pinned terms hash, held, revoked, swept.
+"""Licences: issued on approval (or renewal), accepted under the pinned terms hash, held, revoked, swept.
 
 ``pending_acceptance → declined | pending_payment | active``; ``pending_payment → active |
 cancelled`` (unpaid after 30 days); ``active ⇄ suspended``; ``active | suspended → expired |
 revoked``. A licence is suspended exactly while it carries a hold, and each hold records its cause
 (``source``), so lifting one never lifts another. Billing activates a paid licence with
 ``activate_paid`` and holds one for non-payment with ``add_hold`` — circulation owns the states.
+
+Every licence is created by ``issue_licence`` — a renewal too (``renews``: the licence it renews,
+whose end it follows; ``renewal.py`` decides when one may be had) — and goes live through
+``accept_terms`` (free plans) or ``activate_paid`` (priced ones). The sweep expires ended terms,
+except a subscription's: an active one with no hold runs on, a term at a time (``licence.extended``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, outbox, policy
-from catalog.access import blocklists
+from catalog.access import blocklists, tell
 from catalog.access import repository as repo
-from catalog.access.holds import add_hold, audit_licence, lift_hold
+from catalog.access.holds import add_hold, audit_licence, inherit_holds, lift_hold
 from catalog.access.models import Application, Licence, LicenceHold, LicenceParty
 from catalog.access.schemas import (
     EthicsApproval,
@@ -35,10 +40,9 @@ from catalog.auth import Principal, ensure_member_with, ensure_org_admin
 from catalog.db import utcnow
 from catalog.errors import Conflict, Forbidden
 from catalog.ids import new_id
-from catalog.outbox import JobContext
 from catalog.pagination import PageRequest
 from catalog.products import repository as products_repo
-from catalog.products.models import Product
+from catalog.products.models import Plan, Product
 from catalog.products.terms import removed_modes
 
 PAYMENT_WINDOW = timedelta(days=30)
@@ -55,23 +59,46 @@ def add_months(start: date, months: int) -> date:
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 
+def term_months(app: Application, plan: Plan) -> int:
+    """A licence's term: the months requested, at most the plan's term."""
+    return min(app.requested_months, plan.term_months or app.requested_months)
+
+
+def renewal_start(renewed: Licence, today: date) -> date:
+    """A renewal follows on the day after the end it renews, or starts today once that has passed."""
+    return renewed.ends_on + timedelta(days=1) if today <= renewed.ends_on else today
+
+
 async def issue_licence(
-    session: AsyncSession, actor: Any, app: Application, product: Product, conditions: Sequence[dict[str, Any]] = ()
+    session: AsyncSession,
+    actor: Any,
+    app: Application,
+    product: Product,
+    conditions: Sequence[dict[str, Any]] = (),
+    *,
+    renews: Licence | None = None,
 ) -> Licence:
-    """The licence an approval grants: everything pinned as it stands at this moment, with the
-    reviewers' conditions (``{track, text, decided_by, decided_at}``) it is granted under."""
+    """The licence an approval grants — or, with ``renews``, the renewal of that licence, on its
+    plan: everything else pinned as it stands at this moment (terms, revenue-share rule, modes,
+    caps), with the reviewers' conditions (``{track, text, decided_by, decided_at}``) it is granted
+    under. A renewal keeps the ethics approval its predecessor carries and the holds the operator
+    or the provider put on it."""
     terms = await products_repo.current_terms(session, product.id)
     rule = await products_repo.current_revenue_share(session, product.id)
-    plan = await products_repo.plan(session, app.plan_id)
+    plan = await products_repo.plan(session, renews.plan_id if renews else app.plan_id)
     if terms is None or rule is None or plan is None:
         raise Conflict("The product lacks terms, a revenue-share rule or the plan.", code="product_not_available")
     today = utcnow().date()
-    starts_on = max(app.requested_start or today, today)
-    months = min(app.requested_months, plan.term_months or app.requested_months)
+    starts_on = renewal_start(renews, today) if renews else max(app.requested_start or today, today)
+    months = term_months(app, plan)
+    ethics_expires_on = date.fromisoformat(app.ethics_approval["expires_on"]) if app.ethics_approval else None
+    if renews is not None and renews.ethics_expires_on is not None:
+        ethics_expires_on = max(renews.ethics_expires_on, ethics_expires_on or renews.ethics_expires_on)
     now = utcnow()
     licence = Licence(
         id=new_id("lic"),
         application_id=app.id,
+        renews_licence_id=renews.id if renews else None,
         consumer_org_id=app.consumer_org_id,
         product_id=product.id,
         owner_org_id=product.owner_org_id,
@@ -91,7 +118,7 @@ async def issue_licence(
         modes=policy.licensable_modes(product.grade, plan.modes, removed_modes(terms.local_conditions)),
         conditions=[{**c, "decided_at": c["decided_at"].isoformat()} for c in conditions],
         status="pending_acceptance",
-        ethics_expires_on=date.fromisoformat(app.ethics_approval["expires_on"]) if app.ethics_approval else None,
+        ethics_expires_on=ethics_expires_on,
         created_at=now,
         updated_at=now,
     )
@@ -117,9 +144,63 @@ async def issue_licence(
             "ends_on": licence.ends_on,
             "modes": licence.modes,
             "conditions": licence.conditions,
+            "renews_licence_id": licence.renews_licence_id,
+        },
+    )
+    if renews is not None:
+        await inherit_holds(session, renews, licence)
+        await audit_licence(
+            session,
+            actor,
+            "licence.renewal_offered",
+            renews,
+            {"renewal_id": licence.id, "terms_sha256": licence.terms_sha256, "starts_on": starts_on},
+        )
+    await tell.licence(
+        session,
+        "licence.offered",
+        licence,
+        {
+            "application_id": app.id,
+            "terms_sha256": licence.terms_sha256,
+            "renews_licence_id": licence.renews_licence_id,
         },
     )
     return licence
+
+
+async def accept_terms(session: AsyncSession, actor: Any, licence: Licence) -> None:
+    """Accept a ``pending_acceptance`` licence (its terms hash already checked): a free plan goes
+    active at once (suspended if a hold arrived meanwhile), a priced one awaits payment."""
+    plan = await products_repo.plan(session, licence.plan_id)
+    free = plan is not None and (plan.kind in FREE_KINDS or (plan.kind != "metered" and plan.amount == 0))
+    now = utcnow()
+    accepted = {"accepted_at": now, "accepted_by": getattr(actor, "user_id", None), "updated_at": now}
+    if free:
+        held = await repo.has_holds(session, licence.id)  # e.g. its organisation was blocked meanwhile
+        moved = await repo.set_status(
+            session,
+            licence.id,
+            ("pending_acceptance",),
+            "suspended" if held else "active",
+            activated_at=now,
+            **accepted,
+        )
+    else:
+        moved = await repo.set_status(
+            session,
+            licence.id,
+            ("pending_acceptance",),
+            "pending_payment",
+            payment_due_by=now + PAYMENT_WINDOW,
+            **accepted,
+        )
+    if not moved:
+        raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
+    await session.refresh(licence)
+    await audit_licence(session, actor, "licence.accepted", licence, {"terms_sha256": licence.terms_sha256})
+    if licence.status == "active":
+        await tell.licence(session, "licence.activated", licence, {"starts_on": licence.starts_on})
 
 
 async def end_licence(session: AsyncSession, actor: Any, licence_id: str, reason: str, *, by: str) -> bool:
@@ -133,6 +214,7 @@ async def end_licence(session: AsyncSession, actor: Any, licence_id: str, reason
     await session.refresh(licence)
     await audit_licence(session, actor, "licence.revoked", licence, {"reason": reason, "by": by})
     outbox.emit(session, "licence.revoked", {"licence_id": licence_id, "reason": reason})
+    await tell.licence(session, "licence.revoked", licence, {"reason": reason, "by": by})
     return True
 
 
@@ -153,29 +235,9 @@ async def activate_paid(session: AsyncSession, licence_id: str, payment_ref: str
     )
     await session.refresh(licence)
     await audit_licence(session, None, "licence.activated", licence, {"payment": payment_ref})
+    if licence.status == "active":
+        await tell.licence(session, "licence.activated", licence, {"starts_on": licence.starts_on})
     return True
-
-
-async def sweep(ctx: JobContext) -> None:
-    """Periodic: expire ended terms, cancel licences unpaid for 30 days, hold lapsed ethics approvals."""
-    from catalog.db import write_transaction
-
-    async with write_transaction(ctx.sessions) as session:
-        now = utcnow()
-        due = await repo.licences_due(session, now.date(), now)
-        for licence in due["ended"]:
-            if await repo.set_status(session, licence.id, OPEN, "expired", ended_at=now, end_reason="term ended"):
-                await audit_licence(session, None, "licence.expired", licence, {"ends_on": licence.ends_on})
-                outbox.emit(session, "licence.expired", {"licence_id": licence.id})
-        for licence in due["unpaid"]:
-            if await repo.set_status(
-                session, licence.id, ("pending_payment",), "cancelled", ended_at=now, end_reason="unpaid after 30 days"
-            ):
-                await audit_licence(session, None, "licence.cancelled", licence, {"reason": "unpaid"})
-        for licence in due["lapsed"]:
-            product = await products_repo.get(session, licence.product_id)
-            if product is not None and policy.rule(product.grade).ethics_required:
-                await add_hold(session, None, licence, "ethics_expired", "ethics", "the ethics approval expired")
 
 
 class LicenceService:
@@ -212,34 +274,7 @@ class LicenceService:
                 code="terms_mismatch",
                 terms_sha256=licence.terms_sha256,
             )
-        plan = await products_repo.plan(self.session, licence.plan_id)
-        free = plan is not None and (plan.kind in FREE_KINDS or (plan.kind != "metered" and plan.amount == 0))
-        now = utcnow()
-        if free:
-            held = await repo.has_holds(self.session, licence.id)  # e.g. its organisation was blocked meanwhile
-            await repo.set_status(
-                self.session,
-                licence.id,
-                ("pending_acceptance",),
-                "suspended" if held else "active",
-                accepted_at=now,
-                accepted_by=self.caller.user_id,
-                activated_at=now,
-                updated_at=now,
-            )
-        else:
-            await repo.set_status(
-                self.session,
-                licence.id,
-                ("pending_acceptance",),
-                "pending_payment",
-                accepted_at=now,
-                accepted_by=self.caller.user_id,
-                payment_due_by=now + PAYMENT_WINDOW,
-                updated_at=now,
-            )
-        await self.session.refresh(licence)
-        await audit_licence(self.session, self.caller, "licence.accepted", licence, {"terms_sha256": terms_sha256})
+        await accept_terms(self.session, self.caller, licence)
         return await self.read(licence)
 
     async def decline(self, licence_id: str) -> LicenceRead:
@@ -342,6 +377,7 @@ def _read(licence: Licence, holds: list[LicenceHold]) -> LicenceRead:
     return LicenceRead(
         id=licence.id,
         application_id=licence.application_id,
+        renews_licence_id=licence.renews_licence_id,
         consumer_org_id=licence.consumer_org_id,
         product_id=licence.product_id,
         owner_org_id=licence.owner_org_id,

@@ -27,6 +27,8 @@ class Application(IdMixin, CreatedMixin, Base):
     requested_start: Mapped[date | None]
     requested_months: Mapped[int] = mapped_column(Integer)
     round: Mapped[int] = mapped_column(Integer, default=0)
+    # While a renewal waits on review tracks the product now requires: the licence it renews.
+    renewing_licence_id: Mapped[str | None] = mapped_column(ForeignKey("licences.id", use_alter=True))
     submitted_at: Mapped[datetime | None]
     decided_at: Mapped[datetime | None]
     created_by: Mapped[str | None] = mapped_column(String(40))
@@ -74,7 +76,10 @@ class Licence(IdMixin, CreatedMixin, Base):
         Index("ix_licences_status_ends_on", "status", "ends_on"),
     )
 
-    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), unique=True)
+    # An application's licences: the one its approval issued, then each renewal of the one before.
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"), index=True)
+    # The licence this one renews; unique, so a licence is renewed at most once, even by racing requests.
+    renews_licence_id: Mapped[str | None] = mapped_column(ForeignKey("licences.id"), unique=True)
     consumer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
     owner_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, bindparam, delete, exists, select, update
+from sqlalchemy import Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from catalog.access.models import (
     Application,
@@ -22,10 +23,11 @@ from catalog.access.models import (
     ReviewTrack,
 )
 from catalog.auth import Principal
+from catalog.db import utcnow
 from catalog.errors import NotFound
 from catalog.orgs.models import Membership, Organisation
 from catalog.pagination import Page, PageRequest, paginate
-from catalog.products.models import Product
+from catalog.products.models import Plan, Product
 
 # --- applications -------------------------------------------------------------------------------
 
@@ -74,10 +76,15 @@ async def decided_track(session: AsyncSession, app_id: str, user_id: str) -> str
 
 
 async def licence_ids_for(session: AsyncSession, app_ids: Sequence[str]) -> dict[str, str]:
+    """Each application's newest licence: the one its approval issued, or its latest renewal."""
     if not app_ids:
         return {}
-    rows = await session.execute(select(Licence.application_id, Licence.id).where(Licence.application_id.in_(app_ids)))
-    return {app_id: lic_id for app_id, lic_id in rows.all()}
+    stmt = (
+        select(Licence.application_id, func.max(Licence.id))
+        .where(Licence.application_id.in_(app_ids))
+        .group_by(Licence.application_id)
+    )
+    return {app_id: lic_id for app_id, lic_id in (await session.execute(stmt)).all()}
 
 
 # --- licences -----------------------------------------------------------------------------------
@@ -99,6 +106,29 @@ async def licence_of(session: AsyncSession, consumer_org_id: str, product_id: st
         .limit(1)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def renewal_of(session: AsyncSession, licence_id: str) -> Licence | None:
+    """The licence that renews this one, if any (there is at most one)."""
+    stmt = select(Licence).where(Licence.renews_licence_id == licence_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def extend_term(session: AsyncSession, licence_id: str, ends_on: date, new_ends_on: date) -> bool:
+    """Move an active, unheld licence's end from ``ends_on`` to ``new_ends_on`` in one conditional
+    statement: a hold or another sweep that got there first leaves it alone."""
+    result = await session.execute(
+        update(Licence)
+        .where(
+            Licence.id == licence_id,
+            Licence.status == "active",
+            Licence.ends_on == ends_on,
+            ~exists().where(LicenceHold.licence_id == Licence.id),
+        )
+        .values(ends_on=new_ends_on, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def _licence_scope(stmt: Select, caller: Principal) -> Select:
@@ -298,6 +328,24 @@ async def licences_due(session: AsyncSession, today: date, now: datetime) -> dic
         "unpaid": list((await session.execute(unpaid)).scalars()),
         "lapsed": list((await session.execute(lapsed)).scalars()),
     }
+
+
+async def licences_ending(session: AsyncSession, today: date, until: date) -> list[Licence]:
+    """Live licences whose last day falls in ``[today, until]`` and that will not run on by
+    themselves: no renewal offered or under way, and not a subscription (which renews while paid)."""
+    renewed = aliased(Licence)
+    stmt = (
+        select(Licence)
+        .join(Plan, Plan.id == Licence.plan_id)
+        .where(
+            Licence.status.in_(("active", "suspended")),
+            Licence.ends_on >= today,
+            Licence.ends_on <= until,
+            Plan.kind != "subscription",
+            ~exists().where(renewed.renews_licence_id == Licence.id, renewed.status.notin_(("declined", "cancelled"))),
+        )
+    )
+    return list((await session.execute(stmt)).scalars())
 
 
 async def register(session: AsyncSession, page: PageRequest) -> Page[tuple[Licence, Organisation, Product]]:

@@ -11,6 +11,11 @@ one person decides at most one track of an application, in every round: whoever 
 returned) a track may decide that same track again after a resubmit, never another one
 (409 ``four_eyes``). The conditions of ``approve_with_conditions`` decisions are copied onto the
 licence the approval issues.
+
+Renewal. A renewal keeps the application's approvals; when the product now requires tracks the
+application was not approved on (a stricter grade), ``reopen_for_renewal`` reopens only those, in a
+new round, and remembers the licence being renewed. Their approval issues the renewal instead of a
+fresh licence; a reject ends the attempt, the application's earlier approval standing.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import audit, policy
 from catalog.access import repository as repo
+from catalog.access import tell
 from catalog.access.licences import issue_licence
 from catalog.access.models import Application, Licence, ReviewDecider, ReviewTrack
 from catalog.access.schemas import Decision
@@ -101,6 +107,9 @@ async def decide(session: AsyncSession, caller: Principal, app_id: str, track_na
         product,
         {"track": track_name, "decision": data.decision, "comment": data.comment, "conditions": data.conditions},
     )
+    await tell.application(
+        session, "application.track_decided", app, product, {"track": track_name, "decision": data.decision}
+    )
     statuses = [t.status for t in tracks.values()]
     if "rejected" in statuses:
         await _close(session, caller, app, product, "rejected", tracks)
@@ -149,25 +158,71 @@ async def _close(
     for track in tracks.values():
         if track.status == "pending":
             track.status = "cancelled"
+    if status == "rejected" and app.renewing_licence_id:
+        renewing, app.status, app.renewing_licence_id = app.renewing_licence_id, "approved", None
+        await audit_application(session, caller, "application.renewal_rejected", app, product, {"licence_id": renewing})
+        await tell.application(session, "application.decided", app, product, {"decision": status, "renews": renewing})
+        return
     app.status = status
     app.decided_at = utcnow() if status == "rejected" else None
     await audit_application(session, caller, f"application.{status}", app, product, {})
+    await tell.application(session, "application.decided", app, product, {"decision": status})
 
 
-async def approve(session: AsyncSession, caller: Principal, app: Application, product: Product) -> Licence:
+async def approve(session: AsyncSession, caller: Principal, app: Application, product: Product) -> Licence | None:
+    """All tracks approved: the licence — or, for a renewal, the renewal of the licence it renews
+    (None if that licence was revoked meanwhile: nothing is left to renew)."""
     app.status, app.decided_at = "approved", utcnow()
+    renews = await repo.licence(session, app.renewing_licence_id, lock=True) if app.renewing_licence_id else None
+    app.renewing_licence_id = None
+    if renews is not None and (renews.status == "revoked" or await repo.renewal_of(session, renews.id)):
+        await audit_application(session, caller, "application.renewal_lapsed", app, product, {"licence_id": renews.id})
+        return None
+    conditions = await approved_conditions(session, app, product)
+    licence = await issue_licence(session, caller, app, product, conditions, renews=renews)
+    await audit_application(session, caller, "application.approved", app, product, {"licence_id": licence.id})
+    await tell.application(
+        session, "application.decided", app, product, {"decision": "approved", "licence_id": licence.id}
+    )
+    return licence
+
+
+async def approved_conditions(session: AsyncSession, app: Application, product: Product) -> list[dict[str, Any]]:
+    """The conditions of the application's ``approve_with_conditions`` tracks, in the grade's track order."""
     order = policy.rule(product.grade).tracks
     conditional = sorted(
         (t for t in (await repo.tracks(session, [app.id]))[app.id] if t.status == "approved_with_conditions"),
         key=lambda t: order.index(t.track) if t.track in order else len(order),
     )
-    conditions = [
+    return [
         {"track": t.track, "text": t.conditions, "decided_by": t.decided_by, "decided_at": t.decided_at}
         for t in conditional
     ]
-    licence = await issue_licence(session, caller, app, product, conditions)
-    await audit_application(session, caller, "application.approved", app, product, {"licence_id": licence.id})
-    return licence
+
+
+async def missing_tracks(session: AsyncSession, app: Application, product: Product) -> list[str]:
+    """The tracks the product's grade now requires that the application is not approved on."""
+    approved = {t.track for t in (await repo.tracks(session, [app.id]))[app.id] if t.status in APPROVED}
+    return [t for t in policy.rule(product.grade).tracks if t not in approved]
+
+
+async def reopen_for_renewal(
+    session: AsyncSession, caller: Principal, app: Application, product: Product, renews: Licence
+) -> list[str]:
+    """Put the application back under review for the renewal of ``renews``, reopening only the
+    tracks it is not approved on; the approved ones stand."""
+    app.round, app.status, app.submitted_at = app.round + 1, "under_review", utcnow()
+    app.renewing_licence_id = renews.id
+    tracks = await open_tracks(session, app, product)
+    await audit_application(
+        session,
+        caller,
+        "application.renewal_submitted",
+        app,
+        product,
+        {"round": app.round, "tracks": tracks, "licence_id": renews.id},
+    )
+    return tracks
 
 
 async def audit_application(

@@ -89,7 +89,8 @@ class ApplicationRead(Struct, kw_only=True):
     requested_months: int
     round: int
     tracks: list[TrackRead]
-    licence_id: str | None
+    licence_id: str | None  # its newest licence: the one its approval issued, or the latest renewal
+    renewing_licence_id: str | None  # while the tracks a renewal reopened are reviewed
     submitted_at: datetime | None
     decided_at: datetime | None
     created_at: datetime
@@ -137,6 +138,7 @@ class LicenceCondition(Struct, kw_only=True):
 class LicenceRead(Struct, kw_only=True):
     id: str
     application_id: str
+    renews_licence_id: str | None
     consumer_org_id: str
     product_id: str
     owner_org_id: str
@@ -174,6 +176,18 @@ class LicenceList(Struct, kw_only=True):
 
 class LicenceAccept(Body):
     terms_sha256: Sha256
+
+
+class RenewalRead(Struct, kw_only=True):
+    """A renewal asked for: ``offered`` — the new licence, accepted already if the terms are unchanged
+    (then active, or awaiting payment), else awaiting acceptance of the new terms; ``in_review`` —
+    the product now requires review tracks the application was not approved on, reopened, and the
+    renewal is issued when they are approved."""
+
+    status: Literal["offered", "in_review"]
+    licence: LicenceRead | None
+    application_id: str
+    reopened_tracks: list[Track]
 
 
 class LicenceReason(Body):

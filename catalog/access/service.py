@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import policy
-from catalog.access import eligibility, review
+from catalog.access import eligibility, review, tell
 from catalog.access import repository as repo
 from catalog.access.models import Application
 from catalog.access.schemas import (
@@ -110,6 +110,27 @@ class ApplicationService:
             )
         )
 
+    async def blockers_of(
+        self, app: Application, product: Product, plan_id: str, ethics_expires_on: date | None
+    ) -> list[eligibility.Blocker]:
+        """The application's eligibility as it stands: at submit, and again when its licence is
+        renewed (on that licence's plan and ethics approval, which may have been renewed since)."""
+        return await self._blockers(
+            product,
+            EligibilityQuery(
+                category=app.purpose["category"],
+                commercial=app.purpose["commercial"],
+                disease_codes=app.purpose.get("disease_codes", []),
+                territory=app.purpose["territory"],
+                plan_id=plan_id,
+                months=app.requested_months,
+                ethics_expires_on=ethics_expires_on,
+                analysts=app.analysts,
+                project_reference=app.project.get("reference"),
+            ),
+            app.consumer_org_id,
+        )
+
     async def _listed_product(self, product_id: str) -> Product:
         product = await products_repo.get_by_id_or_slug(self.session, product_id)
         if product is None or (
@@ -194,20 +215,8 @@ class ApplicationService:
             raise Conflict("The product is no longer listed.", code="product_not_available")
         await self._check(app, product)
         ethics = app.ethics_approval
-        blockers = await self._blockers(
-            product,
-            EligibilityQuery(
-                category=app.purpose["category"],
-                commercial=app.purpose["commercial"],
-                disease_codes=app.purpose.get("disease_codes", []),
-                territory=app.purpose["territory"],
-                plan_id=app.plan_id,
-                months=app.requested_months,
-                ethics_expires_on=date.fromisoformat(ethics["expires_on"]) if ethics else None,
-                analysts=app.analysts,
-                project_reference=app.project.get("reference"),
-            ),
-            app.consumer_org_id,
+        blockers = await self.blockers_of(
+            app, product, app.plan_id, date.fromisoformat(ethics["expires_on"]) if ethics else None
         )
         if blockers:
             raise Unprocessable(
@@ -219,6 +228,7 @@ class ApplicationService:
         app.status, app.submitted_at, app.round = "submitted", now, app.round + 1
         tracks = await review.open_tracks(self.session, app, product)
         await self._audit("application.submitted", app, product, {"round": app.round, "tracks": tracks})
+        await tell.application(self.session, "application.submitted", app, product, {"tracks": tracks})
         if not tracks:
             await review.approve(self.session, self.caller, app, product)
         else:
@@ -230,12 +240,17 @@ class ApplicationService:
         app = await self._own(app_id, lock=True)
         if app.status not in WITHDRAWABLE:
             raise Conflict(f"An application that is {app.status} cannot be withdrawn.", code="invalid_transition")
-        app.status, app.decided_at = "withdrawn", utcnow()
+        renewing = app.renewing_licence_id
+        if renewing:  # a renewal under review: withdrawn, the approval of the licences it has stands
+            app.status, app.renewing_licence_id = "approved", None
+        else:
+            app.status, app.decided_at = "withdrawn", utcnow()
         for track in (await repo.tracks(self.session, [app.id]))[app.id]:
             if track.status == "pending":
                 track.status = "cancelled"
         await self.session.flush()
-        await self._audit("application.withdrawn", app, await self._product(app), {})
+        action = "application.renewal_withdrawn" if renewing else "application.withdrawn"
+        await self._audit(action, app, await self._product(app), {"licence_id": renewing} if renewing else {})
         return await self.read(app)
 
     # --- review -----------------------------------------------------------------------------
@@ -279,6 +294,7 @@ class ApplicationService:
                 round=a.round,
                 tracks=[msgspec.convert(t, TrackRead, from_attributes=True) for t in tracks[a.id]],
                 licence_id=licences.get(a.id),
+                renewing_licence_id=a.renewing_licence_id,
                 submitted_at=a.submitted_at,
                 decided_at=a.decided_at,
                 created_at=a.created_at,

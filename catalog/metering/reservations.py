@@ -10,12 +10,9 @@ crash left open, never their ε. ``count_daily_query`` is L4's per-day query cap
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
 from catalog import audit, outbox, policy
 from catalog.access import repository as access_repo
@@ -24,7 +21,7 @@ from catalog.access.models import Licence
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, TooManyRequests
 from catalog.ids import new_id, new_ids
-from catalog.metering import events
+from catalog.metering import events, once, thresholds
 from catalog.metering import repository as repo
 from catalog.metering.models import Reservation
 from catalog.products import repository as products_repo
@@ -152,12 +149,8 @@ async def settle(
     await repo.insert_events(session, columns)
     if spent:
         await _note_usage(session, licence.id, now)
+        await thresholds.watch(session, licence, reservation.period_start, bool(reservation.epsilon_micro))
     return True
-
-
-_NOTED: OrderedDict[str, None] = OrderedDict()  # (licence, hour) keys this process has emitted lately
-_NOTED_MAX = 10_000
-_PENDING = "lode.metering.noted"  # the session.info key of keys emitted in its open transaction
 
 
 async def _note_usage(session: AsyncSession, licence_id: str, now: datetime) -> None:
@@ -165,35 +158,14 @@ async def _note_usage(session: AsyncSession, licence_id: str, now: datetime) -> 
 
     Billing reports whole hours, and its hourly job reports every metered licence anyway: the event
     only lets it start sooner. One per request would make the worker repeat itself, and even the
-    deduplicated insert costs a statement a request, so a process remembers what it emitted — but
-    only once the transaction that emitted it has committed: a key remembered from a transaction
-    that rolled back would keep every later request of that hour from emitting it at all.
+    deduplicated insert costs a statement a request, so a process remembers what it emitted
+    (``once.py``).
     """
     key = f"usage.recorded:{licence_id}:{now:%Y-%m-%dT%H}"
-    if key in _NOTED:
+    if once.told(key):
         return
     await outbox.emit_once(session, "usage.recorded", {"licence_ids": [licence_id], "source": "server"}, dedupe_key=key)
-    sync = session.sync_session
-    sync.info.setdefault(_PENDING, set()).add(key)
-    if not event.contains(sync, "after_commit", _remember_committed):
-        event.listen(sync, "after_commit", _remember_committed)
-        event.listen(sync, "after_transaction_end", _forget_uncommitted)
-
-
-def _remember_committed(sync: Session) -> None:
-    if sync.in_nested_transaction():  # a savepoint released: the outer transaction may still roll back
-        return
-    for key in sync.info.pop(_PENDING, ()):
-        _NOTED[key] = None
-    while len(_NOTED) > _NOTED_MAX:
-        _NOTED.popitem(last=False)
-
-
-def _forget_uncommitted(sync: Session, transaction: SessionTransaction) -> None:
-    # Runs after after_commit, and alone after a rollback or a close without commit: whatever the
-    # outermost transaction did not commit must not be remembered by the session's next one.
-    if transaction.parent is None:
-        sync.info.pop(_PENDING, None)
+    once.remember(session, key)
 
 
 async def release(session: AsyncSession, reservation_id: str, *, keep_epsilon: bool, status: str = "released") -> bool:

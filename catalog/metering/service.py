@@ -19,7 +19,7 @@ from catalog.auth import Principal
 from catalog.db import utcnow
 from catalog.errors import FieldError, ValidationFailed
 from catalog.ids import new_ids
-from catalog.metering import events
+from catalog.metering import events, thresholds
 from catalog.metering import repository as repo
 from catalog.metering.reservations import cap_period_start
 from catalog.metering.schemas import (
@@ -162,6 +162,7 @@ class MeteringService:
         over = []
         for licence_id, dimension, period in totals:
             used = used_now[(licence_id, dimension, period)]
+            await thresholds.watch_caps(self.session, licences[licence_id], period, {dimension: used})
             cap = int(caps_of[licence_id][dimension])
             if used > cap:
                 over.append(OverCap(licence_id=licence_id, dimension=dimension, used=used, cap=cap))

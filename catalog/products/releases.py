@@ -22,6 +22,8 @@ from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, NotFound, Unprocessable
 from catalog.ids import new_id
+from catalog.notifications import audiences
+from catalog.notifications import events as notices
 from catalog.pagination import PageRequest
 from catalog.products import dictionary, profiling, quality, search
 from catalog.products import repository as repo
@@ -266,6 +268,10 @@ async def publish(
         await session.flush()
         await refresh_measured(session, product)
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
+        # Told to the product's parties and every organisation holding a live licence on it.
+        told = await audiences.product_parties(session, product) + await audiences.licensees(session, product.id)
+        data = {"product_id": product.id, "release_id": release.id, "version": version}
+        await notices.publish(session, "release.published", ("release", release.id), told, data)
         return release_read(release, files)
 
 

@@ -21,6 +21,8 @@ from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, ValidationFailed
 from catalog.geo import is_country, is_region
 from catalog.ids import new_id
+from catalog.notifications import audiences
+from catalog.notifications import events as notices
 from catalog.orgs import repository as orgs_repo
 from catalog.orgs.service import slugify
 from catalog.products import dictionary, search
@@ -231,6 +233,16 @@ class ProductService:
         await self.session.flush()
         await search.index_product(self.session, product.id)
         self._audit(f"product.{PAST[action]}", product, {"from": before, "to": to, "reason": reason})
+        if to in ("listed", "suspended"):
+            await self._tell(product, f"product.{to}", before, reason)
+
+    async def _tell(self, product: Product, type: str, before: str, reason: str | None) -> None:
+        """Listing is told to the product's parties; a suspension also to every live licensee, who lose access."""
+        orgs = await audiences.product_parties(self.session, product)
+        if type == "product.suspended":
+            orgs += await audiences.licensees(self.session, product.id)
+        data = {"product_id": product.id, "slug": product.slug, "from": before, "reason": reason}
+        await notices.publish(self.session, type, ("product", product.id), orgs, data)
 
     async def submit(self, product_id: str) -> ProductRead:
         product = await self.owned(product_id)

@@ -120,7 +120,11 @@ class Circulation:
         licence = expect(
             await self.client.get(f"/v1/licences/{app['licence_id']}", headers=consumer["buyer"].headers), 200
         )
-        licence = expect(
+        return {"licence": await self.accept(licence, consumer), "product": product, "application": app}
+
+    async def accept(self, licence: dict[str, Any], consumer: dict[str, Party]) -> dict[str, Any]:
+        """The consumer's buyer accepts the licence's pinned terms."""
+        return expect(
             await self.client.post(
                 f"/v1/licences/{licence['id']}/accept",
                 json={"terms_sha256": licence["terms_sha256"]},
@@ -128,7 +132,6 @@ class Circulation:
             ),
             200,
         )
-        return {"licence": licence, "product": product, "application": app}
 
 
 @pytest.fixture(name="circulation")

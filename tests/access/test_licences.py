@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from catalog import db
 from catalog.access import licences as licence_service
+from catalog.access import sweep as licence_sweep
 from catalog.access.models import Licence
 from catalog.access.usable import check_usable
 from catalog.auth import Principal
@@ -190,7 +191,7 @@ class TestUsability:
         consumer = await circulation.consumer()
         lic = (await circulation.licensed(owner, consumer, "L4"))["licence"]
         await set_licence(app, lic["id"], ethics_expires_on=db.utcnow().date() - timedelta(days=1))
-        await licence_service.sweep(JobContext(sessions=app.state.sessions, services={}))
+        await licence_sweep.sweep(JobContext(sessions=app.state.sessions, services={}))
         held = expect(await client.get(f"/v1/licences/{lic['id']}", headers=owner.headers), 200)
         assert held["status"] == "suspended" and [h["kind"] for h in held["holds"]] == ["ethics_expired"]
         assert await usable(app, lic["id"], consumer["analyst"]) == "ethics_approval_expired"
@@ -390,7 +391,7 @@ class TestSweep:
         unpaid = (await circulation.licensed(owner, await circulation.consumer(), "L1"))["licence"]["id"]
         # As a licence still awaiting payment whose 30 days ran out yesterday:
         await set_licence(app, unpaid, status="pending_payment", payment_due_by=db.utcnow() - timedelta(days=1))
-        await licence_service.sweep(JobContext(sessions=app.state.sessions, services={}))
+        await licence_sweep.sweep(JobContext(sessions=app.state.sessions, services={}))
         assert expect(await client.get(f"/v1/licences/{lic}", headers=owner.headers), 200)["status"] == "expired"
         cancelled = expect(await client.get(f"/v1/licences/{unpaid}", headers=owner.headers), 200)
         assert cancelled["status"] == "cancelled" and cancelled["end_reason"] == "unpaid after 30 days"

@@ -1,0 +1,65 @@
+"""Telling a licence's parties that it nears a cap or that its ε budget runs low — once each.
+
+``usage.cap_near`` when a capped dimension reaches 80 % of its cap in a cap period (once per
+dimension and period); ``budget.low`` when less than 20 % of the consumer's ε budget for the
+product remains (once per budget, which is never refilled). Checked after usage is counted, both
+for Lode's own deliveries (settle) and for reported usage (ingest).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.access import repository as access_repo
+from catalog.access.models import Licence
+from catalog.metering import once
+from catalog.metering import repository as repo
+from catalog.notifications import events as notices
+
+NEAR = 0.8
+LOW = 0.2
+
+
+async def watch(session: AsyncSession, licence: Licence, period: date, spent_epsilon: bool) -> None:
+    await watch_caps(session, licence, period)
+    if spent_epsilon:
+        await watch_budget(session, licence)
+
+
+async def watch_caps(session: AsyncSession, licence: Licence, period: date, used: dict[str, int] | None = None) -> None:
+    keys = {d: f"usage.cap_near:{licence.id}:{d}:{period.isoformat()}" for d in licence.caps}
+    if all(once.told(k) for k in keys.values()):
+        return  # the common case on a hot path: nothing left to tell, no statement spent
+    used = used if used is not None else await repo.counters(session, licence.id, period)
+    for dimension, key in keys.items():
+        cap = int(licence.caps[dimension])
+        now = used.get(dimension, 0)
+        if cap > 0 and now >= NEAR * cap and not once.told(key):
+            data = {"licence_id": licence.id, "dimension": dimension, "used": now, "cap": cap, "period_start": period}
+            await _tell(session, licence, "usage.cap_near", key, data)
+
+
+async def watch_budget(session: AsyncSession, licence: Licence) -> None:
+    key = f"budget.low:{licence.consumer_org_id}:{licence.product_id}"
+    if once.told(key):
+        return
+    budget = await repo.budget(session, licence.consumer_org_id, licence.product_id)
+    if budget is None or not budget.total_micro:
+        return
+    left = budget.total_micro - budget.spent_micro
+    if left < LOW * budget.total_micro:
+        data = {
+            "licence_id": licence.id,
+            "product_id": licence.product_id,
+            "epsilon_left": left / 1e6,
+            "epsilon_total": budget.total_micro / 1e6,
+        }
+        await _tell(session, licence, "budget.low", key, data)
+
+
+async def _tell(session: AsyncSession, licence: Licence, type: str, key: str, data: dict[str, object]) -> None:
+    parties = await access_repo.party_org_ids(session, licence.id)
+    await notices.publish(session, type, ("licence", licence.id), parties, data, dedupe_key=key)
+    once.remember(session, key)

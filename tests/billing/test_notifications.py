@@ -1,0 +1,41 @@
+"""Payments are told to the licence's parties — and to no other organisation."""
+
+from __future__ import annotations
+
+from tests.billing.conftest import market, pay
+from tests.support import Party, expect
+
+
+async def told(client, party: Party, type: str) -> list[dict]:
+    items = expect(await client.get("/v1/notifications?limit=500", headers=party.headers), 200)["items"]
+    return [n for n in items if n["type"] == type]
+
+
+async def test_a_payment_and_its_refund_reach_the_parties_only(client, delivery, actors, sim, hooks, drain) -> None:
+    owner, partner, consumer, licence, _ = await market(client, delivery, actors, sim, drain)
+    outsider = await delivery.consumer()
+    payment = await pay(client, sim, drain, consumer, licence)
+    for party in (consumer["buyer"], owner, partner):
+        [paid] = await told(client, party, "payment.succeeded")
+        assert paid["subject"] == {"type": "payment", "id": payment["id"]}
+        assert paid["data"]["licence_id"] == licence["id"] and paid["data"]["amount"] == payment["amount"]
+    [activated] = await told(client, consumer["buyer"], "licence.activated")
+    assert activated["subject"]["id"] == licence["id"]
+
+    finance = await actors.member(actors.operator.org_id, ["finance"])
+    expect(
+        await client.post(
+            f"/v1/payments/{payment['id']}/refunds",
+            json={"amount": 1_000, "reason": "goodwill"},
+            headers=finance.headers,
+        ),
+        201,
+    )
+    await drain()
+    await sim.deliver_pending()  # Stripe's charge.refunded for the same refund: told once, not twice
+    await drain()
+    for party in (consumer["buyer"], owner, partner):
+        [refunded] = await told(client, party, "payment.refunded")
+        assert refunded["data"]["amount"] == 1_000 and refunded["subject"]["id"] == payment["id"]
+    items = expect(await client.get("/v1/notifications?limit=500", headers=outsider["buyer"].headers), 200)["items"]
+    assert items == []
