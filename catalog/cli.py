@@ -239,10 +239,20 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(
             "\nThese demo keys are public (derived from LODE_DEMO_SEED); never use them for real data.\n"
             f"Pages: {settings.public_url}/ (sign in with a key above; member_keys holds each reviewer's)\n"
-            f"API docs: {settings.public_url}/docs",
+            f"API docs: {settings.public_url}/docs" + _near_expiry_line(result.get("near_expiry"), settings.public_url),
             file=sys.stderr,
         )
     return 0
+
+
+def _near_expiry_line(near: dict[str, Any] | None, url: str) -> str:
+    if not near:
+        return ""
+    return (
+        f"\nExpiring: {near['consumer']}'s licence {near['licence_id']} to {near['product']} ends on "
+        f"{near['ends_on']}; its reminder is on {url}/notifications.\n"
+        f"Renew it: POST /v1/licences/{near['licence_id']}/renew"
+    )
 
 
 def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ no key is set) and leaves the other awaiting payment, for a newcomer to pay on t
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -20,6 +21,7 @@ from catalog.access.licences import LicenceService
 from catalog.access.models import Licence
 from catalog.access.schemas import ApplicationCreate, Decision
 from catalog.access.service import ApplicationService
+from catalog.db import utcnow
 from catalog.demo import catalog as demo
 from catalog.products import repository as products_repo
 
@@ -61,6 +63,27 @@ LICENCES: tuple[DemoLicence, ...] = (
     DemoLicence("shanghai-pharma-rd", "risk-factor-survey", "Research licence", "HMB", (), True, "CN",
                 "Cardiovascular risk factors for a hypertension trial's site selection", paid_by_demo=False),
 )  # fmt: skip
+
+
+# The pharma company's one-month trial, ending in six days: its 7-day reminder is in the company's
+# feed (and would be at its webhooks), and the trial is there to renew.
+NEAR_EXPIRY = ("shanghai-pharma-rd", "checkup-cohort")
+NEAR_EXPIRY_DAYS = 6
+
+
+async def bring_near_expiry(session: AsyncSession, people: People) -> dict[str, Any] | None:
+    """Move the NEAR_EXPIRY licence's term so it ends in six days, once (a later seed leaves it be)."""
+    consumer, slug = NEAR_EXPIRY
+    product = await products_repo.get_by_id_or_slug(session, slug)
+    assert product is not None
+    licence = await access_repo.licence_of(session, people.org_ids[consumer], product.id)
+    if licence is None:
+        return None
+    ends_on = utcnow().date() + timedelta(days=NEAR_EXPIRY_DAYS)
+    if licence.ends_on > ends_on and licence.renews_licence_id is None:
+        licence.starts_on, licence.ends_on = ends_on - (licence.ends_on - licence.starts_on), ends_on
+        await session.flush()
+    return {"licence_id": licence.id, "consumer": consumer, "product": slug, "ends_on": licence.ends_on.isoformat()}
 
 
 def paid_by_demo(made: dict[str, Any]) -> bool:

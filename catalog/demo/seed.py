@@ -18,16 +18,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import db
+from catalog.access import sweep as licence_sweep
 from catalog.auth import Principal, demo_secret, hash_secret
 from catalog.delivery.noise import Noise
 from catalog.demo import catalog as demo
 from catalog.demo import defects
 from catalog.demo.data import write_product
-from catalog.demo.licences import LICENCES, ensure_licence
+from catalog.demo.licences import LICENCES, bring_near_expiry, ensure_licence
 from catalog.demo.usage import add_usage
 from catalog.orgs import repository as orgs_repo
 from catalog.orgs.schemas import MemberCreate, OrgVerify
 from catalog.orgs.service import OrgService
+from catalog.outbox import JobContext
 from catalog.products import releases
 from catalog.products import repository as products_repo
 from catalog.products.commerce import CommerceService
@@ -97,10 +99,14 @@ async def seed(
             sessions, storage, Noise(settings.noise_secret), made["licence_id"], people.principal(spec.consumer)
         )
         bar.step(f"licence {spec.product} → {spec.consumer}")
+    async with db.write_transaction(sessions) as session:
+        near_expiry = await bring_near_expiry(session, people)
+    await licence_sweep.sweep(JobContext(sessions=sessions, services=services))  # sends its reminder
     return {
         "keys": keys,
         "member_keys": member_keys(settings),
         "licences": licences,
+        "near_expiry": near_expiry,
         "web": f"{settings.public_url}/",
         "docs": f"{settings.public_url}/docs",
     }

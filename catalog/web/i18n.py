@@ -196,6 +196,40 @@ WORDS: dict[str, tuple[str, str]] = {
     "type": ("Type", "类型"),
     "updated": ("Updated", "更新频率"),
     "categories_bounds": ("Categories / bounds", "取值 / 范围"),
+    "notifications": ("Notifications", "通知"),
+    "unread_count": ("{n} unread", "{n} 条未读"),
+    "show_all": ("Show all", "显示全部"),
+    "show_unread": ("Show unread only", "只显示未读"),
+    "mark_all_read": ("Mark all read", "全部标为已读"),
+    "mark_read": ("Mark read", "标为已读"),
+    "read": ("Read", "已读"),
+    "w_when": ("When", "时间"),
+    "w_event": ("Event", "事件"),
+    "w_about": ("About", "对象"),
+    "ev_application_submitted": ("An application was submitted", "申请已提交"),
+    "ev_application_track_decided": (
+        "A review track was decided: {track} — {decision}",
+        "审核轨道已决定：{track} — {decision}",
+    ),
+    "ev_application_decided": ("The application was decided: {status}", "申请已有结论：{status}"),
+    "ev_licence_offered": ("A licence is offered: accept its terms", "授权已发出：请接受条款"),
+    "ev_licence_activated": ("A licence is active", "授权已生效"),
+    "ev_licence_suspended": ("A licence is suspended", "授权已暂停"),
+    "ev_licence_resumed": ("A licence is active again", "授权已恢复"),
+    "ev_licence_revoked": ("A licence was revoked", "授权已撤销"),
+    "ev_licence_expiring": (
+        "A licence ends in {days_left} days, on {ends_on}: renew it",
+        "授权将于 {days_left} 天后（{ends_on}）到期：请续期",
+    ),
+    "ev_licence_expired": ("A licence has ended", "授权已到期"),
+    "ev_payment_succeeded": ("A payment succeeded", "付款成功"),
+    "ev_payment_refunded": ("A payment was refunded", "付款已退款"),
+    "ev_release_published": ("A new release is out: {version}", "新版本已发布：{version}"),
+    "ev_usage_cap_near": ("Usage reached 80 % of the {dimension} cap", "{dimension} 用量已达上限的 80%"),
+    "ev_budget_low": ("Less than 20 % of the ε budget is left", "ε 预算剩余不足 20%"),
+    "ev_product_listed": ("A product is listed", "产品已上架"),
+    "ev_product_suspended": ("A product is suspended", "产品已暂停"),
+    "ev_webhook_disabled": ("A webhook endpoint was disabled: {reason}", "Webhook 端点已停用：{reason}"),
 }
 
 
@@ -218,9 +252,16 @@ def translator(lang: str) -> Any:
     def t(key: str, **values: Any) -> str:
         pair = WORDS.get(key)
         text = pair[index] if pair else key
-        return text.format(**values) if values else text
+        return text.format_map(_Lenient(values)) if values else text
 
     return t
+
+
+class _Lenient(dict[str, Any]):
+    """A notice's data as format values: a field an older event lacks shows as "…", not an error."""
+
+    def __missing__(self, key: str) -> str:
+        return "…"
 
 
 def localised(item: dict[str, Any], field: str, lang: str) -> str:

@@ -14,6 +14,7 @@ from litestar.template import TemplateConfig
 
 from catalog.web.catalogue import CataloguePages
 from catalog.web.consumer import ConsumerPages
+from catalog.web.notifications import NotificationPages
 from catalog.web.pages import PAGE, page_error
 from catalog.web.provider import ProviderPages
 from catalog.web.reviews import ReviewPages
@@ -39,7 +40,7 @@ def template_config() -> TemplateConfig[Any]:
 def router() -> list[Any]:
     pages = Router(
         path="/",
-        route_handlers=[CataloguePages, SignInPages, ConsumerPages, ReviewPages, ProviderPages],
+        route_handlers=[CataloguePages, SignInPages, ConsumerPages, ReviewPages, ProviderPages, NotificationPages],
         exception_handlers={Exception: page_error},
         include_in_schema=False,
     )

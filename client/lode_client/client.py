@@ -15,7 +15,16 @@ import httpx
 
 from lode_client import config, models
 from lode_client.download import download_async, download_sync
-from lode_client.resources import Applications, Licences, Payments, Products, Releases, Usage
+from lode_client.resources import (
+    Applications,
+    Licences,
+    Notifications,
+    Payments,
+    Products,
+    Releases,
+    Usage,
+    Webhooks,
+)
 from lode_client.transport import USER_AGENT, AsyncTransport, Call, Retry, SyncTransport
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0, read=120.0)
@@ -38,6 +47,8 @@ class BaseClient:
         self.licences = Licences(self)
         self.usage = Usage(self)
         self.payments = Payments(self)
+        self.notifications = Notifications(self)
+        self.webhooks = Webhooks(self)
         return {"base_url": settings.url, "headers": headers}
 
     def __repr__(self) -> str:

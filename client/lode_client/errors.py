@@ -147,6 +147,11 @@ _CODES: list[tuple[str, type[ApiError], str, str]] = [
     ("TrackDecided", Conflict, "track_decided", "The track was decided already."),
     ("AlreadyBlocked", Conflict, "already_blocked", "The organisation is on the block-list already."),
     ("AlreadyHeld", Conflict, "already_held", "The licence holds this hold already."),
+    ("NotRenewable", Conflict, "not_renewable", "The licence cannot be renewed (now)."),
+    ("AlreadyRenewed", Conflict, "already_renewed", "The licence was renewed already (``renewal_id``)."),
+    ("RenewalInReview", Conflict, "renewal_in_review", "A renewal of the licence is under review."),
+    ("PlanUnavailable", Conflict, "plan_unavailable", "The licence's plan is no longer offered."),
+    ("RenewalBlocked", Conflict, "renewal_blocked", "The application is no longer eligible (``blockers``)."),
     ("NoSuchHold", NotFound, "no_such_hold", "The licence has no such hold."),
     # delivery
     ("NotNamedAnalyst", Forbidden, "not_named_analyst", "The caller is not a named analyst of the licence."),
@@ -171,6 +176,13 @@ _CODES: list[tuple[str, type[ApiError], str, str]] = [
     ("EpsilonTooLarge", Unprocessable, "epsilon_too_large", "ε above the per-query limit."),
     ("RangeNotSatisfiableError", RangeNotSatisfiable, "range_not_satisfiable", "The byte range is outside the file."),
     ("ClientDisconnected", BadRequest, "client_disconnected", "The client left before the answer."),
+    # notifications
+    ("WebhookLimit", Conflict, "webhook_limit", "The organisation has as many webhook endpoints as allowed."),
+    ("DeliveryInProgress", Conflict, "delivery_in_progress", "A try of this delivery is under way."),
+    ("WebhookUrlInvalid", Unprocessable, "webhook_url_invalid", "Not an http(s) URL Lode can call."),
+    ("WebhookUrlInsecure", Unprocessable, "webhook_url_insecure", "Outside development a webhook URL is https."),
+    ("WebhookUrlForbidden", Unprocessable, "webhook_url_forbidden", "The URL resolves to a non-public address."),
+    ("WebhookUrlUnresolvable", Unprocessable, "webhook_url_unresolvable", "The URL's host does not resolve."),
     # billing
     ("BillingNotConfigured", ServiceUnavailable, "billing_not_configured", "Priced checkouts need Stripe."),
     ("NothingToPay", Conflict, "nothing_to_pay", "The licence owes nothing."),

@@ -245,3 +245,49 @@ class Me(Model):
     user: dict[str, Any]
     organisation: dict[str, Any]
     roles: list[str]
+
+
+class Renewal(Model):
+    """A renewal asked for: ``offered`` with its ``licence``, or ``in_review`` with the tracks reopened."""
+
+    status: str
+    application_id: str
+    licence: Licence | None = None
+    reopened_tracks: list[str] = []
+
+
+class Notification(Model):
+    id: str
+    type: str
+    occurred_at: datetime
+    subject: dict[str, str]
+    data: dict[str, Any]
+    read: bool
+
+
+class Webhook(Model):
+    id: str
+    org_id: str
+    url: str
+    enabled: bool
+    event_types: list[str] | None = None
+    description: str | None = None
+    disabled_reason: str | None = None
+    last_success_at: datetime | None = None
+
+
+class WebhookCreated(Webhook, kw_only=True):
+    secret: str  # shown in the answer that created or rotated it, and never again
+
+
+class WebhookDelivery(Model):
+    id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    tries: list[dict[str, Any]] = []

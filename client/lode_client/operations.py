@@ -39,7 +39,18 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "ListPayments": ("GET", "/v1/payments"),
     "GetPayment": ("GET", "/v1/payments/{payment_id}"),
     "GetStatement": ("GET", "/v1/orgs/{org_id}/statement"),
+    "RenewLicence": ("POST", "/v1/licences/{licence_id}/renew"),
+    "ListNotifications": ("GET", "/v1/notifications"),
+    "MarkNotificationsRead": ("POST", "/v1/notifications/read"),
+    "CreateWebhook": ("POST", "/v1/orgs/{org_id}/webhooks"),
+    "ListWebhooks": ("GET", "/v1/orgs/{org_id}/webhooks"),
+    "GetWebhook": ("GET", "/v1/orgs/{org_id}/webhooks/{webhook_id}"),
+    "UpdateWebhook": ("PATCH", "/v1/orgs/{org_id}/webhooks/{webhook_id}"),
+    "DeleteWebhook": ("DELETE", "/v1/orgs/{org_id}/webhooks/{webhook_id}"),
+    "RotateWebhookSecret": ("POST", "/v1/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret"),
+    "ListWebhookDeliveries": ("GET", "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries"),
+    "RedeliverWebhook": ("POST", "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
 
 # The POSTs that take an Idempotency-Key: the client sends one, the same on every retry.
-IDEMPOTENT = frozenset({"CreateApplication", "CheckoutLicence", "IngestUsageEvents"})
+IDEMPOTENT = frozenset({"CreateApplication", "CheckoutLicence", "IngestUsageEvents", "RenewLicence", "CreateWebhook"})

@@ -300,6 +300,11 @@ class Licences(Resource):
         return (yield Call("GetEpsilonBudget", {"licence_id": licence_id}, into=models.Budget))
 
     @_op
+    def renew(self, licence_id: str) -> Steps:
+        """A new licence following this one (``.licence``), or the tracks a tightened grade reopened."""
+        return (yield Call("RenewLicence", {"licence_id": licence_id}, into=models.Renewal))
+
+    @_op
     def usage(
         self,
         licence_id: str,
@@ -351,3 +356,61 @@ class Payments(Resource):
     def statement(self, org_id: str, period: str) -> Steps:
         """An organisation's statement for a month (``YYYY-MM``)."""
         return (yield Call("GetStatement", {"org_id": org_id}, {"period": period}, into=models.Statement))
+
+
+class Notifications(Resource):
+    def list(self, *, unread: bool = False, type: str | None = None, limit: int = 100) -> Pages:
+        """Your organisation's notifications, newest first (``unread`` only those you have not read)."""
+        params = {"unread": "true" if unread else None, "type": type, "limit": limit}
+        return Pages(self._client, "ListNotifications", _page_of(models.Notification), params)
+
+    @_op
+    def mark_read(self, ids: list[str] | None = None) -> Steps:
+        """Mark these read, or with no ids every notification up to now; answers how many are left unread."""
+        body = {"ids": ids} if ids else {"all": True}
+        return (yield Call("MarkNotificationsRead", json=body))["unread"]
+
+
+class Webhooks(Resource):
+    """An organisation's webhook endpoints (its admin's): deliveries signed per Standard Webhooks."""
+
+    def list(self, org_id: str, *, limit: int = 100) -> Pages:
+        return Pages(self._client, "ListWebhooks", _page_of(models.Webhook), {"limit": limit}, {"org_id": org_id})
+
+    @_op
+    def create(
+        self, org_id: str, url: str, *, event_types: list[str] | None = None, description: str | None = None
+    ) -> Steps:
+        """Register ``url``; keep ``.secret`` (shown this once) to verify deliveries."""
+        body = {k: v for k, v in {"url": url, "event_types": event_types, "description": description}.items() if v}
+        return (yield Call("CreateWebhook", {"org_id": org_id}, json=body, into=models.WebhookCreated))
+
+    @_op
+    def get(self, org_id: str, webhook_id: str) -> Steps:
+        return (yield Call("GetWebhook", {"org_id": org_id, "webhook_id": webhook_id}, into=models.Webhook))
+
+    @_op
+    def update(self, org_id: str, webhook_id: str, **changes: Any) -> Steps:
+        """Change ``url``, ``event_types`` (None: every type), ``description`` or ``enabled``."""
+        path = {"org_id": org_id, "webhook_id": webhook_id}
+        return (yield Call("UpdateWebhook", path, json=changes, into=models.Webhook))
+
+    @_op
+    def delete(self, org_id: str, webhook_id: str) -> Steps:
+        yield Call("DeleteWebhook", {"org_id": org_id, "webhook_id": webhook_id}, raw=True)
+
+    @_op
+    def rotate_secret(self, org_id: str, webhook_id: str) -> Steps:
+        """A new ``.secret``; the old one keeps signing beside it for 24 hours."""
+        path = {"org_id": org_id, "webhook_id": webhook_id}
+        return (yield Call("RotateWebhookSecret", path, into=models.WebhookCreated))
+
+    def deliveries(self, org_id: str, webhook_id: str, *, status: str | None = None, limit: int = 100) -> Pages:
+        path = {"org_id": org_id, "webhook_id": webhook_id}
+        params = {"status": status, "limit": limit}
+        return Pages(self._client, "ListWebhookDeliveries", _page_of(models.WebhookDelivery), params, path)
+
+    @_op
+    def redeliver(self, org_id: str, webhook_id: str, delivery_id: str) -> Steps:
+        path = {"org_id": org_id, "webhook_id": webhook_id, "delivery_id": delivery_id}
+        return (yield Call("RedeliverWebhook", path, into=models.WebhookDelivery))

@@ -209,3 +209,39 @@ def test_pages_follow_every_cursor(live: DemoServer, client_home: Path) -> None:
     lode = client(live, "fudan-sph")
     every = list(lode.products.iter(limit=3))
     assert len(every) == lode.products.search(limit=100).total == len({p.id for p in every})
+
+
+def test_the_reminder_a_renewal_and_its_webhook_on_a_live_server(live: DemoServer, client_home: Path) -> None:
+    """The demo's licence near its end: its reminder in the feed; renewing it is told to the
+    company's webhook by the served worker, signed so that ``standardwebhooks`` verifies it."""
+    from standardwebhooks import Webhook
+
+    from tests.notifications.conftest import Receiver
+
+    lode = Client(live.base, live.key("shanghai-pharma-rd"))
+    near = live.demo["near_expiry"]
+    [reminder] = list(lode.notifications.list(type="licence.expiring"))
+    assert reminder.subject == {"type": "licence", "id": near["licence_id"]}
+    assert reminder.data["ends_on"] == near["ends_on"] and reminder.data["reminder"] == 7
+
+    receiver = Receiver().start()
+    try:
+        org_id = lode.me().organisation["id"]
+        hook = lode.webhooks.create(org_id, receiver.url, event_types=["licence.offered", "licence.activated"])
+        renewal = lode.licences.renew(near["licence_id"])
+        assert renewal.status == "offered" and renewal.licence is not None
+        assert renewal.licence.status == "active" and renewal.licence.starts_on.isoformat() > near["ends_on"]
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        payloads = [Webhook(hook.secret).verify(r.body, r.headers) for r in receiver.received]
+        assert sorted(p["type"] for p in payloads) == ["licence.activated", "licence.offered"]
+        assert {p["data"]["licence_id"] for p in payloads} == {renewal.licence.id}
+        [delivered] = [d for d in lode.webhooks.deliveries(org_id, hook.id) if d.event_type == "licence.offered"]
+        assert delivered.status == "delivered" and delivered.tries[0]["status_code"] == 204
+        with pytest.raises(errors.AlreadyRenewed):
+            lode.licences.renew(near["licence_id"])
+        assert lode.notifications.mark_read() == 0
+        lode.webhooks.delete(org_id, hook.id)
+    finally:
+        receiver.stop()

@@ -186,8 +186,8 @@ def test_every_kind_of_page_passes_the_accessibility_basics(browser: Any, demo_s
             "/?completeness=0.99",
             "/products/chronic-lab-results/releases/2025.1/quality",
         ],
-        "fudan-sph": ["/applications", "/licences"],
-        "huashan": ["/provider", "/provider/payments", "/reviews"],
+        "fudan-sph": ["/applications", "/licences", "/notifications"],
+        "huashan": ["/provider", "/provider/payments", "/reviews", "/notifications"],
         "operator/curator": ["/reviews"],
     }
     for locale in ("en-GB", "zh-CN"):

@@ -332,3 +332,21 @@ async def test_sign_in_goes_back_only_to_a_page_of_this_site(actors, browse) -> 
         token = await browser.csrf()
         answer = await browser.http.post("/signin", data={"csrf": token, "api_key": consumer.key, "next": target})
         assert answer.headers["location"] == "/", target
+
+
+async def test_the_notifications_page_lists_the_feed_and_marks_it_read(circulation: Circulation, browse) -> None:
+    owner = await circulation.provider()
+    consumer = await circulation.consumer()
+    licensed = await circulation.licensed(owner, consumer, "L2")
+    browser = browse()
+    await browser.sign_in(consumer["buyer"].key)
+    page = await browser.http.get("/notifications")
+    assert page.status_code == 200
+    assert 'href="/notifications"' in page.text  # in the navigation
+    assert "A licence is offered: accept its terms" in page.text and "A licence is active" in page.text
+    assert f'href="/licences/{licensed["licence"]["id"]}"' in page.text
+    assert "4 unread" in page.text  # submitted, offered, decided (L2 has no review tracks), activated
+    done = await browser.post_form("/notifications/read", {}, page="/notifications")
+    assert done.status_code == 303
+    after = await browser.http.get("/notifications?unread=true")
+    assert "0 unread" in after.text and "Mark all read" not in after.text
