@@ -229,6 +229,9 @@ async def reverse(session: AsyncSession, payment: Payment, refund: Refund, actor
         parties,
         {"amount": refund.amount, "parts": shares, "reason": refund.reason},
     )
+    # Ours, the Stripe dashboard's and a lost dispute alike: money went back to the consumer.
+    data = {"licence_id": payment.licence_id, "refund_id": refund.id, "amount": refund.amount, "kind": refund.kind}
+    await notices.publish(session, "payment.refunded", ("payment", payment.id), parties, data)
     if taken_back >= payment.amount:
         await access_licences.end_licence(
             session, None, payment.licence_id, f"payment fully {refund.kind}ed", by="billing"

@@ -22,7 +22,6 @@ from catalog.access import repository as access_repo
 from catalog.db import utcnow, write_transaction
 from catalog.errors import Conflict, DomainError, ServiceUnavailable
 from catalog.ids import new_id
-from catalog.notifications import events as notices
 
 EVENT = "refund.send"
 
@@ -102,10 +101,3 @@ async def send(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
             return
         refund.status, refund.stripe_id = "succeeded", stripe_id
         await payments.reverse(session, payment, refund, None)
-        await notices.publish(
-            session,
-            "payment.refunded",
-            ("payment", payment.id),
-            await access_repo.party_org_ids(session, payment.licence_id),
-            {"licence_id": payment.licence_id, "refund_id": refund.id, "amount": amount, "currency": payment.currency},
-        )

@@ -25,6 +25,7 @@ from billing.gateway import Gateway
 from billing.routes import BillingController, WebhookController
 from catalog import auth, db, errors, intake, observability, outbox, policy, shielded
 from catalog.access import blocklists
+from catalog.access import repository as access_repo
 from catalog.access import sweep as licence_sweep
 from catalog.access.licence_routes import BlocklistController, LicenceController, RegisterController
 from catalog.access.models import Licence
@@ -34,6 +35,7 @@ from catalog.delivery.noise import Noise
 from catalog.delivery.routes import DeliveryController, QueryAlertController
 from catalog.metering import reservations as metering
 from catalog.metering.routes import MeteringController
+from catalog.notifications import audiences
 from catalog.notifications.dispatcher import Dispatcher
 from catalog.notifications.routes import NotificationController, WebhookEndpointController
 from catalog.ops import AuditController, Health
@@ -206,6 +208,7 @@ def create_app(
     app.state.storage = services.get("storage") or build_storage(settings)
     app.state.noise = Noise(settings.noise_secret)
     app.state.org_hooks = [blocklists.on_verification_changed]
+    audiences.provide("licensees", access_repo.licensees)
     if simulator is not None:
         simulated.serve(simulator, app, settings)
     return app

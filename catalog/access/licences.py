@@ -203,6 +203,13 @@ async def accept_terms(session: AsyncSession, actor: Any, licence: Licence) -> N
         await tell.licence(session, "licence.activated", licence, {"starts_on": licence.starts_on})
 
 
+def unlink_renewal(licence: Licence) -> str | None:
+    """A renewal that ended unused (declined, unpaid) no longer renews its licence, which may then be
+    renewed again; the licence it would have renewed is answered for the audit event."""
+    renewed, licence.renews_licence_id = licence.renews_licence_id, None
+    return renewed
+
+
 async def end_licence(session: AsyncSession, actor: Any, licence_id: str, reason: str, *, by: str) -> bool:
     """Revoke a live licence (active or suspended); billing hears of it (to cancel a subscription)."""
     if not await repo.set_status(
@@ -291,7 +298,9 @@ class LicenceService:
         ):
             raise Conflict(f"The licence is {licence.status}.", code="invalid_transition")
         await self.session.refresh(licence)
-        await audit_licence(self.session, self.caller, "licence.declined", licence, {})
+        await audit_licence(
+            self.session, self.caller, "licence.declined", licence, {"renewed": unlink_renewal(licence)}
+        )
         return await self.read(licence)
 
     def _hold_cause(self, licence: Licence) -> tuple[str, str]:

@@ -51,6 +51,11 @@ class RenewalService:
                 f"The licence is already renewed by {renewal.id}.", code="already_renewed", renewal_id=renewal.id
             )
         _ensure_renewable(licence)
+        plan = await products_repo.plan(self.session, licence.plan_id)
+        if plan is not None and plan.kind == "subscription":
+            raise Conflict(
+                "A subscription renews itself while it is paid; there is nothing to renew.", code="renewal_not_needed"
+            )
         app = await repo.application(self.session, licence.application_id, lock=True)
         assert app is not None
         if app.renewing_licence_id is not None:

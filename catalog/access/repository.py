@@ -330,9 +330,19 @@ async def licences_due(session: AsyncSession, today: date, now: datetime) -> dic
     }
 
 
+async def licensees(session: AsyncSession, product_id: str) -> list[str]:
+    """Organisations holding a live licence on the product."""
+    stmt = (
+        select(Licence.consumer_org_id)
+        .where(Licence.product_id == product_id, Licence.status.in_(("active", "suspended")))
+        .distinct()
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def licences_ending(session: AsyncSession, today: date, until: date) -> list[Licence]:
     """Live licences whose last day falls in ``[today, until]`` and that will not run on by
-    themselves: no renewal offered or under way, and not a subscription (which renews while paid)."""
+    themselves: no live renewal, and not a subscription (which renews itself while paid)."""
     renewed = aliased(Licence)
     stmt = (
         select(Licence)
@@ -342,7 +352,9 @@ async def licences_ending(session: AsyncSession, today: date, until: date) -> li
             Licence.ends_on >= today,
             Licence.ends_on <= until,
             Plan.kind != "subscription",
-            ~exists().where(renewed.renews_licence_id == Licence.id, renewed.status.notin_(("declined", "cancelled"))),
+            # Renewed: the renewal is accepted and live (one still awaiting acceptance or payment
+            # may never be, so the reminders go on until it is).
+            ~exists().where(renewed.renews_licence_id == Licence.id, renewed.status.in_(("active", "suspended"))),
         )
     )
     return list((await session.execute(stmt)).scalars())

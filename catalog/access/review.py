@@ -222,6 +222,7 @@ async def reopen_for_renewal(
         product,
         {"round": app.round, "tracks": tracks, "licence_id": renews.id},
     )
+    await tell.application(session, "application.submitted", app, product, {"tracks": tracks, "renews": renews.id})
     return tracks
 
 

@@ -15,7 +15,7 @@ from catalog import outbox, policy
 from catalog.access import repository as repo
 from catalog.access import tell
 from catalog.access.holds import add_hold, audit_licence
-from catalog.access.licences import OPEN, add_months, term_months
+from catalog.access.licences import OPEN, add_months, term_months, unlink_renewal
 from catalog.access.models import Licence
 from catalog.db import utcnow, write_transaction
 from catalog.outbox import JobContext
@@ -39,7 +39,10 @@ async def sweep(ctx: JobContext) -> None:
             if await repo.set_status(
                 session, licence.id, ("pending_payment",), "cancelled", ended_at=now, end_reason="unpaid after 30 days"
             ):
-                await audit_licence(session, None, "licence.cancelled", licence, {"reason": "unpaid"})
+                renewed = unlink_renewal(licence)
+                await audit_licence(
+                    session, None, "licence.cancelled", licence, {"reason": "unpaid", "renewed": renewed}
+                )
         for licence in due["lapsed"]:
             product = await products_repo.get(session, licence.product_id)
             if product is not None and policy.rule(product.grade).ethics_required:

@@ -56,8 +56,9 @@ async def licence(
 
 
 def reminder_due(ends_on: date, today: date) -> int | None:
-    """The reminder a licence ending on ``ends_on`` is due today: the nearest of 30, 7 and 1 days
-    it has reached (a licence granted 10 days before its end gets the 7-day one, not a late 30)."""
+    """The reminder a licence ending on ``ends_on`` is due today: the smallest of 1, 7 and 30 days
+    that its days left do not exceed (10 days left: the 30-day one, with ``days_left`` 10; a later
+    reminder is never followed by an earlier one it skipped)."""
     left = (ends_on - today).days
     if left < 0:
         return None

@@ -45,10 +45,18 @@ def parse(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def forbidden(address: IPAddress) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    """Not a public address — judged by the IPv4 address an IPv6 one carries (mapped, 6to4, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif address in NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return not address.is_global or address.is_multicast
 
 
@@ -62,6 +70,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # a label too long or empty: not a name at all
+        raise Refused("webhook_url_invalid", f"{host!r} is not a valid host name") from exc
     except OSError as exc:
         raise Refused("webhook_url_unresolvable", f"{host} does not resolve: {exc}") from exc
     found = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))

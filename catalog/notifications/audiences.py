@@ -1,28 +1,24 @@
-"""Who is entitled to hear of a product's events: the parties each domain names for its subjects.
+"""Audiences a domain cannot compute itself without reaching up the dependency chain.
 
-Applications and licences name their own parties (``access``: consumer, owner, the providers in the
-revenue share, and the operator for the tracks it reviews); these are the product-wide audiences.
+Products tell live licensees of a suspension or a new release, but products sit below access
+(``orgs ← products ← access``): who holds a live licence is access's knowledge. The composition
+root (``app.py``) provides that lookup here by name, and products ask for it by name.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from catalog.access.models import Licence
-from catalog.products import repository as products_repo
-from catalog.products.models import Product
-
-LIVE = ("active", "suspended")
+Lookup = Callable[[AsyncSession, str], Awaitable[list[str]]]
+_LOOKUPS: dict[str, Lookup] = {}
 
 
-async def product_parties(session: AsyncSession, product: Product) -> list[str]:
-    """The owner and every provider sharing the product's revenue."""
-    rule = await products_repo.current_revenue_share(session, product.id)
-    return [product.owner_org_id, *(p["org_id"] for p in (rule.providers if rule else []))]
+def provide(name: str, lookup: Lookup) -> None:
+    _LOOKUPS[name] = lookup
 
 
 async def licensees(session: AsyncSession, product_id: str) -> list[str]:
-    """Organisations holding a live licence on the product."""
-    stmt = select(Licence.consumer_org_id).where(Licence.product_id == product_id, Licence.status.in_(LIVE)).distinct()
-    return list((await session.execute(stmt)).scalars())
+    """Organisations holding a live licence on the product (access's lookup, provided by app.py)."""
+    return await _LOOKUPS["licensees"](session, product_id)

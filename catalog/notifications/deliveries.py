@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import msgspec
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog.db import write_transaction
@@ -29,7 +29,6 @@ from catalog.notifications.signing import open_secret
 RETRY_SPAN = timedelta(days=3)
 FIRST_RETRY = timedelta(seconds=5)
 LONGEST_WAIT = timedelta(hours=12)
-SCAN = 200  # due rows looked at per claim, to find up to ``limit`` of distinct endpoints
 
 
 class Claimed(msgspec.Struct, kw_only=True):
@@ -75,28 +74,41 @@ async def claim(
     busy = set(busy)
     token = secrets.token_hex(8)
     async with write_transaction(sessions) as session:
-        due = (
-            select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
-            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(
-                WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at <= at,
-                or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < at),
-                WebhookEndpoint.enabled.is_(True),
-            )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-            .limit(SCAN)
-            .with_for_update(skip_locked=True, of=WebhookDelivery)
+        due = and_(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= at,
+            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < at),
         )
-        chosen: dict[str, str] = {}
-        for row in await session.execute(due):
-            if row.endpoint_id not in busy and row.endpoint_id not in chosen:
-                chosen[row.endpoint_id] = row.id
-                if len(chosen) == limit:
-                    break
-        if not chosen:
+        # The oldest due delivery of each endpoint not being called, oldest first: however long one
+        # endpoint's backlog, every other endpoint's next delivery is among the candidates.
+        first = (
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.next_attempt_at,
+                func.row_number()
+                .over(
+                    partition_by=WebhookDelivery.endpoint_id,
+                    order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+                )
+                .label("n"),
+            )
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(due, WebhookEndpoint.enabled.is_(True))
+        )
+        if busy:
+            first = first.where(WebhookDelivery.endpoint_id.notin_(busy))
+        first = first.subquery()
+        candidates = select(first.c.id).where(first.c.n == 1).order_by(first.c.next_attempt_at, first.c.id).limit(limit)
+        # Locked apart from the window (PostgreSQL locks no rows of a windowed query); a row another
+        # worker claimed meanwhile is skipped, or no longer due once its lock is ours.
+        locked = (
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.id.in_(candidates.scalar_subquery()), due)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list((await session.execute(locked)).scalars())
+        if not ids:
             return []
-        ids = list(chosen.values())
         await session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(ids))
@@ -127,15 +139,20 @@ async def claim(
 
 
 def secrets_in_force(endpoint: WebhookEndpoint, pepper: bytes, at: datetime) -> list[str]:
-    found = [open_secret(pepper, endpoint.secret_sealed, endpoint.secret_nonce)]
+    """The secrets to sign with now; none if they cannot be unsealed (the pepper changed since they
+    were sealed): that endpoint's tries then fail, and no other endpoint's claim is held up."""
+    sealed = [(endpoint.secret_sealed, endpoint.secret_nonce)]
     if (
         endpoint.previous_secret_sealed is not None
         and endpoint.previous_secret_nonce is not None
         and endpoint.previous_secret_expires_at is not None
         and endpoint.previous_secret_expires_at > at
     ):
-        found.append(open_secret(pepper, endpoint.previous_secret_sealed, endpoint.previous_secret_nonce))
-    return found
+        sealed.append((endpoint.previous_secret_sealed, endpoint.previous_secret_nonce))
+    try:
+        return [open_secret(pepper, secret, nonce) for secret, nonce in sealed]
+    except UnicodeDecodeError:
+        return []
 
 
 async def record(
@@ -210,5 +227,15 @@ async def redeliver(session: AsyncSession, delivery: WebhookDelivery, at: dateti
             lock_token=None,
             delivered_at=None,
         )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def restart_pending(session: AsyncSession, endpoint_id: str, at: datetime) -> None:
+    """An endpoint enabled again: its pending deliveries are due now, with three days of retries ahead."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
+        .values(next_attempt_at=at, first_attempt_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -148,21 +148,22 @@ class Dispatcher:
         def outcome(status_code: int | None, error: str | None) -> Outcome:
             return Outcome(status_code=status_code, error=error, duration_ms=int((time.monotonic() - started) * 1000))
 
+        if not claimed.secrets:
+            return outcome(None, "secret_unreadable: rotate the endpoint's secret (LODE_KEY_PEPPER changed)")
         try:
-            address = await addresses.checked_address(claimed.url, allow_private=self.allow_private)
-        except addresses.Refused as exc:
-            return outcome(None, f"{exc.code}: {exc}")
-        url, host, extensions = addresses.pinned(claimed.url, address)
-        headers = {**signing.headers(claimed.secrets, claimed.msg_id, int(time.time()), claimed.body), **host}
-        try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s):  # the whole try, the name's lookup included
+                address = await addresses.checked_address(claimed.url, allow_private=self.allow_private)
+                url, host, extensions = addresses.pinned(claimed.url, address)
+                signed = signing.headers(claimed.secrets, claimed.msg_id, int(time.time()), claimed.body)
                 async with self.client().stream(
-                    "POST", url, content=claimed.body, headers=headers, extensions=extensions
+                    "POST", url, content=claimed.body, headers={**signed, **host}, extensions=extensions
                 ) as response:
                     if 200 <= response.status_code < 300:
                         return outcome(response.status_code, None)
                     text = await _head(response)
                     return outcome(response.status_code, f"HTTP {response.status_code}: {text}".strip())
+        except addresses.Refused as exc:
+            return outcome(None, f"{exc.code}: {exc}")
         except TimeoutError:
             return outcome(None, f"timed out after {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
@@ -173,7 +174,10 @@ class Dispatcher:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout_s),
                 follow_redirects=False,  # a redirect could point anywhere; it counts as a failure
-                limits=httpx.Limits(max_connections=self.concurrency * 2),
+                # No connection is kept for reuse: a pinned request names the address, not the host, and a
+                # kept connection to that address could carry another host's delivery over a TLS
+                # session checked for the first (one address, several tenants, as behind a CDN).
+                limits=httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=0),
                 trust_env=False,  # no proxy from the environment between Lode and its receivers
             )
         return self._client

@@ -87,18 +87,23 @@ class WebhookService:
         return read_endpoint(await self._endpoint(org_id, endpoint_id))
 
     async def update(self, org_id: str, endpoint_id: str, data: WebhookUpdate) -> WebhookRead:
-        endpoint = await self._endpoint(org_id, endpoint_id, lock=True)
+        ensure_org_admin(self.caller, org_id)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        if "url" in changes:  # resolved before the row is locked: no lock is held across DNS
+            await self._checked_url(changes["url"])
+        endpoint = await self._endpoint(org_id, endpoint_id, lock=True)
         if "url" in changes:
-            endpoint.url = await self._checked_url(changes["url"])
+            endpoint.url = changes["url"]
         if "event_types" in changes:
             endpoint.event_types = _types(changes["event_types"])
         if "description" in changes:
             endpoint.description = changes["description"]
         if "enabled" in changes:
-            endpoint.enabled = changes["enabled"]
-            if endpoint.enabled:  # a fresh start: its failures so far no longer count against it
+            if changes["enabled"] and not endpoint.enabled:
+                # A fresh start: its pending deliveries go now, with three days of retries from now.
                 endpoint.disabled_at, endpoint.disabled_reason = None, None
+                await deliveries.restart_pending(self.session, endpoint.id, utcnow())
+            endpoint.enabled = changes["enabled"]
         endpoint.updated_at = utcnow()
         await self.session.flush()
         self._audit("webhook.updated", endpoint, {"fields": sorted(changes)})
@@ -133,7 +138,7 @@ class WebhookService:
 
     async def redeliver(self, org_id: str, endpoint_id: str, delivery_id: str) -> DeliveryRead:
         endpoint = await self._endpoint(org_id, endpoint_id)
-        found = await repo.delivery(self.session, endpoint.id, delivery_id)
+        found = await repo.delivery(self.session, endpoint.id, delivery_id, lock=True)
         if found is None:
             raise NotFound(f"No delivery {delivery_id} for this endpoint.")
         delivery, notice = found

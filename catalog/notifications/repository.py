@@ -120,12 +120,16 @@ async def deliveries(
     return await paginate(session, stmt, WebhookDelivery.id, page, rows=True)
 
 
-async def delivery(session: AsyncSession, endpoint_id: str, delivery_id: str) -> tuple[WebhookDelivery, Notice] | None:
+async def delivery(
+    session: AsyncSession, endpoint_id: str, delivery_id: str, *, lock: bool = False
+) -> tuple[WebhookDelivery, Notice] | None:
     stmt = (
         select(WebhookDelivery, Notice)
         .join(Notice, Notice.id == WebhookDelivery.notice_id)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint_id)
     )
+    if lock:
+        stmt = stmt.with_for_update(of=WebhookDelivery)
     row = (await session.execute(stmt)).first()
     return (row[0], row[1]) if row else None
 

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import Principal
 from catalog.errors import problem_responses
-from catalog.idempotency import IdempotencyKey, idempotent
 from catalog.notifications import examples
 from catalog.notifications.endpoints import WebhookService
 from catalog.notifications.feed import FeedService
@@ -102,25 +101,17 @@ class WebhookEndpointController(Controller):
             "Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The answer carries the signing "
             "`secret` once. Outside development the URL must be https and resolve only to public addresses (422 "
             "`webhook_url_forbidden`, `webhook_url_insecure`, `webhook_url_invalid`, `webhook_url_unresolvable`); "
-            f"at most 10 per organisation (409 `webhook_limit`). {ENDPOINT_ROLES}"
+            f"at most 10 per organisation (409 `webhook_limit`). No `Idempotency-Key`: a stored answer would keep the "
+            f"secret; a retry after a lost answer registers a second endpoint — list and delete it. {ENDPOINT_ROLES}"
         ),
         responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def create_webhook(
-        self,
-        request: Request[Any, Any, Any],
-        org_id: FromPath[str],
-        data: JSONBody[WebhookCreate],
-        webhooks: NamedDependency[WebhookService],
-        caller: NamedDependency[Principal],
-        tx: NamedDependency[AsyncSession],
-        idempotency_key: IdempotencyKey = None,  # read by idempotent(); declared for the document
+        self, org_id: FromPath[str], data: JSONBody[WebhookCreate], webhooks: NamedDependency[WebhookService]
     ) -> Response[WebhookCreated]:
-        async def run() -> Response[WebhookCreated]:
-            created = await webhooks.create(org_id, data)
-            return Response(created, status_code=201, headers={"Location": f"/v1/orgs/{org_id}/webhooks/{created.id}"})
-
-        return await idempotent(request, caller.org_id, tx, run)
+        # Not idempotent by key on purpose: the stored answer would hold the secret in clear.
+        created = await webhooks.create(org_id, data)
+        return Response(created, status_code=201, headers={"Location": f"/v1/orgs/{org_id}/webhooks/{created.id}"})
 
     @get(
         "/",

@@ -268,8 +268,11 @@ async def publish(
         await session.flush()
         await refresh_measured(session, product)
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
-        # Told to the product's parties and every organisation holding a live licence on it.
-        told = await audiences.product_parties(session, product) + await audiences.licensees(session, product.id)
+        # A listed product's release is told to its parties and every live licensee; an unlisted
+        # product is its owner's alone to see.
+        told = [product.owner_org_id]
+        if product.status == "listed":
+            told = await repo.parties(session, product) + await audiences.licensees(session, product.id)
         data = {"product_id": product.id, "release_id": release.id, "version": version}
         await notices.publish(session, "release.published", ("release", release.id), told, data)
         return release_read(release, files)

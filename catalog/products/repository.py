@@ -220,6 +220,12 @@ async def lock_plan(session: AsyncSession, plan_id: str, now: datetime) -> None:
     )
 
 
+async def parties(session: AsyncSession, product: Product) -> list[str]:
+    """The owner and every provider sharing the product's revenue."""
+    rule = await current_revenue_share(session, product.id)
+    return [product.owner_org_id, *(p["org_id"] for p in (rule.providers if rule else []))]
+
+
 async def current_revenue_share(session: AsyncSession, product_id: str) -> RevenueShareRule | None:
     stmt = (
         select(RevenueShareRule)

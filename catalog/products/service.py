@@ -237,12 +237,15 @@ class ProductService:
             await self._tell(product, f"product.{to}", before, reason)
 
     async def _tell(self, product: Product, type: str, before: str, reason: str | None) -> None:
-        """Listing is told to the product's parties; a suspension also to every live licensee, who lose access."""
-        orgs = await audiences.product_parties(self.session, product)
-        if type == "product.suspended":
-            orgs += await audiences.licensees(self.session, product.id)
-        data = {"product_id": product.id, "slug": product.slug, "from": before, "reason": reason}
-        await notices.publish(self.session, type, ("product", product.id), orgs, data)
+        """A listed product is public: its parties hear of it. A suspended one only its owner may read,
+        with the reason; its live licensees, who lose access, are told that much and no more."""
+        subject, data = ("product", product.id), {"product_id": product.id, "slug": product.slug, "from": before}
+        if type == "product.listed":
+            await notices.publish(self.session, type, subject, await repo.parties(self.session, product), data)
+            return
+        await notices.publish(self.session, type, subject, [product.owner_org_id], {**data, "reason": reason})
+        licensees = await audiences.licensees(self.session, product.id)
+        await notices.publish(self.session, type, subject, licensees, data)
 
     async def submit(self, product_id: str) -> ProductRead:
         product = await self.owned(product_id)

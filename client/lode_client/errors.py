@@ -151,6 +151,7 @@ _CODES: list[tuple[str, type[ApiError], str, str]] = [
     ("AlreadyRenewed", Conflict, "already_renewed", "The licence was renewed already (``renewal_id``)."),
     ("RenewalInReview", Conflict, "renewal_in_review", "A renewal of the licence is under review."),
     ("PlanUnavailable", Conflict, "plan_unavailable", "The licence's plan is no longer offered."),
+    ("RenewalNotNeeded", Conflict, "renewal_not_needed", "A subscription renews itself while paid."),
     ("RenewalBlocked", Conflict, "renewal_blocked", "The application is no longer eligible (``blockers``)."),
     ("NoSuchHold", NotFound, "no_such_hold", "The licence has no such hold."),
     # delivery

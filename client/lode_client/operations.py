@@ -53,4 +53,4 @@ OPERATIONS: dict[str, tuple[str, str]] = {
 }
 
 # The POSTs that take an Idempotency-Key: the client sends one, the same on every retry.
-IDEMPOTENT = frozenset({"CreateApplication", "CheckoutLicence", "IngestUsageEvents", "RenewLicence", "CreateWebhook"})
+IDEMPOTENT = frozenset({"CreateApplication", "CheckoutLicence", "IngestUsageEvents", "RenewLicence"})

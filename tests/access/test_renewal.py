@@ -192,6 +192,14 @@ class TestGradeTightened:
             "security": "pending",
         }
         problem(await renew(client, old["id"], consumer["buyer"]), 409, "renewal_in_review")
+        # The reviewers (the operator's, for the security track) are told the renewal awaits them.
+        told = expect(
+            await client.get("/v1/notifications?type=application.submitted", headers=reviewers["operator"].headers), 200
+        )
+        assert told["items"][0]["data"] == {
+            "application_id": old["application_id"], "product_id": old["product_id"], "status": "under_review",
+            "tracks": ["security"], "renews": old["id"],
+        }  # fmt: skip
 
         application = expect(
             await client.post(
@@ -314,6 +322,19 @@ class TestAtMostOnce:
         err = problem(await renew(client, old["id"], consumer["admin"]), 409, "already_renewed")
         assert err["renewal_id"] == first["id"]
 
+    async def test_a_declined_renewal_leaves_the_licence_to_renew_again(self, client, circulation) -> None:
+        owner, consumer = await circulation.provider(), await circulation.consumer()
+        old = (await licensed(client, circulation, owner, consumer, "L1"))["licence"]
+        expect(await client.put(f"/v1/products/{old['product_id']}/terms", json=TERMS_V2, headers=owner.headers), 201)
+        first = expect(await renew(client, old["id"], consumer["buyer"]), 201)["licence"]
+        assert first["status"] == "pending_acceptance"
+        declined = expect(
+            await client.post(f"/v1/licences/{first['id']}/decline", headers=consumer["buyer"].headers), 200
+        )
+        assert declined["status"] == "declined" and declined["renews_licence_id"] is None
+        second = expect(await renew(client, old["id"], consumer["buyer"]), 201)["licence"]
+        assert second["id"] != first["id"] and second["renews_licence_id"] == old["id"]
+
     async def test_a_replay_of_the_same_key_answers_the_same_renewal(self, client, circulation, app) -> None:
         owner, consumer = await circulation.provider(), await circulation.consumer()
         old = (await licensed(client, circulation, owner, consumer, "L1"))["licence"]
@@ -366,6 +387,15 @@ class TestSubscriptions:
         async with app.state.sessions() as session:
             actions = (await session.execute(select(AuditEvent.action).where(AuditEvent.subject_id == lic))).scalars()
             assert "licence.extended" in list(actions)
+
+    async def test_a_subscription_is_not_renewed_by_hand(self, client, circulation, app) -> None:
+        owner, consumer = await circulation.provider(), await circulation.consumer()
+        product = await circulation.product(
+            owner, "L1", plans=[{"name": "Research (free)", "kind": "free", "currency": "CNY"}, MONTHLY]
+        )
+        lic = await self.monthly(client, circulation, product, consumer)
+        await set_licence(app, lic, status="active")
+        problem(await renew(client, lic, consumer["buyer"]), 409, "renewal_not_needed")
 
     async def test_a_suspended_subscription_expires(self, client, circulation, app) -> None:
         owner, consumer = await circulation.provider(), await circulation.consumer()

@@ -38,6 +38,10 @@ def fx_settings(database: str, tmp_path: Path):
         ("https://[fd00:ec2::254]/", "webhook_url_forbidden"),
         ("https://[::ffff:127.0.0.1]/", "webhook_url_forbidden"),
         ("https://0.0.0.0/", "webhook_url_forbidden"),
+        ("https://[64:ff9b::a00:1]/", "webhook_url_forbidden"),  # NAT64 of 10.0.0.1
+        ("https://[2002:c0a8:1::1]/", "webhook_url_forbidden"),  # 6to4 of 192.168.0.1
+        ("https://" + "a" * 64 + ".example/", "webhook_url_invalid"),  # a label too long for DNS
+        ("https://ex.ample..com/", "webhook_url_invalid"),
         ("https://user:pw@example.com/", "webhook_url_invalid"),
         ("ftp://example.com/", "webhook_url_invalid"),
     ],
@@ -59,7 +63,7 @@ async def test_delivery_refuses_an_address_that_turned_private(app, settings, ac
             WebhookEndpoint(
                 id=new_id("wep"),
                 org_id=provider.org_id,
-                url="https://127.0.0.1:9/hooks",
+                url="https://localhost:9/hooks",  # a name that resolves to loopback when called
                 event_types=None,
                 enabled=True,
                 secret_sealed=sealed,

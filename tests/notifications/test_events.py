@@ -196,7 +196,9 @@ async def test_a_suspended_product_is_told_to_its_licensees(client, catalogue, c
         200,
     )
     [told] = [n for n in await feed(client, consumer["buyer"]) if n["type"] == "product.suspended"]
-    assert told["data"]["reason"] == "audit"
+    assert told["data"]["product_id"] == licensed["product"]["id"] and "reason" not in told["data"]  # the owner's
+    [own] = [n for n in await feed(client, owner) if n["type"] == "product.suspended"]
+    assert own["data"]["reason"] == "audit"
     assert not [n for n in await feed(client, outsider["buyer"]) if n["type"].startswith("product.")]
     assert {n["type"] for n in await feed(client, owner)} >= {"product.listed", "product.suspended"}
 

@@ -203,18 +203,28 @@ async def test_an_endpoint_failing_for_three_days_is_disabled_and_its_org_told(
     assert other.types() == ["webhook.disabled"]
     assert "webhook.disabled" not in dead.types()
 
-    # Nothing more goes to a disabled endpoint; re-enabling it and redelivering sends again.
-    await catalogue.listed(provider)
+    # Nothing more goes to a disabled endpoint, not even a delivery still pending from before it...
+    async with write_transaction(dispatcher.sessions) as session:
+        await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(status="pending"))
     tries = len(dead.received)
     await dispatcher.run_once()
     assert len(dead.received) == tries
-    dead.behaviour = lambda n: (200, 0)
+    # ...and re-enabled it starts afresh: one more failure does not disable it again at once.
     expect(
         await client.patch(
             f"/v1/orgs/{provider.org_id}/webhooks/{endpoint['id']}", json={"enabled": True}, headers=provider.headers
         ),
         200,
     )
+    dispatcher.clock = utcnow
+    await dispatcher.run_once()
+    assert len(dead.received) == tries + 1
+    read = expect(
+        await client.get(f"/v1/orgs/{provider.org_id}/webhooks/{endpoint['id']}", headers=provider.headers), 200
+    )
+    assert read["enabled"] is True
+    dead.behaviour = lambda n: (200, 0)
+    await catalogue.listed(provider)
     expect(
         await client.post(
             f"/v1/orgs/{provider.org_id}/webhooks/{endpoint['id']}/deliveries/{row.id}/redeliver",
@@ -224,7 +234,8 @@ async def test_an_endpoint_failing_for_three_days_is_disabled_and_its_org_told(
     )
     dispatcher.clock = utcnow
     await dispatcher.run_once()
-    assert dead.types()[-2:].count("product.listed") == 2
+    # The delivery redelivered at once, and the event told after the endpoint was enabled again.
+    assert len(dead.received) == tries + 3 and dead.types()[-2:] == ["product.listed"] * 2
     log = expect(
         await client.get(
             f"/v1/orgs/{provider.org_id}/webhooks/{endpoint['id']}/deliveries?status=failed", headers=provider.headers
@@ -324,3 +335,36 @@ async def test_webhook_endpoints_are_their_org_admins(client, actors, receivers)
     problem(await client.get(f"{path}/{endpoint['id']}", headers=provider.headers), 404, "not_found")
     audit = expect(await client.get("/v1/audit?limit=50", headers=provider.headers), 200)
     assert {"webhook.created", "webhook.updated", "webhook.deleted"} <= {e["action"] for e in audit["items"]}
+
+
+async def test_a_long_backlog_at_one_endpoint_does_not_hide_another_endpoints_delivery(
+    client, actors, receivers, app, dispatcher
+):
+    from catalog.notifications import deliveries, events
+
+    backlogged, other = await actors.org("provider"), await actors.org("provider")
+    busy = await register(client, backlogged, receivers().url)
+    free = await register(client, other, receivers().url)
+    async with write_transaction(app.state.sessions) as session:
+        for n in range(250):
+            await events.publish(session, "product.listed", ("product", f"prd_{n}"), [backlogged.org_id], {})
+        await events.publish(session, "product.listed", ("product", "prd_other"), [other.org_id], {})
+    settings = app.state.settings
+
+    async def claim(busy_ids: list[str], limit: int = 10) -> list[str]:
+        claimed = await deliveries.claim(
+            app.state.sessions,
+            limit=limit,
+            busy=busy_ids,
+            lease=timedelta(seconds=30),
+            at=utcnow(),
+            pepper=settings.key_pepper,
+        )
+        return [c.endpoint_id for c in claimed]
+
+    # The backlogged endpoint is being called: the other's delivery is still found.
+    assert await claim([busy["id"]]) == [free["id"]]
+    # With neither busy: one delivery of each endpoint, never two to one.
+    async with write_transaction(app.state.sessions) as session:
+        await session.execute(update(WebhookDelivery).values(locked_until=None, lock_token=None))
+    assert sorted(await claim([])) == sorted([busy["id"], free["id"]])
