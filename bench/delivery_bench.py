@@ -201,7 +201,7 @@ class NoMetering:
         self.saved = (metering.reserve, metering.settle)
 
     async def _reserve(self, *args: Any, **kwargs: Any) -> Any:
-        return self._Held()
+        return self._Held(), {}
 
     async def _settle(self, *args: Any, **kwargs: Any) -> bool:
         return True

@@ -114,7 +114,7 @@ class DownloadService:
             if not range_applies(range_header, if_range, found.sha256):
                 range_header = None
             start, end = byte_range(range_header, found.bytes) if range_header else (0, found.bytes - 1)
-            reservation = await metering.reserve(
+            reservation, counters = await metering.reserve(
                 session,
                 licence,
                 self.caller.user_id,
@@ -129,6 +129,7 @@ class DownloadService:
                 mode="download",
                 table=None,
                 reservation_id=reservation.id,
+                counters=counters,
             )
         about = Download(
             name=found.name,
@@ -164,7 +165,9 @@ class DownloadService:
         start, end = span
         async with write_transaction(self.sessions) as session:
             used = {"bytes_downloaded": sent, "queries": 0}
-            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+            if not await metering.settle(
+                session, gate.reservation_id, used, licence=gate.licence, counters=gate.counters
+            ):
                 return
             audit_use(
                 session,

@@ -33,6 +33,7 @@ class Gate(msgspec.Struct, kw_only=True):
     mode: str
     table: dict[str, Any] | None
     reservation_id: str
+    counters: dict[str, int] = {}  # the capped counters as the reservation left them
     epsilon_micro: int = 0
     rows: int = 0  # the most rows the answer may hold (what was reserved)
     after: list[Any] | None = None  # a rows page's keyset: where the cursor it came with stopped

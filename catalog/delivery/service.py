@@ -142,7 +142,9 @@ class DeliveryService:
             used = {"queries": 1, "rows_returned": len(answer.rows)}
             if gate.epsilon_micro:
                 used["epsilon_spent"] = gate.epsilon_micro
-            if not await metering.settle(session, gate.reservation_id, used, licence=gate.licence):
+            if not await metering.settle(
+                session, gate.reservation_id, used, licence=gate.licence, counters=gate.counters
+            ):
                 return  # settled already: counted and audited once
             audit_use(
                 session,
@@ -183,7 +185,7 @@ class DeliveryService:
             rows = most_rows(q, table, mode)
             if mode == "aggregate" and rule.anonymisation is not None:
                 await metering.count_daily_query(session, licence, rule.anonymisation.daily_queries)
-            reservation = await metering.reserve(
+            reservation, counters = await metering.reserve(
                 session,
                 licence,
                 self.caller.user_id,
@@ -199,6 +201,7 @@ class DeliveryService:
                 mode=mode,
                 table=table,
                 reservation_id=reservation.id,
+                counters=counters,
                 epsilon_micro=epsilon,
                 rows=rows,
                 after=after,

@@ -61,13 +61,13 @@ async def counters(session: AsyncSession, licence_id: str, period: date) -> dict
 
 async def reserve_counters(
     session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int], caps: dict[str, int]
-) -> set[str]:
+) -> dict[str, int]:
     """Add each amount to its counter — created at 0 when missing — if that keeps the counter within
-    its cap: one conditional statement for every dimension (STYLE rule 5). Answers the dimensions
-    added; the caller refuses the request (and rolls back) when any is missing."""
+    its cap: one conditional statement for every dimension (STYLE rule 5). Answers the counters
+    added to, as they now stand; the caller refuses the request (and rolls back) when any is missing."""
     within = {d: n for d, n in amounts.items() if n <= caps[d]}  # more than the cap never fits, even at 0
     if not within:
-        return set()
+        return {}
     now = utcnow()
     limits = {f"cap_{d}": caps[d] for d in within}
     rows = [
@@ -75,7 +75,7 @@ async def reserve_counters(
         for d, n in within.items()
     ]
     stmt = _reserve_statement(session.bind.dialect.name, tuple(within))
-    return set((await session.execute(stmt, rows)).scalars())
+    return {dimension: used for dimension, used in (await session.execute(stmt, rows)).all()}
 
 
 @functools.cache
@@ -88,7 +88,7 @@ def _reserve_statement(dialect_name: str, dimensions: tuple[str, ...]) -> Any:
         index_elements=[COUNTERS.c.licence_id, COUNTERS.c.dimension, COUNTERS.c.period_start],
         set_={"used": COUNTERS.c.used + stmt.excluded.used, "updated_at": stmt.excluded.updated_at},
         where=COUNTERS.c.used + stmt.excluded.used <= cap,
-    ).returning(COUNTERS.c.dimension)
+    ).returning(COUNTERS.c.dimension, COUNTERS.c.used)
 
 
 async def add_counters(session: AsyncSession, amounts: dict[CounterKey, int]) -> dict[CounterKey, int]:
@@ -115,14 +115,15 @@ def _add_counters_statement(dialect_name: str) -> Any:
     ).returning(COUNTERS.c.licence_id, COUNTERS.c.dimension, COUNTERS.c.period_start, COUNTERS.c.used)
 
 
-async def add_each(session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int]) -> None:
+async def add_each(session: AsyncSession, licence_id: str, period: date, amounts: dict[str, int]) -> dict[str, int]:
     """Add (or, negative, give back) each amount to its counter of one licence and period,
-    unconditionally, in one statement."""
+    unconditionally, in one statement; answers the counters it changed, as they are now."""
     if not amounts:
-        return
+        return {}
     params = {f"step_{i}": n for i, n in enumerate(amounts.values())}
     stmt = _add_each_statement(tuple(amounts))
-    await session.execute(stmt, {"licence": licence_id, "period": period, "at": utcnow(), **params})
+    result = await session.execute(stmt, {"licence": licence_id, "period": period, "at": utcnow(), **params})
+    return {dimension: used for dimension, used in result.all()}
 
 
 @functools.cache
@@ -140,6 +141,7 @@ def _add_each_statement(dimensions: tuple[str, ...]) -> Any:
             COUNTERS.c.dimension.in_(dimensions),
         )
         .values(used=COUNTERS.c.used + step, updated_at=bindparam("at"))
+        .returning(COUNTERS.c.dimension, COUNTERS.c.used)
     )
 
 

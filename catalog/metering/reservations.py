@@ -11,6 +11,7 @@ crash left open, never their ε. ``count_daily_query`` is L4's per-day query cap
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,11 @@ async def cap_period_start(session: AsyncSession, licence: Licence, at: date) ->
     return add_months(start, n * step)
 
 
+class Reserved(NamedTuple):
+    reservation: Reservation
+    counters: dict[str, int]  # the capped counters as the reservation left them
+
+
 async def reserve(
     session: AsyncSession,
     licence: Licence,
@@ -50,7 +56,7 @@ async def reserve(
     epsilon_micro: int = 0,
     *,
     timeout_s: float = 30.0,
-) -> Reservation:
+) -> Reserved:
     """Hold the most this request can use against the licence's caps and the ε budget, or refuse."""
     now = utcnow()
     period = await cap_period_start(session, licence, now.date())
@@ -86,7 +92,7 @@ async def reserve(
         expires_at=now + timedelta(seconds=timeout_s) + RESERVATION_GRACE,
     )
     await repo.insert_reservation(session, reservation)
-    return reservation
+    return Reserved(reservation, added)
 
 
 DAILY_QUERIES = "aggregate_queries_day"  # a counter only: the queries themselves are metered as queries
@@ -110,12 +116,18 @@ async def count_daily_query(session: AsyncSession, licence: Licence, cap: int) -
 
 
 async def settle(
-    session: AsyncSession, reservation_id: str, used: dict[str, int], *, licence: Licence | None = None
+    session: AsyncSession,
+    reservation_id: str,
+    used: dict[str, int],
+    *,
+    licence: Licence | None = None,
+    counters: dict[str, int] | None = None,
 ) -> bool:
     """Record what was used, give back the rest; once only (False if it was already closed).
 
     ``licence`` is the reservation's licence when the caller holds it already (its id and parties
-    never change), which spares reading it again.
+    never change), which spares reading it again; ``counters``, what ``reserve`` answered, the
+    counters as they stood then, which are how they stand now when nothing is given back.
     """
     reservation = await repo.close_reservation(session, reservation_id, "settled")
     late = reservation is None
@@ -130,7 +142,13 @@ async def settle(
         change = {d: int(used.get(d, 0)) for d in reservation.amounts}
     else:
         change = {d: int(used.get(d, 0)) - int(reserved) for d, reserved in reservation.amounts.items()}
-    await repo.add_each(session, licence.id, reservation.period_start, {d: n for d, n in change.items() if n})
+    # When anything is given back, every reserved counter is in the statement (a zero step for some)
+    # so it answers them all as they now stand; when nothing is, they stand as reserve left them.
+    # Either way the thresholds are judged without a second read.
+    if any(change.values()):
+        used_now = await repo.add_each(session, licence.id, reservation.period_start, change)
+    else:
+        used_now = dict(counters or {})
     now = utcnow()
     spent = [(dimension, quantity) for dimension, quantity in used.items() if quantity > 0]
     n = len(spent)
@@ -149,7 +167,7 @@ async def settle(
     await repo.insert_events(session, columns)
     if spent:
         await _note_usage(session, licence.id, now)
-        await thresholds.watch(session, licence, reservation.period_start, bool(reservation.epsilon_micro))
+        await thresholds.watch(session, licence, reservation.period_start, used_now, bool(reservation.epsilon_micro))
     return True
 
 

@@ -22,17 +22,17 @@ NEAR = 0.8
 LOW = 0.2
 
 
-async def watch(session: AsyncSession, licence: Licence, period: date, spent_epsilon: bool) -> None:
-    await watch_caps(session, licence, period)
+async def watch(
+    session: AsyncSession, licence: Licence, period: date, used: dict[str, int], spent_epsilon: bool
+) -> None:
+    await watch_caps(session, licence, period, used)
     if spent_epsilon:
         await watch_budget(session, licence)
 
 
-async def watch_caps(session: AsyncSession, licence: Licence, period: date, used: dict[str, int] | None = None) -> None:
-    keys = {d: f"usage.cap_near:{licence.id}:{d}:{period.isoformat()}" for d in licence.caps}
-    if all(once.told(k) for k in keys.values()):
-        return  # the common case on a hot path: nothing left to tell, no statement spent
-    used = used if used is not None else await repo.counters(session, licence.id, period)
+async def watch_caps(session: AsyncSession, licence: Licence, period: date, used: dict[str, int]) -> None:
+    """``used``: the counters the caller just changed, as they now stand (the others did not move)."""
+    keys = {d: f"usage.cap_near:{licence.id}:{d}:{period.isoformat()}" for d in licence.caps if d in used}
     for dimension, key in keys.items():
         cap = int(licence.caps[dimension])
         now = used.get(dimension, 0)

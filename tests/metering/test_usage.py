@@ -321,7 +321,7 @@ async def past_its_time(app, consumer, licence) -> Reservation:
     """A query's reservation of 400 rows, open past its expiry, as a crashed (or slow) request leaves it."""
     async with db.write_transaction(app.state.sessions) as session:
         lic = await session.get(Licence, licence["id"])
-        reservation = await metering.reserve(
+        reservation, _ = await metering.reserve(
             session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
         )
         await session.execute(update(Reservation).values(expires_at=db.utcnow() - timedelta(seconds=1)))
@@ -333,7 +333,7 @@ class TestReservations:
         _, consumer, licence = setup
         async with db.write_transaction(app.state.sessions) as session:
             lic = await session.get(Licence, licence["id"])
-            reservation = await metering.reserve(
+            reservation, _ = await metering.reserve(
                 session, lic, consumer["analyst"].user_id, "query", {"queries": 1, "rows_returned": 400}
             )
         async with app.state.sessions() as s:
@@ -362,8 +362,8 @@ class TestReservations:
 
         async with db.write_transaction(app.state.sessions) as session:
             lic = await session.get(Licence, licence["id"])
-            failed = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
-            settled = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
+            failed, _ = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
+            settled, _ = await metering.reserve(session, lic, consumer["analyst"].user_id, "query", amounts)
         assert await counters() == {"queries": 2, "rows_returned": 800}
         async with db.write_transaction(app.state.sessions) as session:
             assert await metering.release(session, failed.id, keep_epsilon=False)  # the work failed
@@ -414,7 +414,9 @@ class TestBillingIsTold:
         async with db.write_transaction(app.state.sessions) as session:
             lic = await session.get(Licence, licence["id"])
             return [
-                await metering.reserve(session, lic, analyst_id, "query", {"queries": 1, "rows_returned": 10})
+                (
+                    await metering.reserve(session, lic, analyst_id, "query", {"queries": 1, "rows_returned": 10})
+                ).reservation
                 for _ in range(n)
             ]
 
