@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.access import examples
 from catalog.access.blocklists import BlocklistService
-from catalog.access.licences import LicenceService, register
+from catalog.access.licences import LicenceService
+from catalog.access.register import register
 from catalog.access.renewal import RenewalService
 from catalog.access.schemas import (
     BlocklistCreate,

@@ -33,8 +33,6 @@ from catalog.access.schemas import (
     LicenceCondition,
     LicenceList,
     LicenceRead,
-    RegisterEntry,
-    RegisterRead,
 )
 from catalog.auth import Principal, ensure_member_with, ensure_org_admin
 from catalog.db import utcnow
@@ -358,28 +356,6 @@ class LicenceService:
         )
         await lift_hold(self.session, self.caller, licence, "ethics_expired", "ethics", "ethics approval renewed")
         return await self.read(licence)
-
-
-async def register(session: AsyncSession, page: PageRequest) -> RegisterRead:
-    """The public data-use register: the public summary, never the confidential project title."""
-    result = await repo.register(session, page)
-    return RegisterRead(
-        items=[
-            RegisterEntry(
-                licence_id=lic.id,
-                organisation={"id": org.id, "name": org.name},
-                product={"id": product.id, "title": product.title},
-                purpose_category=lic.purpose["category"],
-                public_summary=lic.public_summary,
-                starts_on=lic.starts_on,
-                ends_on=lic.ends_on,
-                status=lic.status,
-                approved_at=lic.created_at,
-            )
-            for lic, org, product in result.items
-        ],
-        next_cursor=result.next_cursor,
-    )
 
 
 def _read(licence: Licence, holds: list[LicenceHold]) -> LicenceRead:

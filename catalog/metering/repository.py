@@ -159,9 +159,10 @@ async def ensure_budget(session: AsyncSession, org_id: str, product_id: str, tot
     await session.execute(_insert(session)(EpsilonBudget).values(row).on_conflict_do_nothing())
 
 
-async def try_spend(session: AsyncSession, org_id: str, product_id: str, micro: int, total_micro: int) -> bool:
+async def try_spend(session: AsyncSession, org_id: str, product_id: str, micro: int, total_micro: int) -> int | None:
     """Spend ``micro`` if it fits the grade's total as the policy states it now (a tightened policy binds
-    budgets opened under the old one), in one conditional statement."""
+    budgets opened under the old one), in one conditional statement; answers what is spent now, or
+    None when it did not fit."""
     result = await session.execute(
         update(EpsilonBudget)
         .where(
@@ -170,9 +171,10 @@ async def try_spend(session: AsyncSession, org_id: str, product_id: str, micro: 
             EpsilonBudget.spent_micro + micro <= total_micro,
         )
         .values(spent_micro=EpsilonBudget.spent_micro + micro, total_micro=total_micro, updated_at=utcnow())
+        .returning(EpsilonBudget.spent_micro)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return result.scalar_one_or_none()
 
 
 async def refund(session: AsyncSession, org_id: str, product_id: str, micro: int) -> None:

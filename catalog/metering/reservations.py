@@ -77,8 +77,10 @@ async def reserve(
         assert product is not None
         total = policy.rule(product.grade).epsilon_total_micro or 0
         await repo.ensure_budget(session, licence.consumer_org_id, licence.product_id, total)
-        if not await repo.try_spend(session, licence.consumer_org_id, licence.product_id, epsilon_micro, total):
+        spent = await repo.try_spend(session, licence.consumer_org_id, licence.product_id, epsilon_micro, total)
+        if spent is None:
             raise Conflict("The ε budget for this product is spent.", code="budget_exhausted")
+        await thresholds.watch_budget(session, licence, spent, total)
     reservation = Reservation(
         id=new_id("res"),
         licence_id=licence.id,
@@ -167,7 +169,7 @@ async def settle(
     await repo.insert_events(session, columns)
     if spent:
         await _note_usage(session, licence.id, now)
-        await thresholds.watch(session, licence, reservation.period_start, used_now, bool(reservation.epsilon_micro))
+        await thresholds.watch_caps(session, licence, reservation.period_start, used_now)
     return True
 
 

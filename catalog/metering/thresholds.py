@@ -2,8 +2,9 @@
 
 ``usage.cap_near`` when a capped dimension reaches 80 % of its cap in a cap period (once per
 dimension and period); ``budget.low`` when less than 20 % of the consumer's ε budget for the
-product remains (once per budget, which is never refilled). Checked after usage is counted, both
-for Lode's own deliveries (settle) and for reported usage (ingest).
+product remains (once per budget, which is never refilled). Caps are judged on the counters the
+settling (or, for reported usage, the ingesting) statement answers, the budget on what spending
+it answers: no statement is added to a query for either.
 """
 
 from __future__ import annotations
@@ -15,19 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog.access import repository as access_repo
 from catalog.access.models import Licence
 from catalog.metering import once
-from catalog.metering import repository as repo
 from catalog.notifications import events as notices
 
 NEAR = 0.8
 LOW = 0.2
-
-
-async def watch(
-    session: AsyncSession, licence: Licence, period: date, used: dict[str, int], spent_epsilon: bool
-) -> None:
-    await watch_caps(session, licence, period, used)
-    if spent_epsilon:
-        await watch_budget(session, licence)
 
 
 async def watch_caps(session: AsyncSession, licence: Licence, period: date, used: dict[str, int]) -> None:
@@ -41,20 +33,17 @@ async def watch_caps(session: AsyncSession, licence: Licence, period: date, used
             await _tell(session, licence, "usage.cap_near", key, data)
 
 
-async def watch_budget(session: AsyncSession, licence: Licence) -> None:
+async def watch_budget(session: AsyncSession, licence: Licence, spent_micro: int, total_micro: int) -> None:
+    """Judged where ε is spent (at reserve: a spent ε is not given back once noise may be drawn),
+    on what the spending statement answered."""
     key = f"budget.low:{licence.consumer_org_id}:{licence.product_id}"
-    if once.told(key):
-        return
-    budget = await repo.budget(session, licence.consumer_org_id, licence.product_id)
-    if budget is None or not budget.total_micro:
-        return
-    left = budget.total_micro - budget.spent_micro
-    if left < LOW * budget.total_micro:
+    left = total_micro - spent_micro
+    if total_micro and left < LOW * total_micro and not once.told(key):
         data = {
             "licence_id": licence.id,
             "product_id": licence.product_id,
             "epsilon_left": left / 1e6,
-            "epsilon_total": budget.total_micro / 1e6,
+            "epsilon_total": total_micro / 1e6,
         }
         await _tell(session, licence, "budget.low", key, data)
 

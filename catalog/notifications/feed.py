@@ -37,7 +37,7 @@ class FeedService:
         else:
             ids = list(dict.fromkeys(data.ids))
             visible = await repo.visible_ids(self.session, org_id, ids)
-            unknown = [i for i in ids if i not in set(visible)]
+            unknown = sorted(set(ids) - set(visible))
             if unknown:  # another organisation's notice answers as a made-up one does
                 raise ValidationFailed.field("ids", f"no notification {unknown[0]} in your feed")
             await repo.add_reads(self.session, user_id, visible, utcnow())
