@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,6 +70,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_allow_private: bool = True
     demo_seed: str = "lode-demo"
     log_level: str = "INFO"
+    # Where release files live: "" is the local folder <data_dir>/objects; s3://bucket/prefix an
+    # S3-compatible object store (AWS S3, MinIO, Alibaba OSS), credentials from the standard AWS
+    # environment variables or files, never from Lode's own settings.
+    storage_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_path_style: bool = False
+    # Named in every log line, so a line from one of many API nodes or workers says which.
+    node_name: str = ""
 
     @property
     def is_sqlite(self) -> bool:
@@ -265,6 +275,27 @@ def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool
     if level not in LOG_LEVELS:
         problems.append(f"LODE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {level!r}.")
     values["log_level"] = level
+
+    storage_url = get("LODE_STORAGE_URL") or ""
+    if storage_url and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$", storage_url):
+        problems.append(
+            f"LODE_STORAGE_URL must be empty (the local folder) or s3://bucket[/prefix]; got {storage_url!r}."
+        )
+    values["storage_url"] = storage_url.rstrip("/")
+    endpoint = get("LODE_S3_ENDPOINT_URL") or ""
+    if endpoint and not re.match(r"^https?://[^\s/]+/?$", endpoint):
+        problems.append(f"LODE_S3_ENDPOINT_URL must be an http(s) URL with no path; got {endpoint!r}.")
+    values["s3_endpoint_url"] = endpoint.rstrip("/")
+    values["s3_region"] = get("LODE_S3_REGION") or get("AWS_REGION") or get("AWS_DEFAULT_REGION") or ""
+    path_style = (get("LODE_S3_PATH_STYLE") or "0").lower()
+    if path_style not in ("0", "1", "true", "false"):
+        problems.append(f"LODE_S3_PATH_STYLE must be 0 or 1; got {path_style!r}.")
+    values["s3_path_style"] = path_style in ("1", "true")
+
+    node = get("LODE_NODE_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    if not re.match(r"^[A-Za-z0-9._-]{1,64}$", node):
+        problems.append(f"LODE_NODE_NAME must be 1-64 letters, digits, '.', '_' or '-'; got {node!r}.")
+    values["node_name"] = node
 
     if problems:
         raise SettingsError(problems)
