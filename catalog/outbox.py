@@ -250,10 +250,22 @@ async def renew_job(sessions: async_sessionmaker[AsyncSession], name: str, start
 
 
 async def ensure_jobs(sessions: async_sessionmaker[AsyncSession], names: list[str]) -> None:
-    """Create the schedule row of each job not seen before, due at once."""
+    """Create the schedule row of each job not seen before, due at once.
+
+    One insert that skips the rows present: workers starting together, or an older and a newer
+    release of Lode side by side during a rollout (the newer with a job the older lacks), each
+    create what is missing and none fails on what another created.
+    """
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    if not names:
+        return
     async with write_transaction(sessions) as session:
-        known = set((await session.execute(select(PeriodicJob.name))).scalars())
-        session.add_all(PeriodicJob(name=n, next_run_at=utcnow()) for n in names if n not in known)
+        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        now = utcnow()
+        rows = [{"name": n, "next_run_at": now} for n in names]
+        await session.execute(insert(PeriodicJob).values(rows).on_conflict_do_nothing(index_elements=["name"]))
 
 
 async def finish_job(

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalog import outbox
@@ -149,10 +148,7 @@ class Worker:
         if not self.registry.jobs:
             return 0
         if not self._jobs_ready:
-            try:
-                await outbox.ensure_jobs(self.sessions, list(self.registry.jobs))
-            except IntegrityError:  # another worker created them at the same moment
-                pass
+            await outbox.ensure_jobs(self.sessions, list(self.registry.jobs))
             self._jobs_ready = True
         ran = 0
         for name, (interval, job) in self.registry.jobs.items():
