@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, ColumnElement, Integer, column, delete, func, or_, select, table, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from catalog.orgs.models import Organisation
 from catalog.pagination import Page, PageRequest, paginate
 from catalog.products.models import Plan, Product, ProductSource, Release, ReleaseFile, RevenueShareRule, Terms
+
+# Moved by triggers (migration 0017) whenever something a public catalogue view shows changes; not
+# a model, as nothing but those triggers writes it.
+CATALOGUE_VERSION = table("catalogue_version", column("id", Integer), column("version", BigInteger))
+_VERSION = select(CATALOGUE_VERSION.c.version).where(CATALOGUE_VERSION.c.id == 1)
+VERSION_SQL = "SELECT version FROM catalogue_version WHERE id = 1"
+
+
+async def catalogue_version(conn: AsyncConnection) -> int:
+    return int((await conn.execute(_VERSION)).scalar() or 0)
+
+
+def catalogue_version_now(conn: sqlite3.Connection) -> int:
+    """The same read on a plain sqlite3 connection (the fast path of ``views.Views.version``); fetchall,
+    so the statement is reset and the connection holds no read snapshot afterwards."""
+    rows = conn.execute(VERSION_SQL).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 async def get(session: AsyncSession, product_id: str) -> Product | None:

@@ -6,15 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.auth import ANYONE, Principal, operator, provider
 from catalog.errors import FieldError, ValidationFailed, problem_responses
 from catalog.openapi import request_examples
 from catalog.pagination import MAX_LIMIT
-from catalog.products import examples, quality, search
+from catalog.products import examples, quality, search, views
 from catalog.products.schemas import (
     DataType,
     Grade,
@@ -29,7 +31,7 @@ from catalog.products.schemas import (
     Standard,
     StatusChange,
 )
-from catalog.products.service import ProductService
+from catalog.products.service import ProductService, search_scope
 
 PUBLIC = {"public": True}
 FILTERS: dict[str, tuple[str, ...] | None] = {
@@ -41,6 +43,29 @@ FILTERS: dict[str, tuple[str, ...] | None] = {
     "pricing": PlanKind.__args__,  # type: ignore[attr-defined]
 }
 Filter = Annotated[list[str] | None, QueryParameter(description="One or more values (repeat or comma-separate)")]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-None-Match",
+        max_length=4096,
+        description="An `ETag` this read answered before: 304 Not Modified, without a body, while it still holds.",
+    ),
+]
+CACHED_READ = (
+    " Answers carry an `ETag` (the same on every node for the same answer) and `Cache-Control: no-cache` "
+    "(`public` without a key, `private` with one; `Vary: Authorization`): send it back in `If-None-Match` to get "
+    "304 Not Modified without a body while nothing the answer shows has changed."
+)
+CACHE_HEADERS = [
+    ResponseHeader(name="ETag", documentation_only=True, description="A hash of the body, the same on every node."),
+    ResponseHeader(
+        name="Cache-Control", documentation_only=True, description="`public, no-cache` or `private, no-cache`."
+    ),
+    ResponseHeader(name="Vary", documentation_only=True, description="`Authorization`."),
+]
+NOT_MODIFIED = {
+    304: ResponseSpec(data_container=None, description="Not Modified: the `If-None-Match` ETag still holds; no body.")
+}
 
 
 MinScore = Annotated[
@@ -114,13 +139,14 @@ class ProductController(Controller):
             "filter were not applied. Anyone may search listed products without a key; other `status` values need one "
             "and show the owner its own products and the operator all (403 without a key). `min_completeness`, "
             "`min_conformance` and `min_plausibility` keep the products whose newest published release measured at "
-            "least that score (one of 0.8, 0.9, 0.95, 0.98, 0.99, 1)."
+            "least that score (one of 0.8, 0.9, 0.95, 0.98, 0.99, 1)." + CACHED_READ
         ),
-        responses=problem_responses(401, 403),
+        responses={**NOT_MODIFIED, **problem_responses(401, 403)},
+        response_headers=CACHE_HEADERS,
     )
     async def list_products(
         self,
-        product_service: NamedDependency[ProductService],
+        request: Request[Any, Any, Any],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Page size, 1–500.")] = 50,
         q: Annotated[str | None, QueryParameter(max_length=200, description="English words or Chinese terms")] = None,
         grade: Filter = None,
@@ -136,7 +162,8 @@ class ProductController(Controller):
         min_completeness: MinScore = None,
         min_conformance: MinScore = None,
         min_plausibility: MinScore = None,
-    ) -> ProductList:
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[ProductList]:
         raw = {
             "grade": grade,
             "data_type": data_type,
@@ -150,7 +177,7 @@ class ProductController(Controller):
         for category, minimum in minimums.items():
             if minimum is not None:
                 filters[category] = _measured_at_least(f"min_{category}", minimum)
-        statuses, owner = product_service.search_scope(list(status) if status else None)
+        statuses, owner = search_scope(caller_of(request), list(status) if status else None)
         query = search.SearchQuery(
             q=q.strip() if q and q.strip() else None,
             filters=filters,
@@ -159,7 +186,7 @@ class ProductController(Controller):
             limit=limit,
             cursor=cursor,
         )
-        return await product_service.list(query)
+        return await views.listing(request, query, if_none_match)
 
     @get(
         "/{key:str}",
@@ -170,12 +197,15 @@ class ProductController(Controller):
         description=(
             "A product by id or slug, with its current terms, the plans the caller may see and its published "
             "releases. Listed products are public; any other status is visible only to the owning organisation and "
-            "the operator, and 404 to anyone else."
+            "the operator, and 404 to anyone else." + CACHED_READ
         ),
-        responses=problem_responses(401, 404),
+        responses={**NOT_MODIFIED, **problem_responses(401, 404)},
+        response_headers=CACHE_HEADERS,
     )
-    async def get_product(self, key: FromPath[str], product_service: NamedDependency[ProductService]) -> ProductRead:
-        return await product_service.get(key)
+    async def get_product(
+        self, request: Request[Any, Any, Any], key: FromPath[str], if_none_match: IfNoneMatch = None
+    ) -> Response[ProductRead]:
+        return await views.product(request, key, if_none_match)
 
     @patch(
         "/{product_id:str}",

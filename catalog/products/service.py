@@ -327,7 +327,18 @@ class ProductService:
     async def get(self, key: str) -> ProductRead:
         return await self.read(await self.visible(key))
 
+    async def viewed(self, key: str) -> tuple[ProductRead, frozenset[str]]:
+        """The product as this caller sees it, and the organisations whose members see it otherwise
+        than the public does (its owner, and those a plan is private to): whom a cached public view
+        may not be served to."""
+        product = await self.visible(key)
+        read, plans = await self._read(product)
+        return read, frozenset({product.owner_org_id, *(org for p in plans for org in p.private_to)})
+
     async def read(self, product: Product) -> ProductRead:
+        return (await self._read(product))[0]
+
+    async def _read(self, product: Product) -> tuple[ProductRead, list[Plan]]:
         sources = await repo.sources(self.session, product.id)
         terms = await repo.current_terms(self.session, product.id)
         plans = (await repo.plans(self.session, [product.id]))[product.id]
@@ -337,7 +348,7 @@ class ProductService:
         shown = [p for p in plans if sees_all or (p.active and self._may_see_plan(p))]
         owner = await orgs_repo.get_org(self.session, product.owner_org_id)
         assert owner is not None
-        return ProductRead(
+        read = ProductRead(
             **summary_fields(product, plans, owner),
             description=product.description,
             legal_basis=product.legal_basis,
@@ -357,6 +368,7 @@ class ProductService:
             plans=[plan_read(p) for p in shown],
             releases=[release_read(r, files[r.id]) for r in releases],
         )
+        return read, plans
 
     def _may_see_plan(self, plan: Plan) -> bool:
         return not plan.private_to or (self.caller is not None and self.caller.org_id in plan.private_to)
@@ -382,16 +394,18 @@ class ProductService:
             next_cursor=result.next_cursor,
         )
 
-    def search_scope(self, statuses: list[str] | None) -> tuple[tuple[str, ...], str | None]:
-        """Who may ask for which statuses: anyone listed; owners their own; the operator all."""
-        if not statuses or statuses == ["listed"]:
-            return ("listed",), None
-        if self.caller is None:
-            raise Forbidden("Only owners and the operator see unlisted products.")
-        return tuple(statuses), None if self.caller.is_operator else self.caller.org_id
-
     def _audit(self, action: str, product: Product, data: dict[str, Any]) -> None:
         audit.record(self.session, self.caller, action, "product", product.id, [product.owner_org_id], data)
+
+
+def search_scope(caller: Principal | None, statuses: list[str] | None) -> tuple[tuple[str, ...], str | None]:
+    """Who may ask for which statuses: anyone listed; owners their own; the operator all. Listed
+    products are the same list for every caller, which is what lets that list be cached for all."""
+    if not statuses or statuses == ["listed"]:
+        return ("listed",), None
+    if caller is None:
+        raise Forbidden("Only owners and the operator see unlisted products.")
+    return tuple(statuses), None if caller.is_operator else caller.org_id
 
 
 def _refuse_uncirculable(legal_basis: str | None, identified: bool, core_data: bool) -> None:
