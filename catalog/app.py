@@ -138,7 +138,7 @@ def create_app(
     services: dict[str, Any] | None = None,
 ) -> Litestar:
     settings = settings or load_settings()
-    observability.configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, settings.node_name)
     policy.install(policy.load(settings.policy_file))
     engine = db.create_engine(settings)
     sessions = db.create_sessionmaker(engine)
@@ -257,7 +257,7 @@ def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[No
     On simulated Stripe its calls' webhooks wait in the simulator's state until a served
     process sends them (this process serves no webhook endpoint).
     """
-    observability.configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, settings.node_name)
     engine = db.create_engine(settings)
     services = build_services(settings)
     sessions = db.create_sessionmaker(engine)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -172,12 +174,13 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
+    from catalog.observability import configure_logging
     from catalog.server import ProblemH11Protocol
 
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1.", exit_code=2)
     require_current_schema(settings)
     if args.no_worker:
         os.environ["LODE_RUN_WORKER"] = "0"
@@ -190,6 +193,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     public = os.environ["LODE_PUBLIC_URL"].strip().rstrip("/")
     print(f"Lode serving on {args.host}:{args.port} — pages at {public}/ — API docs at {public}/docs", file=sys.stderr)
+    print(serving_line(settings, args.workers, not args.no_worker), file=sys.stderr)
+    # With --workers, uvicorn's supervising process logs too (children started, restarted, stopped):
+    # as JSON lines naming this node, like every other line. Each child configures its own.
+    configure_logging(settings.log_level, settings.node_name)
     uvicorn.run(
         "catalog.app:create_app",
         factory=True,
@@ -204,6 +211,27 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=20,
     )
     return 0
+
+
+def serving_line(settings: Settings, workers: int, with_worker: bool) -> str:
+    """What the processes about to start are: how many, whether each runs the outbox worker, and
+    the database connections they may open between them (PostgreSQL's max_connections must cover
+    every node's and worker's)."""
+    processes = "1 process" if workers == 1 else f"{workers} processes"
+    jobs = (
+        "each with the outbox worker in-process"
+        if with_worker
+        else "no outbox worker (run `lode worker` beside them, or events wait)"
+    )
+    # db.create_engine's default pool size, restated: the sum is what an operator must provision.
+    per_process = settings.db_max_connections or (15 if settings.is_sqlite else 30)
+    database = "SQLite" if settings.is_sqlite else "PostgreSQL"
+    named = os.environ.get("LODE_NODE_NAME", "").strip()
+    node = f"node {named}" if named else f"node {socket.gethostname()}-<pid> (LODE_NODE_NAME unset)"
+    return (
+        f"{processes}, {jobs}; {database}, up to {per_process * workers} connections in all "
+        f"({per_process} a process); logs name {node}"
+    )
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:

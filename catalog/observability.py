@@ -1,4 +1,9 @@
-"""Structured logs and the request id that ties a response, its log lines and a problem together."""
+"""Structured logs and the request id that ties a response, its log lines and a problem together.
+
+Every line names the node (``LODE_NODE_NAME``) and the process that wrote it: with several API
+nodes and workers shipping to one log store, a line must say where it came from, and with
+``lode serve --workers N`` several processes share one node name.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +21,24 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# uvicorn adds ``color_message``, the message again with terminal colours: noise in a JSON line.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
 log = logging.getLogger("lode.http")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: easy to ship, easy to grep by request_id."""
+    """One JSON object per line: easy to ship, easy to grep by request_id, node or pid."""
+
+    def __init__(self, node: str = "") -> None:
+        super().__init__()
+        self.node = node
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
+            "node": self.node,
+            "pid": record.process,
             "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -36,13 +48,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, node: str) -> None:
+    """JSON lines on stderr, each naming ``node``; idempotent (the level and node are updated)."""
     root = logging.getLogger()
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+    ours = [h.formatter for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
+    if ours:
+        for formatter in ours:
+            formatter.node = node
         root.setLevel(level)
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(node))
     root.handlers = [handler]
     root.setLevel(level)
     for noisy in ("httpx", "aiosqlite", "asyncio"):

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,58 @@ class TestServe:
         assert f"API docs at {base}/docs" in logs  # not the default :8000
 
 
+class TestServeWorkers:
+    def test_workers_n_runs_n_processes_each_serving_with_its_own_worker(self, env, database, tmp_path) -> None:
+        port = free_port()
+        log_file = tmp_path / "serve.log"
+        with log_file.open("w") as log:
+            server = subprocess.Popen(
+                [*LODE, "serve", "--port", str(port), "--workers", "2"],
+                env={**env, "LODE_DATABASE_URL": database, "LODE_LOG_LEVEL": "INFO", "LODE_NODE_NAME": "api-7"},
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            for _ in range(300):  # both processes up, not only the first: each must get connections
+                if log_file.read_text().count('"Application startup complete."') == 2:
+                    break
+                assert server.poll() is None, log_file.read_text()
+                time.sleep(0.1)
+
+            def health(_: int) -> int:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    return r.status
+
+            # The kernel hands each new connection to one of the processes, not in turn: ask in
+            # rounds until both have answered (in practice the first round of 20 does it).
+            with ThreadPoolExecutor(8) as pool:
+                for _ in range(20):
+                    assert set(pool.map(health, range(20))) == {200}
+                    if len(pids_of(log_file.read_text(), "request")) == 2:
+                        break
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        logs = log_file.read_text()
+        assert server.returncode in (0, -signal.SIGTERM)
+        assert "2 processes, each with the outbox worker in-process" in logs and "logs name node api-7" in logs
+        assert {line["node"] for line in json_lines(logs)} == {"api-7"}  # the supervisor's lines too
+        started = pids_of(logs, "Application startup complete.")
+        assert len(started) == 2 and server.pid not in started
+        assert pids_of(logs, "worker started") == started == pids_of(logs, "worker stopped")
+        assert pids_of(logs, "request") == started  # each process served requests
+        assert "Traceback" not in logs
+
+
+def json_lines(logs: str) -> list[dict]:
+    # A line still being written (read while the server runs) is left for the next read.
+    return [json.loads(line) for line in logs.splitlines() if line.startswith("{") and line.endswith("}")]
+
+
+def pids_of(logs: str, msg: str) -> set[int]:
+    return {line["pid"] for line in json_lines(logs) if line["msg"] == msg}
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None  # the 303 itself is what the test reads
@@ -131,6 +184,10 @@ class TestCommands:
         assert result.returncode == 2
         assert "LODE_ENV" in result.stderr and "LODE_BILLING_GRACE_DAYS" in result.stderr
         assert "Traceback" not in result.stderr
+
+    def test_serve_refuses_fewer_than_one_worker_process(self, env) -> None:
+        result = run(["serve", "--workers", "0"], env)
+        assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
     def test_demo_refuses_production(self, env) -> None:
         result = run(["demo"], {**env, "LODE_ENV": "production", "LODE_KEY_PEPPER": "p" * 40})
