@@ -7,8 +7,9 @@ Create Date: 2026-12-06 17:30:00
 API nodes cache public product pages and search pages in memory and check, on every read, that
 the counter is where it was when they built the page (catalog/products/views.py). The counter is
 moved by triggers, not by the code that writes, so no writer can forget it: any insert, update or
-delete of a product, its sources, releases, release files, terms or plans, and a change of an
-organisation's name or slug (products show their owner's, search pages their providers').
+delete of a product, its sources, releases, release files, terms or plans, or its search rows, and
+a change of an organisation's name or slug (products show their owner's, search pages their
+providers').
 
 On SQLite a row trigger moves it inside the writing transaction (SQLite writers are serial). On
 PostgreSQL the trigger is a deferred constraint trigger: it runs at commit, once per transaction,
@@ -29,8 +30,13 @@ down_revision = '0016'
 branch_labels = None
 depends_on = None
 
-# Every table a public view reads; organisations only for the columns a view shows.
-TABLES = ('products', 'product_sources', 'releases', 'release_files', 'terms', 'plans')
+# Every table a public view reads (search pages read the search tables, which the catalogue keeps in
+# step with products in the same transactions: listed here too, so a re-index alone also counts);
+# organisations only for the columns a view shows.
+TABLES = (
+    'products', 'product_sources', 'releases', 'release_files', 'terms', 'plans',
+    'search_documents', 'search_text', 'search_facet_counts',
+)
 BUMP_SQLITE = (
     "INSERT INTO catalogue_version (id, version) VALUES (1, 1) "
     "ON CONFLICT (id) DO UPDATE SET version = catalogue_version.version + 1;"
