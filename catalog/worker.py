@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from catalog import outbox
 
 log = logging.getLogger("lode.worker")
+MAX_PAUSE_S = 30.0  # the longest wait between cycles while they keep failing
 
 Renewal = Callable[[], Awaitable[bool]]  # extends a lease; False once the lease is someone else's
 
@@ -85,17 +86,33 @@ class Worker:
         log.info("worker stopped")
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 busy = await self.run_once()
-            except Exception:  # keep the loop alive through a database blip; the cause is logged
-                log.exception("worker cycle failed")
+            except Exception as exc:  # keep the loop alive through a database outage
+                failures += 1
                 busy = 0
+                # The cause once, with its traceback; then a line per failure. An outage fails every
+                # cycle of every process, and a traceback twice a second from each buries the log.
+                if failures == 1:
+                    log.exception("worker cycle failed")
+                else:
+                    log.warning("worker cycle failed again", extra={"failures": failures, "error": repr(exc)[:300]})
+            else:
+                if failures:
+                    log.info("worker cycle recovered", extra={"failures": failures})
+                failures = 0
             if not busy:
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_interval)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.pause(failures))
                 except TimeoutError:
                     pass
+
+    def pause(self, failures: int) -> float:
+        """Seconds to wait before the next cycle: the poll interval, doubled after each failure in a
+        row up to MAX_PAUSE_S, so N processes do not hammer a database that is coming back."""
+        return min(self.poll_interval * 2 ** min(failures, 16), max(MAX_PAUSE_S, self.poll_interval))
 
     def stop(self) -> None:
         self._stopping.set()
