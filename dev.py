@@ -10,7 +10,10 @@
                            (`-n 0` runs it in one process); the PostgreSQL half runs on a fresh
                            database at LODE_TEST_PG_URL's server, or, when that is unset, on the
                            local PostgreSQL at postgresql://postgres@127.0.0.1:5432 if it answers
-                           (the database is dropped afterwards); LODE_TEST_PG_URL= (empty) skips it
+                           (the database is dropped afterwards); LODE_TEST_PG_URL= (empty) skips it;
+                           with LODE_TEST_S3=1 (as CI runs) the tests start moto's S3 server on
+                           127.0.0.1 and the PostgreSQL half of the delivery and catalogue tests
+                           keeps its files in a bucket there
 
 The virtual environment is (re)installed only when pyproject.toml changed since the last install.
 """
@@ -113,6 +116,8 @@ def test(args: list[str]) -> int:
             database = None
             print(f"dev.py: PostgreSQL half skipped: nothing answers at {LOCAL_POSTGRES} "
                   "(set LODE_TEST_PG_URL to a database the tests may wipe)", file=sys.stderr)  # fmt: skip
+    if env.get("LODE_TEST_S3", "").strip().lower() not in ("", "0", "false", "no"):
+        print("dev.py: object storage on moto's S3 server too (LODE_TEST_S3)", file=sys.stderr)
     try:
         return subprocess.run([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
     finally:

@@ -38,6 +38,7 @@ from catalog.metering.routes import MeteringController
 from catalog.notifications import audiences
 from catalog.notifications.dispatcher import Dispatcher
 from catalog.notifications.routes import NotificationController, WebhookEndpointController
+from catalog.objectstore import open_store
 from catalog.ops import AuditController, Health
 from catalog.orgs.routes import OrgController
 from catalog.pagination import provide_page
@@ -164,7 +165,7 @@ def create_app(
                 await task  # the event in hand finishes: a graceful shutdown abandons nothing
             await shielded.drain()  # settlements of requests the server cancelled, before the engine goes
             await web_api.close(app)
-            app.state.storage.sandbox.close()
+            app.state.storage.close()
             if simulator is not None:
                 simulator.close()
             await engine.dispose()  # pooled connections die with the loop that made them
@@ -215,8 +216,13 @@ def create_app(
 
 
 def build_storage(settings: Settings) -> Storage:
+    """Release files in the local folder, or in the bucket ``LODE_STORAGE_URL`` names; DuckDB's spill
+    and scratch files stay in ``<LODE_DATA_DIR>/objects`` either way."""
     return Storage(
-        settings.data_dir / "objects", memory_limit=settings.query_memory_limit, timeout_s=settings.query_timeout_s
+        settings.data_dir / "objects",
+        store=open_store(settings),
+        memory_limit=settings.query_memory_limit,
+        timeout_s=settings.query_timeout_s,
     )
 
 

@@ -1,8 +1,12 @@
 """DuckDB, sandboxed and off the event loop (STYLE rule 16): every piece of DuckDB work Lode does.
 
 Each piece of work gets an in-memory database in a worker thread, with ``threads=1``, the
-configured ``memory_limit``, external access off except for one allowed directory, autoloading of
-extensions off, and the configuration locked so SQL cannot loosen any of it. The event loop calls
+configured ``memory_limit``, external access off except for the directories it is allowed,
+autoloading of extensions off, and the configuration locked so SQL cannot loosen any of it. An
+allowed directory is a local one under ``root`` or, when the store is a bucket, a prefix in it
+(``s3://bucket/prefix/releases/<id>/tables/``): the store's read-only fsspec filesystem is registered
+on every connection before the configuration is locked, and the credentials stay in that Python
+object (``catalog/objectstore/s3.py``). Spill files always go to the local ``root/tmp``. The event loop calls
 ``interrupt()`` at the time limit, or as soon as the request that waits for the work is cancelled.
 
 File work (ingest and publish, ``work``) opens a fresh database each time. Queries (``run_limited``)
@@ -23,20 +27,31 @@ import re
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 
 from catalog.errors import Unprocessable
+from catalog.objectstore import StoreUnavailable
+
+if TYPE_CHECKING:
+    from catalog.objectstore import ObjectStore
 
 T = TypeVar("T")
 Work = Callable[[duckdb.DuckDBPyConnection], T]  # what runs on a sandboxed connection in a worker thread
+Place = str | os.PathLike[str]  # a local directory, or a prefix in the store's bucket
 
 QUERY_DATABASES_IDLE = 8  # sandboxed databases kept between queries, across allowed directories
-# The store's incoming files (.<name>.<16 hex>.part): errors name them as the uploader knows them.
-_PART = re.compile(r"^\.(.+)\.[0-9a-f]{16}\.part$")
+# Errors name the store's files as the uploader knows them: not an incoming ``.<name>.<16 hex>.part``,
+# an upload's ``<12 hex>-<name>`` or a published ``<table>-<sha256>.parquet``, and never by place.
+_SHOWN = (
+    (re.compile(r"^\.(.+)\.[0-9a-f]{16}\.part$"), r"\1"),
+    (re.compile(r"^[0-9a-f]{12}-(.+)$"), r"\1"),
+    (re.compile(r"^(.+)-[0-9a-f]{64}\.parquet$"), r"\1.parquet"),
+)
+_URL = r"(?:s3a?|https?)://"
 
 
 class _TimedOut(Exception):
@@ -94,24 +109,50 @@ class _Watch:
 
 
 class Sandbox:
-    def __init__(self, root: Path, *, memory_limit: str, timeout_s: float, work_timeout_s: float) -> None:
-        """Work may touch only directories under ``root`` (resolved); ``timeout_s`` limits a query
-        (``run_limited``), ``work_timeout_s`` reading or writing a whole file (``work``)."""
-        self.root = root
+    def __init__(
+        self,
+        root: Path,
+        *,
+        memory_limit: str,
+        timeout_s: float,
+        work_timeout_s: float,
+        store: ObjectStore | None = None,
+    ) -> None:
+        """Work may touch only directories under ``root`` (resolved) and, if ``store`` is a bucket,
+        prefixes in it; ``timeout_s`` limits a query (``run_limited``), ``work_timeout_s`` reading or
+        writing a whole file (``work``)."""
+        self.root = Path(root).resolve()
         self.memory_limit = memory_limit
         self.timeout_s = timeout_s
         self.work_timeout_s = work_timeout_s
-        # (allowed directory, database) pairs lent to queries one at a time; the oldest is closed first.
-        self._idle: deque[tuple[Path, duckdb.DuckDBPyConnection]] = deque()
+        remote = store is not None and store.remote
+        self.remote_root = f"{store.root}/" if remote else None
+        self.filesystem = store.filesystem if remote else None
+        # (allowed directories, database) pairs lent to queries one at a time; the oldest is closed first.
+        self._idle: deque[tuple[tuple[str, ...], duckdb.DuckDBPyConnection]] = deque()
         self._idle_lock = threading.Lock()
 
-    def open_connection(self, allowed_dir: Path, *more_dirs: Path) -> duckdb.DuckDBPyConnection:
+    def allowed(self, place: Place) -> str:
+        """``place`` as DuckDB's allow-list takes it (ending in a separator), or ValueError if it is
+        outside the store."""
+        text = os.fspath(place)
+        if self.remote_root is not None and re.match(_URL, text):
+            directory = text if text.endswith("/") else f"{text}/"
+            inner = directory.removeprefix(self.remote_root)
+            if inner == directory or any(part in ("", ".", "..") for part in inner.split("/")[:-1]):
+                raise ValueError(f"{text} is outside the store")
+            return directory
+        path = Path(text).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"{text} is outside the store")
+        return str(path) + os.sep
+
+    def open_connection(self, allowed_dir: Place, *more_dirs: Place) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB that can read and write only under ``allowed_dir`` and ``more_dirs``
-        (each inside ``root``)."""
-        allowed = [Path(d).resolve() for d in (allowed_dir, *more_dirs)]
-        outside = [str(d) for d in allowed if not d.is_relative_to(self.root)]
-        if outside:
-            raise ValueError(f"{', '.join(outside)} is outside the store")
+        (each inside ``root``, or a prefix of the store's bucket, where it can only read)."""
+        return self._connect(tuple(self.allowed(d) for d in (allowed_dir, *more_dirs)))
+
+    def _connect(self, allowed: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(
             ":memory:",
             config={
@@ -127,9 +168,11 @@ class Sandbox:
             },
         )
         try:
+            if self.filesystem is not None:
+                conn.register_filesystem(self.filesystem)
             # DuckDB refuses allowed_directories before the database has started, so these are
             # SET after connect, in this order: the allow-list, then the switch, then the lock.
-            conn.execute("SET allowed_directories = ?", [[str(d) + os.sep for d in allowed]])
+            conn.execute("SET allowed_directories = ?", [list(allowed)])
             conn.execute("SET enable_external_access = false")
             conn.execute("SET lock_configuration = true")
         except BaseException:
@@ -137,17 +180,17 @@ class Sandbox:
             raise
         return conn
 
-    def _borrow(self, allowed: Path) -> duckdb.DuckDBPyConnection:
-        """An idle sandboxed database for ``allowed`` (resolved), or a new one."""
+    def _borrow(self, allowed: tuple[str, ...]) -> duckdb.DuckDBPyConnection:
+        """An idle sandboxed database for ``allowed``, or a new one."""
         with self._idle_lock:
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i][0] == allowed:
                     database = self._idle[i][1]
                     del self._idle[i]
                     return database
-        return self.open_connection(allowed)
+        return self._connect(allowed)
 
-    def _give_back(self, allowed: Path, database: duckdb.DuckDBPyConnection) -> None:
+    def _give_back(self, allowed: tuple[str, ...], database: duckdb.DuckDBPyConnection) -> None:
         with self._idle_lock:
             self._idle.append((allowed, database))
             evicted = self._idle.popleft()[1] if len(self._idle) > QUERY_DATABASES_IDLE else None
@@ -161,14 +204,9 @@ class Sandbox:
         for _, database in idle:
             database.close()
 
-    def _call_limited(
-        self, fn: Work[T], allowed_dir: Path, watch: _Watch, *, borrow: bool = False, scratch: Path | None = None
-    ) -> T:
-        allowed = Path(allowed_dir).resolve()
-        if borrow:
-            database = self._borrow(allowed)
-        else:
-            database = self.open_connection(allowed, *([scratch] if scratch is not None else []))
+    def _call_limited(self, fn: Work[T], places: Sequence[Place], watch: _Watch, *, borrow: bool = False) -> T:
+        allowed = tuple(self.allowed(p) for p in places)
+        database = self._borrow(allowed) if borrow else self._connect(allowed)
         conn = database.cursor() if borrow else database
         clean = False
         try:
@@ -189,14 +227,12 @@ class Sandbox:
                 else:
                     database.close()
 
-    async def _limited(
-        self, fn: Work[T], allowed_dir: Path, timeout_s: float, *, borrow: bool = False, scratch: Path | None = None
-    ) -> T:
+    async def _limited(self, fn: Work[T], places: Sequence[Place], timeout_s: float, *, borrow: bool = False) -> T:
         """``fn`` on a worker thread, interrupted by the event loop at the time limit — or at once if
         the request is cancelled, since nobody is left to read the answer."""
         watch = _Watch(asyncio.get_running_loop(), timeout_s)
         try:
-            return await asyncio.to_thread(self._call_limited, fn, allowed_dir, watch, borrow=borrow, scratch=scratch)
+            return await asyncio.to_thread(self._call_limited, fn, places, watch, borrow=borrow)
         except asyncio.CancelledError:
             watch.stop()
             raise
@@ -207,13 +243,13 @@ class Sandbox:
         self,
         fn: Work[T],
         *,
-        allowed_dir: Path | None = None,
+        allowed_dir: Place | None = None,
         timeout_s: float | None = None,
         scratch: Path | None = None,
     ) -> T:
         """``fn(conn)`` on a sandboxed connection in a worker thread, interrupted at the time limit.
 
-        ``allowed_dir`` (default: the whole store) is all the connection may touch; pass the
+        ``allowed_dir`` (default: the local ``root``) is all the connection may touch; pass the
         narrowest directory the work needs. ``conn`` is a cursor of a borrowed database (see the
         module's docstring): ``fn`` must use ``conn`` itself, not a ``conn.cursor()``, which the
         timer's ``interrupt()`` would not reach, and must only read — temporary objects vanish with
@@ -223,8 +259,9 @@ class Sandbox:
         closed afterwards, that may also write under ``scratch`` and create what it likes.
         """
         limit = self.timeout_s if timeout_s is None else timeout_s
+        places = [allowed_dir or self.root, *([scratch] if scratch is not None else [])]
         try:
-            return await self._limited(fn, allowed_dir or self.root, limit, borrow=scratch is None, scratch=scratch)
+            return await self._limited(fn, places, limit, borrow=scratch is None)
         except _TimedOut:
             raise Unprocessable(
                 f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
@@ -240,20 +277,47 @@ class Sandbox:
             raise Unprocessable(
                 f"The query could not run on this data: {self.explain(exc)}", code="query_failed"
             ) from exc
+        except duckdb.Error as exc:
+            if self.remote_root is None or not _failed_reading(exc):
+                raise
+            raise _outage() from exc
 
-    async def work(self, fn: Work[T], allowed_dir: Path, failure: str) -> T:
-        """File work under the longer limit; a file DuckDB cannot handle is the uploader's problem to fix."""
+    async def work(self, fn: Work[T], allowed: Place | Sequence[Place], failure: str) -> T:
+        """File work under the longer limit, allowed one place or several; a file DuckDB cannot
+        handle is the uploader's problem to fix."""
+        places = [allowed] if isinstance(allowed, str | os.PathLike) else list(allowed)
         try:
-            return await self._limited(fn, allowed_dir, self.work_timeout_s)
+            return await self._limited(fn, places, self.work_timeout_s)
         except _TimedOut:
             detail = f"{failure}: it took longer than {self.work_timeout_s:g} s."
             raise Unprocessable(detail, code="unreadable_file") from None
         except duckdb.Error as exc:
+            if self.remote_root is not None and _failed_reading(exc):
+                raise _outage() from exc
             raise Unprocessable(f"{failure}: {self.explain(exc)}", code="unreadable_file") from exc
 
     def explain(self, exc: duckdb.Error) -> str:
         # DuckDB's first two lines say what went wrong; the rest echoes our SQL or suggests options
         # the uploader cannot set. Files are named as the uploader knows them, not by their place.
         text = " ".join(str(exc).split("\nLINE ", 1)[0].split("\n\n", 1)[0].splitlines()[:2])
-        inside = re.compile(re.escape(str(self.root)) + r"[^\s'\"]*")
-        return inside.sub(lambda match: _PART.sub(r"\1", Path(match.group(0)).name), text)[:500]
+        inside = re.compile(f"(?:{re.escape(str(self.root))}|{_URL})" + r"[^\s'\"]*")
+        return inside.sub(lambda match: _shown(match.group(0)), text)[:500]
+
+
+def _failed_reading(exc: duckdb.Error) -> bool:
+    """Whether DuckDB failed to read a file rather than to compute: an I/O error, or (bare
+    ``duckdb.Error``) an exception the store's Python filesystem raised — an endpoint that does not
+    answer, credentials refused."""
+    return type(exc) in (duckdb.Error, duckdb.IOException, duckdb.HTTPException)
+
+
+def _outage() -> StoreUnavailable:
+    """DuckDB failing to read a bucket is the store's outage (503), not the query's nor the file's."""
+    return StoreUnavailable("The object store could not be read; try again shortly.")
+
+
+def _shown(place: str) -> str:
+    name = place.rstrip("/\\").rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
+    for pattern, replacement in _SHOWN:
+        name = pattern.sub(replacement, name)
+    return name

@@ -6,6 +6,12 @@ between tests on PostgreSQL). Under ``CI=true`` a missing or unreachable Postgre
 
 With pytest-xdist (``python3 dev.py test`` runs one worker per core) each worker gets a database
 of its own beside LODE_TEST_PG_URL's, ``<name>_<worker>``, created afresh and dropped at the end.
+
+With LODE_TEST_S3 set (CI sets it) each worker starts one moto S3 server on 127.0.0.1
+(``tests/moto_server.py``), and the delivery and catalogue tests (tests/delivery, tests/products)
+keep their release files in a fresh bucket on it when they run on PostgreSQL — the production pair
+— while on SQLite they keep them in the local folder, so both stores run the same tests without a
+run of their own. Under ``CI=true`` a moto server that does not start fails the run.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from catalog.settings import Settings, load_settings
 from tests.support import Actors, Catalogue, lifespan
 
 PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
+S3_ON = os.environ.get("LODE_TEST_S3", "").strip().lower() not in ("", "0", "false", "no")
+S3_SUITES = ("delivery", "products")  # tests/<these>/ run on a bucket when on PostgreSQL
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TESTS = Path(__file__).resolve().parent
 PEPPER = "test-pepper-" + "x" * 40
 NOISE_SECRET = "test-noise-secret-" + "n" * 40
 
@@ -148,8 +157,50 @@ def fx_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session", name="moto")
+def fx_moto() -> Iterator[Any]:
+    """This worker's moto S3 server, with test credentials in the environment for botocore's chain."""
+    if not S3_ON:
+        pytest.skip("S3 tests need LODE_TEST_S3=1 (they always run in CI)")
+    from tests.moto_server import CREDENTIALS, MotoServer
+
+    try:
+        server = MotoServer.start()
+    except Exception as exc:
+        message = f"LODE_TEST_S3 is set but moto's S3 server would not start: {exc}"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        yield server
+    server.stop()
+
+
+@pytest.fixture(name="bucket")
+def fx_bucket(moto: Any) -> Iterator[str]:
+    """A fresh bucket on the moto server, forgotten (with everything in it) after the test."""
+    yield moto.bucket()
+    moto.reset()
+
+
+def on_s3(request: pytest.FixtureRequest, database: str) -> bool:
+    """Whether this test keeps its release files in a bucket (see the module's docstring)."""
+    if not (S3_ON and database.startswith("postgresql")):
+        return False
+    path = Path(str(request.node.path)).resolve()
+    return path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in S3_SUITES
+
+
 @pytest.fixture(name="settings")
-def fx_settings(database: str, tmp_path: Path) -> Settings:
+def fx_settings(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    if on_s3(request, database):
+        from tests.moto_server import store_env
+
+        return make_settings(
+            tmp_path, database, **store_env(request.getfixturevalue("moto"), request.getfixturevalue("bucket"))
+        )
     return make_settings(tmp_path, database)
 
 

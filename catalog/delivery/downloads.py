@@ -6,7 +6,6 @@ cancellation from reaching it). The same gate as every delivery request (``gate.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import partial
@@ -23,9 +22,6 @@ from catalog.errors import DomainError, NotFound
 from catalog.metering import reservations as metering
 from catalog.products.models import ReleaseFile
 from catalog.storage import Storage
-
-CHUNK = 256 * 1024
-
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -139,22 +135,20 @@ class DownloadService:
             start=start,
             end=end,
         )
+        try:
+            # Opened before the response starts: a store that cannot serve the file answers 503
+            # rather than a response cut short. The bytes stream in ranged reads, counted by the
+            # response as they are sent.
+            chunks = await self.storage.open(found.storage_key, start, end)
+        except BaseException:
+            await shielded.run(self._give_back(gate), what="give back a download's reservation")
+            raise
         settle = partial(self._settle_download, gate, found, (start, end))
-        return about, self._chunks(found, (start, end)), settle
+        return about, chunks, settle
 
-    async def _chunks(self, found: ReleaseFile, span: tuple[int, int]) -> AsyncGenerator[bytes, None]:
-        """The bytes ``span`` of a file; what is sent of them is counted by the response, not here."""
-        start, end = span
-        with self.storage.path(found.storage_key).open("rb") as fh:
-            fh.seek(start)
-            left = end - start + 1
-            while left > 0:
-                # Off the event loop: a cold disk read must not stall every other request.
-                chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                yield chunk
+    async def _give_back(self, gate: Gate) -> None:
+        async with write_transaction(self.sessions) as session:
+            await metering.release(session, gate.reservation_id, keep_epsilon=False)
 
     async def _settle_download(self, gate: Gate, found: ReleaseFile, span: tuple[int, int], sent: int) -> None:
         """Phase two: the bytes sent metered and audited, the rest of the reservation given back —

@@ -98,7 +98,7 @@ class DeliveryService:
         noise_drawn = False
         content = None
         try:
-            path = str(self.storage.table_path(gate.release.id, q.table))
+            path = self.storage.table_location(gate.release.id, q.table, gate.release.tables)
             if gate.mode == "rows":
                 answer, content = await self._rows(gate, q, path, as_file)
             elif gate.mode == "aggregate":
@@ -217,7 +217,7 @@ class DeliveryService:
             with self.storage.scratch() as scratch:
                 fetched, content = await self.storage.sandbox.run_limited(
                     partial(compiler.run_page_to_parquet, query=q, page=page, target=str(scratch / "page.parquet")),
-                    allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
+                    allowed_dir=self.storage.tables_location(gate.release.id),
                     timeout_s=self.timeout_s,
                     scratch=scratch,
                 )
@@ -298,7 +298,7 @@ class DeliveryService:
     async def _run(self, gate: Gate, compiled: compiler.Compiled) -> list[tuple[Any, ...]]:
         return await self.storage.sandbox.run_limited(
             lambda conn: conn.execute(compiled.sql, compiled.params).fetchall(),
-            allowed_dir=self.storage.release_dir(gate.release.id) / "tables",
+            allowed_dir=self.storage.tables_location(gate.release.id),
             timeout_s=self.timeout_s,
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, outbox, policy
+from catalog import audit, outbox, policy, shielded
 from catalog.auth import Principal, ensure_member_with
 from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
@@ -203,11 +203,11 @@ async def upload(
                 release,
                 {"name": name, "sha256": result.sha256, "bytes": result.bytes, "rows": result.rows},
             )
+            if old is not None:  # the replaced bytes go once this is committed, retried until they do
+                outbox.emit(session, STORAGE_DELETE, {"key": old.storage_key})
     except BaseException:
-        storage.delete(result.storage_key)
+        await shielded.run(storage.delete(result.storage_key), what="delete an upload that was not recorded")
         raise
-    if old is not None:
-        storage.delete(old.storage_key)
     return release_read(release, [row]).files[0]
 
 
@@ -328,7 +328,7 @@ def _report(
 
 async def delete_stored(ctx: outbox.JobContext, payload: dict[str, Any]) -> None:
     """Outbox handler: remove bytes whose last reference was deleted (idempotent)."""
-    ctx.services["storage"].delete(payload["key"])
+    await ctx.services["storage"].delete(payload["key"])
 
 
 def _require_draft(release: Release) -> Release:

@@ -85,13 +85,13 @@ def make_rows() -> list[dict[str, Any]]:
 ROWS = make_rows()
 
 
-def build_store(tmp_path: Path) -> tuple[Storage, Path, str]:
-    """(storage, the release directory the sandbox may read, the table's Parquet path)."""
+def build_store(tmp_path: Path) -> tuple[Storage, str, str]:
+    """(storage, the release's tables directory the sandbox may read, the table's Parquet path)."""
     storage = Storage(tmp_path / "objects", memory_limit="256MB", timeout_s=10.0)
-    path = storage.table_path("rel_01", "visits")
+    path = Path(storage.location("releases/rel_01/tables/visits.parquet"))
     path.parent.mkdir(parents=True)
     write_parquet(path, TABLE, ROWS)
-    return storage, storage.release_dir("rel_01"), str(path)
+    return storage, storage.tables_location("rel_01"), str(path)
 
 
 def write_parquet(path: Path, table: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -105,19 +105,19 @@ def write_parquet(path: Path, table: dict[str, Any], rows: list[dict[str, Any]])
 
 
 @pytest.fixture(name="store")
-def fx_store(tmp_path: Path) -> tuple[Storage, Path, str]:
+def fx_store(tmp_path: Path) -> tuple[Storage, str, str]:
     return build_store(tmp_path)
 
 
 @pytest.fixture(name="conn")
-def fx_conn(store: tuple[Storage, Path, str]) -> Iterator[duckdb.DuckDBPyConnection]:
+def fx_conn(store: tuple[Storage, str, str]) -> Iterator[duckdb.DuckDBPyConnection]:
     storage, release, _ = store
     with storage.sandbox.open_connection(release) as conn:
         yield conn
 
 
 @pytest.fixture(name="path")
-def fx_path(store: tuple[Storage, Path, str]) -> str:
+def fx_path(store: tuple[Storage, str, str]) -> str:
     return store[2]
 
 
@@ -212,12 +212,12 @@ class TestInjection:
             "fields": [{"name": "pid", "type": "string"}, {"name": odd, "type": "integer"}],
         }
         storage = Storage(tmp_path / "objects")
-        target = storage.table_path("rel_01", "odd")
+        target = Path(storage.location("releases/rel_01/tables/odd.parquet"))
         target.parent.mkdir(parents=True)
         write_parquet(target, table, [{"pid": "p", odd: 7, "_lode_rkey": 1}])
         q = QueryRequest(table="odd", select=[odd], where=[Condition(field=odd, op="=", value=7)])
         validation.validate(q, table, L1, "rows")
-        with storage.sandbox.open_connection(storage.release_dir("rel_01")) as conn:
+        with storage.sandbox.open_connection(storage.tables_location("rel_01")) as conn:
             assert compiler.run(conn, compiler.rows_sql(q, table, str(target))) == [{odd: 7, RECORD_KEY: 1}]
 
 
@@ -442,7 +442,7 @@ class TestRowPages:
         assert pages == whole
 
     def test_a_page_as_parquet_holds_the_page_in_order_without_the_keys(
-        self, store: tuple[Storage, Path, str], tmp_path: Path
+        self, store: tuple[Storage, str, str], tmp_path: Path
     ) -> None:
         storage, release, path = store
         q = query(select=["age", "hba1c"], order_by=[OrderBy(field="hba1c", direction="desc")], limit=5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import duckdb
 import pytest
 
 from tests.support import VISITS_TABLE, Actors, expect, problem
@@ -122,8 +121,7 @@ class TestUpload:
         assert "NUL" in err["detail"]
         release = expect(await client.get(f"/v1/products/{product['id']}/releases/2025.1", headers=owner.headers), 200)
         assert release["files"] == []
-        uploads = app.state.storage.release_dir(release["id"]) / "uploads"
-        assert not uploads.exists() or list(uploads.iterdir()) == []
+        assert await app.state.storage.store.keys(f"releases/{release['id']}/uploads/") == []
 
 
 class TestPublish:
@@ -134,8 +132,13 @@ class TestPublish:
         published = expect(await client.post(f"{base}/publish", headers=owner.headers), 200)
         assert published["status"] == "published" and published["published_at"]
         assert published["tables"]["visits"]["rows"] == 30 and published["tables"]["visits"]["persons"] == 15
-        path = app.state.storage.table_path(published["id"], "visits")
-        columns = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+        storage = app.state.storage
+        path = storage.table_location(published["id"], "visits", published["tables"])
+        assert await storage.store.keys(f"releases/{published['id']}/tables/") == [
+            f"releases/{published['id']}/tables/visits-{published['tables']['visits']['sha256']}.parquet"
+        ]
+        with storage.sandbox.open_connection(storage.tables_location(published["id"])) as conn:
+            columns = [r[0] for r in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()]
         assert columns == ["person_id", "age", "sex", "district", "hba1c", "_lode_rkey"]
         problem(
             await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers),
@@ -203,20 +206,30 @@ class TestReleaseRules:
             "invalid_transition",
         )
 
+    async def test_a_replaced_files_bytes_go_once_the_replacement_commits(self, client, owner, product, app) -> None:
+        from catalog.worker import Worker
+
+        await new_release(client, owner, product)
+        base = f"/v1/products/{product['id']}/releases/2025.1"
+        expect(await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
+        uploads = f"releases/{(expect(await client.get(base, headers=owner.headers), 200))['id']}/uploads/"
+        (first,) = await app.state.storage.store.keys(uploads)
+        expect(await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
+        assert first in await app.state.storage.store.keys(uploads)  # the outbox removes it once committed
+        await Worker(app.state.sessions, app.state.registry, app.state.services).run_once(jobs=False)
+        (second,) = await app.state.storage.store.keys(uploads)
+        assert second != first
+
     async def test_a_deleted_files_bytes_go_only_after_the_deletion_commits(self, client, owner, product, app) -> None:
         from catalog.worker import Worker
 
         await new_release(client, owner, product)
         base = f"/v1/products/{product['id']}/releases/2025.1"
         expect(await client.put(f"{base}/files/visits.csv", content=visits_csv(), headers=owner.headers), 201)
-        stored = list(
-            (
-                app.state.storage.release_dir((expect(await client.get(base, headers=owner.headers), 200))["id"])
-                / "uploads"
-            ).iterdir()
-        )
+        uploads = f"releases/{(expect(await client.get(base, headers=owner.headers), 200))['id']}/uploads/"
+        stored = await app.state.storage.store.keys(uploads)
         assert len(stored) == 1
         expect(await client.delete(f"{base}/files/visits.csv", headers=owner.headers), 204)
-        assert stored[0].exists()  # the outbox removes it once the deletion is committed
+        assert await app.state.storage.store.keys(uploads) == stored  # the outbox removes it once committed
         await Worker(app.state.sessions, app.state.registry, app.state.services).run_once(jobs=False)
-        assert not stored[0].exists()
+        assert await app.state.storage.store.keys(uploads) == []

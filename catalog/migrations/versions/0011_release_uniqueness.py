@@ -53,10 +53,11 @@ def upgrade() -> None:
         changed = False
         for entry in dictionary:
             stats = tables.get(entry['table'])
-            path = storage.table_path(release_id, entry['table'])
+            # Tables published then were named tables/<table>.parquet, in the local folder.
+            path = storage.root / 'releases' / release_id / 'tables' / f"{entry['table']}.parquet"
             if stats is None or 'uniqueness' in stats or not path.is_file():
                 continue
-            stats['uniqueness'] = measure_uniqueness(storage, release_id, path, entry)
+            stats['uniqueness'] = measure_uniqueness(storage, release_id, str(path), entry)
             changed = True
         if changed:
             bind.execute(sa.update(releases).where(releases.c.id == release_id).values(tables=tables))

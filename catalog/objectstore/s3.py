@@ -1,0 +1,309 @@
+"""An S3-compatible bucket — AWS S3, MinIO, Alibaba OSS — named by ``LODE_STORAGE_URL=s3://bucket/prefix``.
+
+Keys keep the local folder's layout under the prefix. Credentials come from botocore's default
+chain (the standard AWS environment variables, the shared config and credentials files, a container
+or instance role), never from Lode's settings; ``LODE_S3_ENDPOINT_URL``, ``LODE_S3_REGION`` and
+``LODE_S3_PATH_STYLE`` say where the store is and how to address it.
+
+Two clients over the same settings. Lode's own code uses botocore's (synchronous, in worker threads):
+uploads stream in parts of ``PART_SIZE``, each sent while the next fills (so at most two parts of
+an upload are in memory), with the sha256 computed on the way; a smaller object is one
+``PutObject``; both creates are conditional (``If-None-Match: *``: see the package's docstring). A
+failed or cancelled upload aborts its multipart upload, so it leaves nothing. Downloads are ranged
+GETs read a chunk at a time; one whose connection drops mid-way resumes with a GET of the rest.
+
+DuckDB reads the bucket through s3fs's fsspec filesystem (``filesystem``), which the sandbox
+registers on each connection it opens and then confines to the prefix the work needs
+(``allowed_directories``, ``catalog/sandbox.py``). DuckDB's httpfs extension would be the
+alternative where it can be installed (it is a download DuckDB makes at run time, which an offline
+machine cannot, and no wheel of it exists for DuckDB 2); we do not need it, and it would need the
+credentials handed to DuckDB as a secret. A registered filesystem keeps them in this Python object,
+out of reach of any SQL: no secret exists for ``duckdb_secrets()`` to list, and no setting holds one.
+The filesystem DuckDB gets is read-only: a query cannot write, move or delete an object, even under
+the prefix it may read.
+
+Against an endpoint other than AWS (``LODE_S3_ENDPOINT_URL``), checksums are sent only where the
+API requires them: since botocore 1.36 the default streams a trailing CRC that several
+S3-compatible stores refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import s3fs
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from catalog import shielded
+from catalog.objectstore import CHUNK, ObjectExists, Stored, StoreUnavailable, check_key
+
+PART_SIZE = 8 * 2**20  # S3's smallest part is 5 MiB; 10,000 parts of 8 MiB hold an 80 GB object
+READY_TIMEOUT_S = 5.0
+# What DuckDB reads at a time from an object (s3fs's read-ahead block); DuckDB asks for ranges.
+READ_BLOCK = 8 * 2**20
+KNOWN_OBJECTS = 4096  # objects whose metadata DuckDB's filesystem keeps (a few hundred bytes each)
+_RESUMES = 2  # fresh GETs of the rest of a download after its connection dropped
+_STREAM_ERRORS = (ResponseStreamingError, ReadTimeoutError, IncompleteReadError)
+_UNAVAILABLE_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "SlowDown"}
+
+log = logging.getLogger("lode.objectstore")
+
+
+class S3Store:
+    remote = True
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str = "",
+        region: str = "",
+        path_style: bool = False,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._base = f"{self.prefix}/" if self.prefix else ""  # what every object's name starts with
+        self.part_size = part_size
+        checksums = "when_required" if endpoint_url else "when_supported"
+        options: dict[str, Any] = {
+            "s3": {"addressing_style": "path" if path_style else "auto"},
+            "connect_timeout": 5,
+            "read_timeout": 60,
+            "retries": {"mode": "standard", "max_attempts": 3},
+            "request_checksum_calculation": checksums,
+            "response_checksum_validation": checksums,
+        }
+        self._client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            config=Config(region_name=region or None, max_pool_connections=32, **options),
+        )
+        self.filesystem = ReadOnlyS3FileSystem(
+            endpoint_url=endpoint_url or None,
+            client_kwargs={"region_name": region or None},
+            config_kwargs=options,
+            default_block_size=READ_BLOCK,
+            skip_instance_cache=True,  # one per store: fsspec would otherwise share it between stores
+            use_listings_cache=False,  # a listing cached before a key was written would hide it
+        )
+
+    def key(self, key: str) -> str:
+        """The object's name in the bucket."""
+        return self._base + check_key(key, directory=True)
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.key(key)}"
+
+    def create(self, key: str) -> _S3Upload:
+        return _S3Upload(self, self.key(key))
+
+    async def put_file(self, key: str, path: Path) -> Stored:
+        upload = self.create(key)
+        try:
+            handle = await asyncio.to_thread(Path(path).open, "rb")
+            with handle:
+                while chunk := await asyncio.to_thread(handle.read, self.part_size):
+                    await upload.write(chunk)
+            return await upload.commit()
+        except BaseException:
+            await shielded.run(upload.abort(), what="abort an upload to the object store")
+            raise
+
+    async def open(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        name = self.key(key)
+        body = await self._get(name, start, end)
+        return self._stream(name, body, start, end)
+
+    async def _get(self, name: str, start: int, end: int) -> Any:
+        return (await self.call("get_object", Key=name, Range=f"bytes={start}-{end}"))["Body"]
+
+    async def _stream(self, name: str, body: Any, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        position, resumed = start, 0
+        try:
+            while position <= end:
+                try:
+                    chunk = await asyncio.to_thread(body.read, min(CHUNK, end - position + 1))
+                except _STREAM_ERRORS:
+                    if resumed == _RESUMES:
+                        raise StoreUnavailable("The object store stopped sending the file.") from None
+                    resumed += 1
+                    body.close()
+                    body = await self._get(name, position, end)
+                    continue
+                if not chunk:
+                    raise StoreUnavailable("The object store sent less of the file than it holds.")
+                position += len(chunk)
+                yield chunk
+        finally:
+            body.close()
+
+    async def delete(self, key: str) -> None:
+        await self.call("delete_object", Key=self.key(key))
+
+    async def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        params: dict[str, Any] = {"Prefix": self.key(prefix) if prefix else self._base}
+        while True:
+            page = await self.call("list_objects_v2", **params)
+            found += [item["Key"] for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                break
+            params["ContinuationToken"] = page["NextContinuationToken"]
+        return sorted(name.removeprefix(self._base) for name in found)
+
+    async def ready(self) -> None:
+        # A one-key list under the prefix: it needs the endpoint, the bucket and working credentials,
+        # and only the permission a policy scoped to the prefix grants anyway.
+        try:
+            await asyncio.wait_for(self.call("list_objects_v2", Prefix=self._base, MaxKeys=1), READY_TIMEOUT_S)
+        except TimeoutError:
+            raise StoreUnavailable(f"The object store did not answer within {READY_TIMEOUT_S:g} s.") from None
+
+    async def call(self, operation: str, **params: Any) -> Any:
+        """One S3 operation on the bucket, in a worker thread; an outage or a refusal of Lode's
+        credentials is ``StoreUnavailable`` (503), a key that exists already ``ObjectExists``."""
+        try:
+            return await asyncio.to_thread(getattr(self._client, operation), Bucket=self.bucket, **params)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code == "PreconditionFailed" or status == 412:
+                raise ObjectExists(params.get("Key", "")) from None
+            if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
+                raise FileNotFoundError(params.get("Key", "")) from None
+            if code == "NoSuchUpload" and operation == "abort_multipart_upload":
+                return {}
+            if status >= 500 or code in _UNAVAILABLE_CODES or status in (401, 403):
+                log.warning("object store refused %s: %s", operation, code or status)
+                raise StoreUnavailable(f"The object store refused the request ({code or status}).") from None
+            raise
+        except BotoCoreError as exc:  # no connection, a timeout, no credentials found
+            log.warning("object store unreachable for %s: %s", operation, type(exc).__name__)
+            raise StoreUnavailable(f"The object store cannot be reached ({type(exc).__name__}).") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _S3Upload:
+    def __init__(self, store: S3Store, name: str) -> None:
+        self._store = store
+        self._name = name
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._sending: asyncio.Future[Any] | None = None  # the part in flight
+        self._committed = False
+
+    async def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        self._size += len(chunk)
+        if len(self._buffer) >= self._store.part_size:
+            part, self._buffer = bytes(self._buffer), bytearray()
+            await self._send(part)
+
+    async def _send(self, part: bytes) -> None:
+        await asyncio.to_thread(self._digest.update, part)
+        await self._settle()
+        if self._upload_id is None:
+            created = await self._store.call("create_multipart_upload", Key=self._name)
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        self._sending = asyncio.ensure_future(
+            self._store.call("upload_part", Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=part)
+        )
+
+    async def _settle(self) -> None:
+        """Wait for the part in flight; it stays in flight (for ``abort`` to wait for) until it is done."""
+        if self._sending is None:
+            return
+        sent = await asyncio.shield(self._sending)
+        self._sending = None
+        self._parts.append({"PartNumber": len(self._parts) + 1, "ETag": sent["ETag"]})
+
+    async def commit(self) -> Stored:
+        if self._upload_id is None:
+            part, self._buffer = bytes(self._buffer), bytearray()
+            await asyncio.to_thread(self._digest.update, part)
+            await self._store.call("put_object", Key=self._name, Body=part, IfNoneMatch="*")
+        else:
+            if self._buffer:
+                part, self._buffer = bytes(self._buffer), bytearray()
+                await self._send(part)
+            await self._settle()
+            await self._store.call(
+                "complete_multipart_upload",
+                Key=self._name,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+                IfNoneMatch="*",
+            )
+        self._committed = True
+        return Stored(self._digest.hexdigest(), self._size)
+
+    async def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._sending is not None:
+            # The part's thread cannot be stopped: wait for it, so no part lands after the abort.
+            await asyncio.wait([self._sending])
+            if not self._sending.cancelled():
+                self._sending.exception()  # its failure, if any, was reported by whoever saw it first
+        if self._committed:
+            await self._store.call("delete_object", Key=self._name)
+        elif self._upload_id is not None:
+            await self._store.call("abort_multipart_upload", Key=self._name, UploadId=self._upload_id)
+
+
+def _read_only(*args: Any, **kwargs: Any) -> Any:
+    raise PermissionError("DuckDB may only read the object store")
+
+
+class ReadOnlyS3FileSystem(s3fs.S3FileSystem):
+    """The bucket as DuckDB sees it: it may open objects for reading and list them, nothing else.
+
+    An object's metadata is kept once seen (objects never change: see the package's docstring), so
+    a query pays no HEAD for a file read before: DuckDB's bridge asks for it four times an open.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._known: dict[str, dict[str, Any]] = {}
+
+    async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        name = self._strip_protocol(path)
+        known = self._known.get(name)
+        if known is None:
+            known = await super()._info(path, *args, **kwargs)
+            if known.get("type") != "file":
+                return known
+            if len(self._known) >= KNOWN_OBJECTS:
+                self._known.pop(next(iter(self._known)))
+            self._known[name] = known
+        return dict(known)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode != "rb":
+            _read_only()
+        return super()._open(path, mode, **kwargs)
+
+    # Every writing method DuckDB's fsspec bridge calls (and those they rest on), refused.
+    rm = rm_file = rmdir = mv = move = copy = cp_file = mkdir = makedirs = touch = _read_only
+    put = put_file = pipe = pipe_file = _read_only

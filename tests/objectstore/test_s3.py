@@ -1,0 +1,254 @@
+"""The S3 store on moto's S3 server (LODE_TEST_S3): multipart uploads with their sha256, nothing left by
+a failed or cancelled upload, ranged reads, write-once keys, readiness, and DuckDB confined to one
+release's prefix with credentials no query can see."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import duckdb
+import pytest
+
+from catalog import shielded
+from catalog.errors import PayloadTooLarge
+from catalog.objectstore import ObjectExists, StoreUnavailable
+from catalog.objectstore.s3 import PART_SIZE, S3Store
+from catalog.storage import Storage, TableSpec
+from tests.moto_server import CREDENTIALS, REGION, free_port
+from tests.test_storage import VISITS, VISITS_ROWS, write_csv
+
+MiB = 2**20
+
+
+def pattern(size: int) -> bytes:
+    """``size`` bytes that differ from part to part, so a part out of order changes the sha256."""
+    block = hashlib.sha256(str(size).encode()).digest() * (MiB // 32)
+    return b"".join(block[i % 7 :] + block[: i % 7] for i in range(size // MiB + 1))[:size]
+
+
+async def chunks_of(data: bytes, size: int = MiB) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.fixture(name="storage")
+def fx_storage(moto: Any, bucket: str, tmp_path: Path) -> Iterator[Storage]:
+    store = S3Store(bucket, "lode", endpoint_url=moto.url, region=REGION, path_style=True)
+    storage = Storage(tmp_path / "objects", store=store, memory_limit="256MB", timeout_s=10.0)
+    yield storage
+    storage.close()
+
+
+async def read_all(storage: Storage, key: str, start: int, end: int) -> bytes:
+    return b"".join([chunk async for chunk in await storage.open(key, start, end)])
+
+
+async def publish(storage: Storage, tmp_path: Path, release: str) -> str:
+    """A release with its visits table published; the table's key."""
+    data = write_csv(tmp_path / f"{release}.csv", VISITS_ROWS)
+    upload = await storage.ingest(chunks_of(data, 7), release_id=release, name="visits.csv", max_bytes=10_000)
+    spec = TableSpec(upload_key=upload.storage_key, format="csv", dictionary=VISITS)
+    published, _ = await storage.publish(release, {"visits": spec})
+    return published["visits"].key
+
+
+class TestUpload:
+    async def test_a_file_past_the_part_size_goes_up_in_parts_with_its_sha256(
+        self, storage: Storage, moto: Any, bucket: str
+    ) -> None:
+        data = pattern(2 * PART_SIZE + 123_457)
+        upload = storage.store.create("releases/rel_01/uploads/big.bin")
+        for start in range(0, len(data), MiB):
+            await upload.write(data[start : start + MiB])
+
+        kept = await upload.commit()
+
+        assert kept == (hashlib.sha256(data).hexdigest(), len(data))
+        head = moto.client().head_object(Bucket=bucket, Key="lode/releases/rel_01/uploads/big.bin")
+        assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-3")  # three parts
+        assert await read_all(storage, "releases/rel_01/uploads/big.bin", 0, len(data) - 1) == data
+        assert moto.everything(bucket) == (["lode/releases/rel_01/uploads/big.bin"], [])
+
+    async def test_an_oversized_upload_leaves_nothing(self, storage: Storage, moto: Any, bucket: str) -> None:
+        data = pattern(3 * PART_SIZE)
+
+        with pytest.raises(PayloadTooLarge):
+            await storage.ingest(chunks_of(data), release_id="rel_01", name="t.csv", max_bytes=2 * PART_SIZE + 1)
+
+        assert moto.everything(bucket) == ([], [])  # no object, and the multipart upload was aborted
+
+    async def test_a_cancelled_upload_leaves_nothing(self, storage: Storage, moto: Any, bucket: str) -> None:
+        sent_two_parts = asyncio.Event()
+
+        async def stalls() -> AsyncIterator[bytes]:
+            async for chunk in chunks_of(pattern(2 * PART_SIZE + MiB)):
+                yield chunk
+            sent_two_parts.set()
+            await asyncio.Event().wait()  # the client stops sending and goes away
+
+        task = asyncio.create_task(storage.ingest(stalls(), release_id="rel_01", name="t.csv", max_bytes=10**9))
+        await sent_two_parts.wait()
+        assert moto.everything(bucket) == ([], [ANY])  # two parts are up, in a multipart upload still open
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await shielded.drain()
+
+        assert moto.everything(bucket) == ([], [])
+
+    async def test_a_small_file_is_one_put(self, storage: Storage, moto: Any, bucket: str) -> None:
+        kept = await storage.store.put_file("releases/rel_01/uploads/x.csv", write_small(storage))
+
+        assert kept.size == 4
+        assert moto.everything(bucket) == (["lode/releases/rel_01/uploads/x.csv"], [])
+
+
+def write_small(storage: Storage) -> Path:
+    path = storage.root / "tmp" / "small.csv"
+    path.write_bytes(b"a\n1\n")
+    return path
+
+
+class TestRead:
+    async def test_a_range_is_read_from_the_store(self, storage: Storage) -> None:
+        data = pattern(PART_SIZE + MiB)
+        await storage.store.put_file("releases/rel_01/uploads/r.bin", _local(storage, data))
+        key = "releases/rel_01/uploads/r.bin"
+
+        assert await read_all(storage, key, 10, 29) == data[10:30]
+        assert await read_all(storage, key, PART_SIZE - 5, PART_SIZE + 5) == data[PART_SIZE - 5 : PART_SIZE + 6]
+        assert await read_all(storage, key, len(data) - 3, len(data) - 1) == data[-3:]
+
+    async def test_a_missing_object_fails_before_the_first_byte(self, storage: Storage) -> None:
+        with pytest.raises(FileNotFoundError):
+            await storage.open("releases/rel_01/uploads/none.bin", 0, 9)
+
+
+def _local(storage: Storage, data: bytes) -> Path:
+    path = storage.root / "tmp" / "local.bin"
+    path.write_bytes(data)
+    return path
+
+
+class TestWriteOnce:
+    async def test_a_published_table_cannot_be_written_again(
+        self, storage: Storage, tmp_path: Path, moto: Any, bucket: str
+    ) -> None:
+        key = await publish(storage, tmp_path, "rel_01")
+        before = moto.client().get_object(Bucket=bucket, Key=f"lode/{key}")["Body"].read()
+
+        with pytest.raises(ObjectExists):
+            await storage.store.put_file(key, write_small(storage))
+        upload = storage.store.create(key)
+        big = pattern(PART_SIZE + 1)
+        await upload.write(big)
+        with pytest.raises(ObjectExists):
+            await upload.commit()  # a multipart upload is refused at its completion
+        await upload.abort()
+
+        assert moto.client().get_object(Bucket=bucket, Key=f"lode/{key}")["Body"].read() == before
+        assert moto.everything(bucket)[1] == []
+
+
+class TestReady:
+    async def test_a_reachable_bucket_is_ready(self, storage: Storage) -> None:
+        await storage.ready()
+
+    async def test_an_endpoint_that_is_down_is_not_ready(self, bucket: str, tmp_path: Path) -> None:
+        down = S3Store(bucket, "lode", endpoint_url=f"http://127.0.0.1:{free_port()}", region=REGION, path_style=True)
+
+        with pytest.raises(StoreUnavailable) as caught:
+            await down.ready()
+
+        assert caught.value.status == 503 and caught.value.code == "storage_unavailable"
+        assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in caught.value.detail
+        down.close()
+
+    async def test_a_missing_bucket_is_not_ready(self, moto: Any) -> None:
+        missing = S3Store("lode-no-such-bucket", endpoint_url=moto.url, region=REGION, path_style=True)
+
+        with pytest.raises(StoreUnavailable):
+            await missing.ready()
+        missing.close()
+
+
+class TestSandbox:
+    @pytest.fixture(name="conn")
+    async def fx_conn(self, storage: Storage, tmp_path: Path) -> Any:
+        """A connection allowed release rel_01's tables, with rel_02 published beside it."""
+        self.mine = storage.location(await publish(storage, tmp_path, "rel_01"))
+        self.other = storage.location(await publish(storage, tmp_path, "rel_02"))
+        conn = storage.sandbox.open_connection(storage.tables_location("rel_01"))
+        yield conn
+        conn.close()
+
+    def refused(self, conn: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> str:
+        with pytest.raises(duckdb.Error) as caught:
+            conn.execute(sql, list(params)).fetchall()
+        text = str(caught.value)
+        for secret in (CREDENTIALS["AWS_SECRET_ACCESS_KEY"], CREDENTIALS["AWS_ACCESS_KEY_ID"]):
+            assert secret not in text
+        return text
+
+    async def test_reads_its_release_straight_from_the_bucket(self, conn: duckdb.DuckDBPyConnection) -> None:
+        assert conn.execute("SELECT count(*) FROM read_parquet(?)", [self.mine]).fetchone() == (4,)
+
+    async def test_another_release_is_refused(self, conn: duckdb.DuckDBPyConnection) -> None:
+        assert "disabled by configuration" in self.refused(conn, "SELECT * FROM read_parquet(?)", self.other)
+        climbed = self.mine.rsplit("/releases/", 1)[0] + "/releases/rel_01/tables/../../rel_02/tables/x.parquet"
+        self.refused(conn, "SELECT * FROM read_parquet(?)", climbed)
+        self.refused(conn, "SELECT * FROM glob(?)", self.mine.split("/lode/")[0] + "/**")
+
+    async def test_local_files_are_refused(self, conn: duckdb.DuckDBPyConnection, storage: Storage) -> None:
+        local = write_small(storage)
+        for path in (str(local), "/etc/hostname", "/proc/self/environ"):
+            assert "disabled by configuration" in self.refused(conn, "SELECT * FROM read_text(?)", path)
+
+    async def test_the_bucket_is_read_only_even_under_the_allowed_prefix(
+        self, conn: duckdb.DuckDBPyConnection, storage: Storage, moto: Any, bucket: str
+    ) -> None:
+        before = moto.everything(bucket)
+        target = storage.tables_location("rel_01") + "written.csv"
+        self.refused(conn, f"COPY (SELECT 1 AS a) TO '{target}'")
+        assert moto.everything(bucket) == before
+
+    async def test_credentials_never_reach_a_query(self, conn: duckdb.DuckDBPyConnection) -> None:
+        secrets = conn.execute("SELECT count(*) FROM duckdb_secrets()").fetchone() if _lists(conn) else (0,)
+        assert secrets == (0,)
+        settings = conn.execute("SELECT name, value FROM duckdb_settings()").fetchall()
+        shown = " ".join(f"{name}={value}" for name, value in settings)
+        for secret in (CREDENTIALS["AWS_SECRET_ACCESS_KEY"], CREDENTIALS["AWS_ACCESS_KEY_ID"]):
+            assert secret not in shown and secret in os.environ.values()
+        self.refused(conn, "SELECT getenv('AWS_SECRET_ACCESS_KEY')")
+        self.refused(conn, "SELECT current_setting('s3_secret_access_key')")
+
+    async def test_an_unreachable_store_is_a_503_not_a_query_error(self, storage: Storage, tmp_path: Path) -> None:
+        key = await publish(storage, tmp_path, "rel_01")
+        down_store = S3Store(
+            storage.store.bucket, "lode", endpoint_url=f"http://127.0.0.1:{free_port()}", region=REGION, path_style=True
+        )
+        down = Storage(tmp_path / "down", store=down_store, timeout_s=30.0)
+
+        with pytest.raises(StoreUnavailable) as caught:
+            await down.sandbox.run_limited(
+                lambda conn: conn.execute("SELECT count(*) FROM read_parquet(?)", [down.location(key)]).fetchall(),
+                allowed_dir=down.tables_location("rel_01"),
+            )
+
+        assert caught.value.status == 503
+        down.close()
+
+
+def _lists(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``duckdb_secrets()`` answers at all here (refused is as good as empty)."""
+    try:
+        conn.execute("SELECT count(*) FROM duckdb_secrets()").fetchone()
+    except duckdb.Error:
+        return False
+    return True
