@@ -40,10 +40,9 @@ from typing import Any, Literal, NamedTuple
 import duckdb
 import msgspec
 
-from catalog import shielded
 from catalog.datafiles import CANONICAL_TYPES, FORMATS, IDENTIFIER, ColumnInfo, parse_file_name, quote
 from catalog.errors import PayloadTooLarge, Unprocessable
-from catalog.objectstore import ObjectStore, Stored, Upload, check_key
+from catalog.objectstore import ObjectStore, Stored, Upload, check_key, clean_up
 from catalog.objectstore.local import LocalStore
 from catalog.sandbox import Sandbox
 
@@ -193,7 +192,7 @@ class Storage:
             if any("\x00" in c.name for c in columns):  # PostgreSQL could not store the column list
                 raise Unprocessable(f"{name}: a column name holds a NUL character (U+0000).", code="unreadable_file")
         except BaseException:
-            await shielded.run(upload.abort(), what="remove a failed upload")
+            await clean_up(upload.abort(), what="remove a failed upload")
             raise
         return IngestResult(
             storage_key=key, table=table, format=fmt, sha256=sha256, bytes=size, rows=rows, columns=columns
@@ -258,7 +257,7 @@ class Storage:
                         raise OSError(f"table {table}: the stored file's sha256 differs from the one written")
             except BaseException:
                 for key in stored:
-                    await shielded.run(self.store.delete(key), what="remove a failed publish's table")
+                    await clean_up(self.store.delete(key), what="remove a failed publish's table")
                 raise
         return published, across
 

@@ -22,16 +22,19 @@ published release's objects are never written again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import logging
+from collections.abc import AsyncGenerator, Coroutine
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from catalog import shielded
 from catalog.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from catalog.settings import Settings
 
 CHUNK = 256 * 1024  # what a read yields at a time
+log = logging.getLogger("lode.objectstore")
 
 
 class ObjectExists(Exception):
@@ -106,6 +109,16 @@ def check_key(key: str, *, directory: bool = False) -> str:
     ):
         raise ValueError(f"not a storage key: {key!r}")
     return key
+
+
+async def clean_up(work: Coroutine[Any, Any, Any], *, what: str) -> None:
+    """Undo what a failed request left in the store, to its end even if the request was cancelled;
+    a failure here is logged, never raised, so the request still fails with its own error (a 413 is
+    not turned into a 503 because the store also went away)."""
+    try:
+        await shielded.run(work, what=what)
+    except Exception:
+        log.warning("could not %s", what, exc_info=True)
 
 
 def open_store(settings: Settings) -> ObjectStore:

@@ -47,8 +47,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from catalog import shielded
-from catalog.objectstore import CHUNK, ObjectExists, Stored, StoreUnavailable, check_key
+from catalog.objectstore import CHUNK, ObjectExists, Stored, StoreUnavailable, check_key, clean_up
 
 PART_SIZE = 8 * 2**20  # S3's smallest part is 5 MiB; 10,000 parts of 8 MiB hold an 80 GB object
 READY_TIMEOUT_S = 5.0
@@ -122,7 +121,7 @@ class S3Store:
                     await upload.write(chunk)
             return await upload.commit()
         except BaseException:
-            await shielded.run(upload.abort(), what="abort an upload to the object store")
+            await clean_up(upload.abort(), what="abort an upload to the object store")
             raise
 
     async def open(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from catalog import audit, outbox, policy, shielded
+from catalog import audit, outbox, policy
 from catalog.auth import Principal, ensure_member_with
 from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.db import utcnow, write_transaction
@@ -24,6 +24,7 @@ from catalog.errors import Conflict, NotFound, Unprocessable
 from catalog.ids import new_id
 from catalog.notifications import audiences
 from catalog.notifications import events as notices
+from catalog.objectstore import clean_up
 from catalog.pagination import PageRequest
 from catalog.products import dictionary, profiling, quality, search
 from catalog.products import repository as repo
@@ -206,7 +207,7 @@ async def upload(
             if old is not None:  # the replaced bytes go once this is committed, retried until they do
                 outbox.emit(session, STORAGE_DELETE, {"key": old.storage_key})
     except BaseException:
-        await shielded.run(storage.delete(result.storage_key), what="delete an upload that was not recorded")
+        await clean_up(storage.delete(result.storage_key), what="delete an upload that was not recorded")
         raise
     return release_read(release, [row]).files[0]
 
