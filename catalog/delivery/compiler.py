@@ -287,18 +287,27 @@ def _cells_from_persons(
     return f"WITH {', '.join(ctes)} {joined}", names, 2
 
 
-def population_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
+def population_sql(query: QueryRequest, table: dict, path: str, persons_total: int | None = None) -> Compiled:
     """One row: (persons with a row matching the where, persons in the whole table).
 
-    With a where, each person is grouped once with whether any of their rows matches: one hash
-    table of persons, where two ``COUNT(DISTINCT)`` (one filtered) built two (≈2× the time).
+    ``persons_total``, when the caller knows it (publish counts it: the release's ``tables``), is
+    bound rather than counted, and only the rows the where keeps are read. Otherwise, with a where,
+    each person is grouped once with whether any of their rows matches: one hash table of persons,
+    where two ``COUNT(DISTINCT)`` (one filtered) built two (≈2× the time).
     """
     fields = fields_of(table)
     person = quoted_field(fields, table["person_key"])
     where, params = _where(query, fields)
+    columns = ["persons_matching", "persons_total"]
+    if persons_total is not None and not where:  # the whole table: nothing to read
+        return Compiled(sql='SELECT ? AS "persons_matching", ? AS "persons_total"', params=[persons_total] * 2,
+                        columns=columns)  # fmt: skip
+    if persons_total is not None:
+        sql = f'SELECT COUNT(DISTINCT {person}) AS "persons_matching", ? AS "persons_total" FROM read_parquet(?){where}'
+        return Compiled(sql=sql, params=[persons_total, path, *params], columns=columns)
     if not where:
         sql = f'SELECT COUNT(DISTINCT {person}) AS "persons_matching", "persons_matching" AS "persons_total" '
-        return Compiled(sql=f"{sql}FROM read_parquet(?)", params=[path], columns=["persons_matching", "persons_total"])
+        return Compiled(sql=f"{sql}FROM read_parquet(?)", params=[path], columns=columns)
     # bool_or skips a null (unknown) match, as a WHERE does; a null person key is nobody.
     matches = where.removeprefix(" WHERE ")
     persons = f'SELECT {person} AS "_lode_p", bool_or({matches}) AS "_lode_m" FROM read_parquet(?)'
@@ -306,7 +315,7 @@ def population_sql(query: QueryRequest, table: dict, path: str) -> Compiled:
         'SELECT COUNT("_lode_p") FILTER (WHERE "_lode_m") AS "persons_matching", COUNT("_lode_p") AS "persons_total" '
         f"FROM ({persons} GROUP BY {person})"
     )
-    return Compiled(sql=sql, params=[*params, path], columns=["persons_matching", "persons_total"])
+    return Compiled(sql=sql, params=[*params, path], columns=columns)
 
 
 def dp_rows_sql(query: QueryRequest, table: dict, path: str) -> Compiled:

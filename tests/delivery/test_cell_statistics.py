@@ -234,6 +234,9 @@ class TestPopulation:
         everyone = {r["person_id"] for r in ROWS if r["person_id"] is not None}
         matching = {r["person_id"] for r in ROWS if r["person_id"] is not None and keep(r)}
         assert answer == {"persons_matching": len(matching), "persons_total": len(everyone)}
+        # The release's own count of persons, bound: only the rows the where keeps are read.
+        known = compiler.population_sql(query, TABLE, path, persons_total=len(everyone))
+        assert compiler.run(conn, known) == [answer]
 
 
 class TestSpilling:
