@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, get
@@ -16,6 +19,9 @@ from catalog.errors import ServiceUnavailable, ValidationFailed, problem_respons
 from catalog.pagination import MAX_LIMIT
 
 PUBLIC = {"public": True}
+READY_TIMEOUT_S = 2.0  # below a load balancer's usual probe timeout, well above a healthy answer
+COMPONENTS = {"database": "the database", "object_store": "the object store"}
+log = logging.getLogger("lode.ready")
 DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -58,21 +64,33 @@ class Health(Controller):
     @get(
         "/ready",
         operation_id="Ready",
-        summary="Readiness: the database answers",
+        summary="Readiness: the database and the object store answer",
         description=(
-            "Answers 200 with status `ready` when the database answers a trivial query, and 503 `not_ready` when it "
-            "does not. No API key is needed: use it as a readiness probe."
+            "Answers 200 with status `ready` when the database answers a trivial query and the object store "
+            "(the release files' folder or bucket) answers too, each within 2 seconds; otherwise 503 `not_ready`, "
+            "whose `failed` lists the components that did not (`database`, `object_store`). No API key is "
+            "needed: use it as a readiness probe, so a load balancer sends no traffic to a node that cannot "
+            "serve it."
         ),
         opt=PUBLIC,
         security=ANYONE,
         responses=problem_responses(503),
     )
     async def ready(self, request: Request[Any, Any, Any]) -> dict[str, str]:
-        try:
-            async with request.app.state.sessions() as session:
+        state = request.app.state
+
+        async def database() -> None:
+            async with state.sessions() as session:
                 await session.execute(text("SELECT 1"))
-        except Exception as exc:
-            raise ServiceUnavailable("The database is not reachable.", code="not_ready") from exc
+
+        checks = await asyncio.gather(_check("database", database), _check("object_store", state.storage.ready))
+        failed = [name for name in checks if name is not None]
+        if failed:
+            raise ServiceUnavailable(
+                f"Not ready: {' and '.join(COMPONENTS[name] for name in failed)} did not answer.",
+                code="not_ready",
+                failed=failed,
+            )
         return {"status": "ready"}
 
     @get(
@@ -98,6 +116,21 @@ class Health(Controller):
     )
     async def docs(self) -> str:
         return DOCS_PAGE
+
+
+async def _check(name: str, probe: Callable[[], Awaitable[None]]) -> str | None:
+    """``name`` if ``probe`` fails or takes longer than READY_TIMEOUT_S, else None.
+
+    The cause goes to the log, not to the answer: the probe is public, and an error from a driver
+    or an object store can name hosts, buckets and users.
+    """
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await probe()
+    except Exception as exc:
+        log.warning("not ready", extra={"component": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        return name
+    return None
 
 
 class AuditController(Controller):
