@@ -33,11 +33,11 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.conftest import make_settings, truncate_all
 from tests.delivery.conftest import Delivery
 from tests.support import Actors, Catalogue, Party, expect
 
 PG_URL = os.environ.get("LODE_TEST_PG_URL", "").strip()
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 S3_ON = os.environ.get("LODE_TEST_S3", "").strip().lower() not in ("", "0", "false", "no")  # as tests/conftest.py
 LODE = [sys.executable, "-m", "catalog.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,22 +113,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _database_url(name: str) -> str:
-    base, _, rest = PG_URL.rpartition("/")
-    _, _, query = rest.partition("?")
-    return f"{base}/{name}" + (f"?{query}" if query else "")
-
-
-async def _fresh_database(name: str, *, create: bool) -> None:
-    conn = await asyncpg.connect(_database_url("postgres").replace("+asyncpg", ""))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 def _run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run([*LODE, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -154,9 +138,8 @@ def fx_receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(name="cluster")
 def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    name = PG_URL.rpartition("/")[2].partition("?")[0] + "_multinode" + (f"_{WORKER}" if WORKER else "")
-    asyncio.run(_fresh_database(name, create=True))
-    url = _database_url(name)
+    url = request.getfixturevalue("pg_ready")  # this test worker's migrated database, emptied here
+    asyncio.run(truncate_all(make_settings(tmp_path, url)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LODE_")}
     env.update(
         {
@@ -192,7 +175,7 @@ def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clust
         _until_ready(urls, processes)
         yield Cluster(
             urls=urls,
-            dsn=url.replace("+asyncpg", ""),
+            dsn=url.replace("postgresql+asyncpg://", "postgresql://", 1),
             operator=Party(boot["org_id"], boot["user_id"], boot["api_key"]),
             logs=logs,
             processes=processes,
@@ -206,7 +189,6 @@ def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clust
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        asyncio.run(_fresh_database(name, create=False))
 
 
 def _until_ready(urls: list[str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
