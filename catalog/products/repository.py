@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, column, delete, func, or_, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -25,10 +26,15 @@ async def catalogue_version(conn: AsyncConnection) -> int:
 
 
 def catalogue_version_now(conn: sqlite3.Connection) -> int:
-    """The same read on a plain sqlite3 connection (the fast path of ``views.Views.version``); fetchall,
-    so the statement is reset and the connection holds no read snapshot afterwards."""
+    """The same read on a plain sqlite3 connection (the reader's own, on SQLite); fetchall, so the
+    statement is reset and the connection holds no read snapshot afterwards."""
     rows = conn.execute(VERSION_SQL).fetchall()
     return int(rows[0][0]) if rows else 0
+
+
+async def catalogue_version_pg(conn: Any) -> int:
+    """The same read on a plain asyncpg connection (the reader's own, on PostgreSQL)."""
+    return int(await conn.fetchval(VERSION_SQL) or 0)
 
 
 async def get(session: AsyncSession, product_id: str) -> Product | None:

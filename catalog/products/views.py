@@ -26,7 +26,6 @@ a key, ``private`` for one with a key (the answer may be that organisation's own
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -38,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog import db
 from catalog.auth import Principal
 from catalog.errors import NotFound
-from catalog.products import repository as repo
 from catalog.products import search
+from catalog.products.catalogue_version import VersionReader
 from catalog.products.service import ProductService
 
 MAX_BYTES = 64 * 2**20  # a search page of 500 products is ~1 MB; a product page ~15 kB
@@ -64,31 +63,15 @@ class Views:
     """One per app: the views built at the newest version seen, and the reader of that version."""
 
     def __init__(self, engine: AsyncEngine, max_bytes: int = MAX_BYTES) -> None:
-        self._engine = engine
+        self._reader = VersionReader(engine)
         self._entries: OrderedDict[tuple[str, ...], View] = OrderedDict()
         self._bytes = 0
         self._seen = -1
         self.max_bytes = max_bytes
-        self._sqlite = _sqlite_reader(engine)
 
     async def version(self) -> int:
-        """The catalogue version, read from the database now.
-
-        On SQLite the read runs on the event loop's own thread, on a connection that never waits:
-        a one-row primary-key read that SQLite answers in microseconds, where a hop to a pooled
-        connection's thread costs a hundred or more. WAL readers do not wait for writers; should
-        this one be refused (busy_timeout 0: a checkpoint or recovery in progress), it asks again
-        through the pool, whose connections may wait.
-        """
-        if self._sqlite is not None:
-            try:
-                return self._note(repo.catalogue_version_now(self._sqlite))
-            except sqlite3.Error:
-                pass
-        async with db.single_read(self._engine) as conn:
-            return self._note(await repo.catalogue_version(conn))
-
-    def _note(self, version: int) -> int:
+        """The catalogue version, read from the database now (``catalogue_version.py``)."""
+        version = await self._reader.read()
         if version != self._seen:  # everything kept was built at an older version: useless now
             self._entries.clear()
             self._bytes = 0
@@ -114,16 +97,6 @@ class Views:
             _, dropped = self._entries.popitem(last=False)
             self._bytes -= len(dropped.body)
         return view
-
-
-def _sqlite_reader(engine: AsyncEngine) -> sqlite3.Connection | None:
-    url = engine.url
-    path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
-        return None  # PostgreSQL, or a database another connection cannot open by name
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA query_only = 1")
-    return conn
 
 
 def views_of(app: Litestar) -> Views:

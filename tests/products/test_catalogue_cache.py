@@ -4,6 +4,7 @@ was not built for."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from catalog import db
 from catalog.app import create_app
 from catalog.products import views
+from catalog.products.catalogue_version import VersionReader
 from catalog.settings import Settings
 from tests.access.conftest import Circulation
 from tests.products.test_releases import new_release, visits_csv
@@ -416,10 +418,30 @@ class TestViews:
         assert kept.get(("a",), version) is None  # 3 × 102 bytes > 250: the oldest went
         assert kept.get(("b",), version) is not None and kept.get(("c",), version) is not None
 
-    async def test_the_version_is_read_through_the_pool_when_the_direct_read_fails(self, app, owner, catalogue) -> None:
-        kept = views.Views(app.state.engine)
-        before = await kept.version()
-        if kept._sqlite is not None:
-            kept._sqlite.close()  # every direct read now fails: the pool answers
+    async def test_the_version_is_read_through_the_pool_when_its_own_connection_fails(
+        self, app, tmp_path, owner, catalogue
+    ) -> None:
+        reader = VersionReader(app.state.engine)
+        before = await reader.read()
+        postgres = app.state.engine.dialect.name == "postgresql"
+        if not postgres:
+            reader._sqlite_path = str(tmp_path)  # a folder: its own connection cannot open it
+        else:
+            async with db.single_read(app.state.engine) as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": reader._pg.get_server_pid()})
         await catalogue.draft(owner)
-        assert await kept.version() > before
+        assert await reader.read() > before  # answered through the pool
+        if postgres:
+            await catalogue.draft(owner)
+            assert await reader.read() > before + 1 and not reader._pg.is_closed()  # and a new connection
+
+    async def test_a_read_sees_every_change_committed_before_it_began(self, app, owner, catalogue) -> None:
+        reader = VersionReader(app.state.engine)
+        first = await reader.read()
+        racing = [asyncio.create_task(reader.read()) for _ in range(20)]
+        await asyncio.sleep(0)  # their read is under way
+        await catalogue.draft(owner)
+        after = await reader.read()
+        assert after > first
+        assert all(first <= v <= after for v in await asyncio.gather(*racing))
+        reader.close()
