@@ -2,7 +2,7 @@
 against Litestar answering the same pre-encoded bytes (run by hand; prints figures, never passes
 or fails). Issue 18 asks for ≥ 0.3× that floor per process.
 
-    .venv/bin/python bench/catalogue_bench.py [--duration 8] [--connections 8] [--threads 1] [--rounds 2]
+    .venv/bin/python bench/catalogue_bench.py [--duration 5] [--connections 8] [--threads 1] [--rounds 3]
     LODE_BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/lode_cat_bench .venv/bin/python bench/catalogue_bench.py
 
 Needs ``wrk`` (Debian: ``apt-get install -y wrk``). In a temporary LODE_DATA_DIR it runs ``lode db
@@ -11,7 +11,8 @@ LODE_LOG_LEVEL or INFO — an access line per request, as deployed — written t
 is a bare Litestar app in another process, served by the same uvicorn with the same HTTP protocol
 class, whose routes answer the exact bytes Lode answered for each read. Every case runs with the same
 wrk threads, connections and duration, after a one-second warm-up, ``--rounds`` times interleaved
-with its floor; the median of the rounds is printed, with each case's ratio to its own floor.
+with its floor; the median of the rounds is printed, and each case's ratio to its own floor as the
+median of the rounds' ratios (a busy machine slows a case and its floor alike within a round).
 
 Cases, all anonymous (no key), as a browsing visitor sends them:
 
@@ -185,27 +186,33 @@ def run(label: str, database_url: str | None, args: argparse.Namespace) -> None:
                     for name, url, header, floor_name, floor_url, floor_header in pairs:
                         results.setdefault(floor_name, []).append(measure(floor_url, args, floor_header))
                         results.setdefault(name, []).append(measure(url, args, header))
-        figures = {name: median(values) for name, values in results.items()}
-        report(label, figures, bodies, args)
+        report(label, results, bodies, args)
 
 
-def report(label: str, figures: dict[str, Figure], bodies: dict[str, bytes], args: argparse.Namespace) -> None:
+def ratio(results: dict[str, list[Figure]], name: str, floor: str) -> float:
+    """The median over rounds of each round's ratio: a case and its floor run back to back, so a
+    machine busier in one round than another moves both."""
+    return statistics.median(a.rps / b.rps for a, b in zip(results[name], results[floor], strict=True))
+
+
+def report(label: str, results: dict[str, list[Figure]], bodies: dict[str, bytes], args: argparse.Namespace) -> None:
+    figures = {name: median(values) for name, values in results.items()}
     print(
         f"\n{label}: one `lode serve` process; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"median of {args.rounds} rounds"
+        f"median of {args.rounds} rounds (ratio: median of each round's ratio)"
     )
     print(f"{'case':<14}{'bytes':>8}{'req/s':>10}{'mean ms':>9}{'p99 ms':>8}{'floor req/s':>13}{'ratio':>8}")
     for name in CASES:
         lode, floor = figures[name], figures[f"floor {name}"]
         print(
             f"{name:<14}{len(bodies[name]):>8}{lode.rps:>10.0f}{lode.mean_ms:>9.2f}{lode.p99_ms:>8.2f}"
-            f"{floor.rps:>13.0f}{lode.rps / floor.rps:>7.2f}×"
+            f"{floor.rps:>13.0f}{ratio(results, name, f'floor {name}'):>7.2f}×"
         )
     not_modified, full_floor, bare_304 = figures["product 304"], figures["floor product"], figures["floor 304"]
     print(
         f"{'product 304':<14}{0:>8}{not_modified.rps:>10.0f}{not_modified.mean_ms:>9.2f}{not_modified.p99_ms:>8.2f}"
-        f"{full_floor.rps:>13.0f}{not_modified.rps / full_floor.rps:>7.2f}×  (to the floor's 200; to a bare 304, "
-        f"{bare_304.rps:.0f} req/s: {not_modified.rps / bare_304.rps:.2f}×)"
+        f"{full_floor.rps:>13.0f}{ratio(results, 'product 304', 'floor product'):>7.2f}×  (to the floor's 200; "
+        f"to a bare 304, {bare_304.rps:.0f} req/s: {ratio(results, 'product 304', 'floor 304'):.2f}×)"
     )
     for name, figure in figures.items():
         if figure.errors:
@@ -257,10 +264,10 @@ def pg_database(url: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve-floor", nargs=3, metavar=("PORT", "DIR", "ETAG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor:
