@@ -223,8 +223,10 @@ def serving_line(settings: Settings, workers: int, with_worker: bool) -> str:
         if with_worker
         else "no outbox worker (run `lode worker` beside them, or events wait)"
     )
-    # db.create_engine's default pool size, restated: the sum is what an operator must provision.
-    per_process = settings.db_max_connections or (15 if settings.is_sqlite else 30)
+    # db.create_engine's default pool size, restated, and on PostgreSQL the connection of its own
+    # that reads the catalogue version (products/catalogue_version.py): the sum is what an operator
+    # must provision.
+    per_process = (settings.db_max_connections or (15 if settings.is_sqlite else 30)) + (0 if settings.is_sqlite else 1)
     database = "SQLite" if settings.is_sqlite else "PostgreSQL"
     named = os.environ.get("LODE_NODE_NAME", "").strip()
     node = f"node {named}" if named else f"node {socket.gethostname()}-<pid> (LODE_NODE_NAME unset)"
