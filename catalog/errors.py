@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import socket
 from http import HTTPStatus
 from typing import Any
 
@@ -184,7 +185,11 @@ def problem_response(request: Request, exc: Exception) -> Response:
     """The single exception handler: anything raised while serving becomes problem+json."""
     error = translate(exc)
     request_id = observability.request_id(request.scope)
-    if error.status >= 500 and not isinstance(exc, DomainError | DBAPIError | PoolTimeout):
+    if (
+        error.status >= 500
+        and error.code != "database_unavailable"
+        and not isinstance(exc, DomainError | DBAPIError | PoolTimeout)
+    ):
         log.error(
             "unexpected failure",
             exc_info=(type(exc), exc, exc.__traceback__),
@@ -236,6 +241,8 @@ def translate(exc: Exception) -> DomainError:
         return ServiceUnavailable("No database connection came free in time; retry shortly.", retry_after=1)
     if isinstance(exc, DBAPIError):
         return _database_error(exc)
+    if _unreachable(exc):
+        return _database_unreachable(exc)
     return DomainError("An unexpected error occurred; nothing was changed.", code="internal_error", status=500)
 
 
@@ -291,7 +298,49 @@ def _from_msgspec(text: str) -> FieldError:
     return FieldError(".".join(parts) or "body", message)
 
 
+# What a driver says when it cannot reach its database at all (a node outlives its database's
+# failover, a lost mount): a retry later may succeed, so 503 with Retry-After, not a 500.
+_UNREACHABLE = (
+    "connection refused",
+    "could not connect",
+    "connection is closed",
+    "connection was closed",
+    "connection reset",
+    "unable to open database file",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "terminating connection",
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection failure anywhere in the chain: asyncpg raises a bare OSError when connecting."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionError | socket.gaierror):
+            return True
+        if type(cause).__module__.startswith(("asyncpg", "sqlalchemy", "sqlite3", "aiosqlite")) and any(
+            phrase in str(cause).lower() for phrase in _UNREACHABLE
+        ):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _database_unreachable(exc: BaseException) -> DomainError:
+    log.error("database unreachable", extra={"detail": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    return ServiceUnavailable(
+        "The database cannot be reached just now; nothing was changed. Retry shortly.",
+        code="database_unavailable",
+        retry_after=5,
+    )
+
+
 def _database_error(exc: DBAPIError) -> DomainError:
+    if exc.connection_invalidated or _unreachable(exc):
+        return _database_unreachable(exc)
     text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
     if "database is locked" in text or "lock timeout" in text or "lock_not_available" in text:
         return ServiceUnavailable("The database is busy; retry the request.", retry_after=1)

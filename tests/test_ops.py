@@ -51,3 +51,17 @@ class TestReady:
         gone = make_settings(tmp_path / "gone", database, **store_env(moto, "lode-test-never-made"))
         body = problem(await ready(create_app(gone, run_worker=False)), 503, "not_ready")
         assert body["failed"] == ["object_store"]
+
+
+class TestDatabaseOutage:
+    async def test_an_unreachable_database_is_503_with_retry_after(self, settings, tmp_path) -> None:
+        dialect = "sqlite" if settings.is_sqlite else "postgresql"
+        app = create_app(make_settings(tmp_path, UNREACHABLE[dialect].format(tmp=tmp_path)), run_worker=False)
+        async with (
+            lifespan(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client,
+        ):
+            for path in ("/v1/products", "/v1/me"):
+                response = await client.get(path, headers={"Authorization": "Bearer lode_sk_unknown"})
+                body = problem(response, 503, "database_unavailable")
+                assert response.headers["retry-after"] == "5" and "nothing was changed" in body["detail"]
