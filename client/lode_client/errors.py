@@ -201,6 +201,18 @@ _CODES: list[tuple[str, type[ApiError], str, str]] = [
     ("UnprocessableError", Unprocessable, "unprocessable", "The request is well-formed but refused."),
     ("InternalError", ServerError, "internal_error", "Lode failed; quote ``request_id``."),
     ("DatabaseBusy", ServiceUnavailable, "database_busy", "Lode is busy; retried, then raised."),
+    (
+        "DatabaseUnavailable",
+        ServiceUnavailable,
+        "database_unavailable",
+        "Lode cannot reach its database; retried, then raised.",
+    ),
+    (
+        "StorageUnavailable",
+        ServiceUnavailable,
+        "storage_unavailable",
+        "Lode cannot reach its object store; retried, then raised.",
+    ),
     ("RateLimited", TooManyRequests, "too_many_requests", "Too many requests; retried, then raised."),
     ("NotReady", ServiceUnavailable, "not_ready", "Lode is starting or its database is unreachable."),
 ]
