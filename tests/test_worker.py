@@ -7,6 +7,8 @@ import logging
 import shutil
 
 from catalog import db, outbox
+from catalog.notifications.dispatcher import MAX_PAUSE_S as DISPATCHER_MAX_PAUSE_S
+from catalog.notifications.dispatcher import Dispatcher
 from catalog.worker import MAX_PAUSE_S, Worker
 from tests.conftest import make_settings
 
@@ -41,5 +43,37 @@ class TestOutage:
                 raise AssertionError("the worker did not recover once the database was back")
         finally:
             worker.stop()
+            await running
+            await engine.dispose()
+
+
+class TestDispatcherOutage:
+    async def test_a_dispatcher_whose_database_is_gone_backs_off_and_recovers_when_it_returns(
+        self, tmp_path, sqlite_template, caplog
+    ) -> None:
+        home = tmp_path / "mounted-later"
+        settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{home / 'lode.db'}")
+        engine = db.create_engine(settings)
+        dispatcher = Dispatcher(
+            db.create_sessionmaker(engine), pepper=b"p" * 32, timeout_s=1, allow_private=True, poll_interval=0.05
+        )
+        assert dispatcher.pause(10) == dispatcher.pause(1000) == DISPATCHER_MAX_PAUSE_S
+        caplog.set_level(logging.INFO, logger="lode.webhooks")
+        running = asyncio.create_task(dispatcher.run())
+        try:
+            await asyncio.sleep(1.0)  # without backoff, 20 claims; with it, 0.05 → 0.1 → 0.2 → 0.4 …
+            failed = [r for r in caplog.records if r.getMessage().startswith("webhook claim failed")]
+            assert 2 <= len(failed) <= 6
+            assert [r.exc_info is not None for r in failed].count(True) == 1  # one traceback, the first
+            home.mkdir()
+            shutil.copy(sqlite_template, home / "lode.db")
+            for _ in range(100):
+                if any(r.getMessage() == "webhook claims recovered" for r in caplog.records):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the dispatcher did not recover once the database was back")
+        finally:
+            dispatcher.stop()
             await running
             await engine.dispose()

@@ -25,6 +25,7 @@ from catalog.notifications.deliveries import Claimed, Outcome
 
 log = logging.getLogger("lode.webhooks")
 ERROR_BODY_BYTES = 512
+MAX_PAUSE_S = 30.0  # the longest wait between claims while they keep failing (as the worker's)
 
 
 class Dispatcher:
@@ -58,17 +59,30 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
+        failures = 0
         try:
             while not self._stopping.is_set():
                 try:
                     started = await self._start_due()
-                except Exception:  # a database blip must not end the loop; the cause is logged
-                    log.exception("webhook claim failed")
+                except Exception as exc:  # a database blip must not end the loop
+                    failures += 1
                     started = 0
+                    # The cause once, with its traceback, then a line per failure: an outage fails
+                    # every claim of every process, and a traceback twice a second buries the log.
+                    if failures == 1:
+                        log.exception("webhook claim failed")
+                    else:
+                        log.warning(
+                            "webhook claim failed again", extra={"failures": failures, "error": repr(exc)[:300]}
+                        )
+                else:
+                    if failures:
+                        log.info("webhook claims recovered", extra={"failures": failures})
+                    failures = 0
                 if started == 0 or len(self._in_flight) >= self.concurrency:
                     self._wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.pause(failures))
                     except TimeoutError:
                         pass
             if self._in_flight:  # stopped: the tries in hand finish (each is bounded by the timeout)
@@ -81,6 +95,11 @@ class Dispatcher:
             raise
         finally:
             await self.close()
+
+    def pause(self, failures: int) -> float:
+        """The poll interval, doubled after each failed claim in a row up to MAX_PAUSE_S, so the
+        dispatchers of N workers do not hammer a database that is coming back."""
+        return min(self.poll_interval * 2 ** min(failures, 16), max(MAX_PAUSE_S, self.poll_interval))
 
     async def run_once(self) -> int:
         """Send every delivery due now and wait for the answers; how many tries were made."""
