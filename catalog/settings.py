@@ -332,15 +332,25 @@ def _parse_size(text: str) -> int | None:
 
 
 def _secret_from_data_dir(data_dir: Path, name: str, variable: str, problems: list[str]) -> bytes:
-    """Outside production a secret is generated once and kept beside the database it protects."""
+    """Outside production a secret is generated once and kept beside the database it protects.
+
+    Written whole to a private file first and then linked into place, so a process starting at the
+    same moment (``lode serve --workers N``) reads either no file or the whole secret, never an
+    empty one; the first link wins and every process reads the winner's."""
     path = data_dir / name
     try:
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
-    except FileExistsError:
+            draft = data_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+                try:
+                    os.link(draft, path)
+                except FileExistsError:
+                    pass
+            finally:
+                draft.unlink(missing_ok=True)
         return path.read_text().strip().encode()
     except OSError as exc:
         problems.append(f"{variable} is unset and {str(path)!r} cannot be written: {exc.strerror}.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from catalog.settings import SettingsError, load_settings
@@ -105,3 +107,20 @@ def test_stripe_and_pool_limits_are_read(tmp_path) -> None:
     )
     assert (settings.stripe_timeout_s, settings.stripe_max_retries) == (2.5, 0)
     assert (settings.db_max_connections, settings.db_pool_timeout_s) == (12, 1.0)
+
+
+def test_processes_starting_together_on_a_fresh_folder_share_one_whole_secret(tmp_path) -> None:
+    # lode serve --workers N: every process generates-or-reads the secret at the same moment.
+    def load(folder):
+        settings = load_settings({"LODE_DATA_DIR": str(folder)})
+        return settings.key_pepper, settings.noise_secret
+
+    for round_ in range(30):
+        folder = tmp_path / f"fresh-{round_}"
+        folder.mkdir()
+        with ThreadPoolExecutor(8) as pool:
+            seen = set(pool.map(load, [folder] * 8))
+        assert len(seen) == 1, seen
+        ((pepper, noise),) = seen
+        assert len(pepper) == len(noise) == 64
+        assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no drafts left
