@@ -2,12 +2,14 @@
 
 Each piece of work gets an in-memory database in a worker thread, with ``threads=1``, the
 configured ``memory_limit``, external access off except for the directories it is allowed,
-autoloading of extensions off, and the configuration locked so SQL cannot loosen any of it. An
-allowed directory is a local one under ``root`` or, when the store is a bucket, a prefix in it
-(``s3://bucket/prefix/releases/<id>/tables/``): the store's read-only fsspec filesystem is registered
-on every connection before the configuration is locked, and the credentials stay in that Python
-object (``catalog/objectstore/s3.py``). Spill files always go to the local ``root/tmp``. The event loop calls
-``interrupt()`` at the time limit, or as soon as the request that waits for the work is cancelled.
+autoloading of extensions off, and the configuration locked so SQL cannot loosen any of it. The
+event loop calls ``interrupt()`` at the time limit, or as soon as the request that waits for the
+work is cancelled.
+
+An allowed directory is a local one under ``root`` or, when the store is a bucket, a prefix in it
+(``s3://bucket/prefix/releases/<id>/tables/``): the store's read-only fsspec filesystem is
+registered on every connection before the configuration is locked, and the credentials stay in that
+Python object (``catalog/objectstore/s3.py``). Spill files always go to the local ``root/tmp``.
 
 File work (ingest and publish, ``work``) opens a fresh database each time. Queries (``run_limited``)
 borrow one: starting a DuckDB database costs ≈20 ms, several times a typical query, so a database

@@ -130,12 +130,15 @@ class Storage:
         A table published before keys were content-addressed — in the local folder, the only store
         Lode had then — keeps its first name, ``tables/<table>.parquet``; a stat finds it.
         """
+        if not IDENTIFIER.fullmatch(table):
+            raise ValueError(f"not a table name: {table!r}")
         sha256 = ((tables or {}).get(table) or {}).get("sha256")
-        key = table_key(release_id, table, sha256) if sha256 else f"{release_key(release_id)}/tables/{table}.parquet"
-        if sha256 and isinstance(self.store, LocalStore) and not self.store.path(key).is_file():
-            legacy = f"{release_key(release_id)}/tables/{table}.parquet"
-            if self.store.path(legacy).is_file():
-                key = legacy
+        legacy = f"{release_key(release_id)}/tables/{table}.parquet"
+        if not sha256:
+            return self.store.location(legacy)
+        key = table_key(release_id, table, sha256)
+        if isinstance(self.store, LocalStore) and not self.store.path(key).is_file():
+            key = legacy if self.store.path(legacy).is_file() else key
         return self.store.location(key)
 
     async def open(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:

@@ -30,12 +30,14 @@ S3-compatible stores refuse.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+import aiobotocore.session
 import botocore.session
 import s3fs
 from botocore.config import Config
@@ -88,7 +90,7 @@ class S3Store:
             "request_checksum_calculation": checksums,
             "response_checksum_validation": checksums,
         }
-        self._client = botocore.session.get_session().create_client(
+        self._client = _botocore().create_client(
             "s3",
             endpoint_url=endpoint_url or None,
             config=Config(region_name=region or None, max_pool_connections=32, **options),
@@ -100,6 +102,7 @@ class S3Store:
             default_block_size=READ_BLOCK,
             skip_instance_cache=True,  # one per store: fsspec would otherwise share it between stores
             use_listings_cache=False,  # a listing cached before a key was written would hide it
+            session=_aiobotocore(),
         )
 
     def key(self, key: str) -> str:
@@ -198,6 +201,18 @@ class S3Store:
 
     def close(self) -> None:
         self._client.close()
+
+
+# One session of each per process: a session loads S3's API description (≈0.1 s) once, and finds the
+# credentials (botocore's chain) once; each store makes its own clients from them.
+@functools.cache
+def _botocore() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+@functools.cache
+def _aiobotocore() -> aiobotocore.session.AioSession:
+    return aiobotocore.session.get_session()
 
 
 class _S3Upload:
