@@ -8,6 +8,7 @@ import asyncio
 import csv
 import hashlib
 import re
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from catalog.datafiles import ColumnInfo, parse_file_name, schema_problems
 from catalog.errors import PayloadTooLarge, Unprocessable, ValidationFailed
+from catalog.objectstore import StoreUnavailable
 from catalog.storage import RECORD_KEY, Storage, TableSpec, release_key
 
 RELEASE = "rel_01"
@@ -384,6 +386,20 @@ class TestTableLocation:
 
         assert local.table_location(RELEASE, "visits", tables) == str(legacy)
         assert local.table_location(RELEASE, "visits", None) == str(legacy)
+
+
+class TestReady:
+    async def test_a_store_that_answers_is_ready(self, storage: Storage) -> None:
+        await storage.ready()
+
+    async def test_a_folder_that_cannot_be_written_is_not_ready(self, local: Storage) -> None:
+        shutil.rmtree(local.root)
+        local.root.write_text("a file where the folder was")
+
+        with pytest.raises(StoreUnavailable) as caught:
+            await local.ready()
+
+        assert caught.value.status == 503 and caught.value.code == "storage_unavailable"
 
 
 class TestSandbox:
