@@ -12,6 +12,9 @@ of ``--reps``, both stores measured in the same run, and the ratio is S3 over lo
   ``store.create`` — written, sha256 computed on the way, committed write-once (multipart on S3);
 - download: the same file read back through ``Storage.open`` (a ranged read of the whole file, as
   a download streams it);
+- the same upload and download with botocore alone against the same server (sequential 8 MiB
+  parts, one GET read in 256 KiB pieces): what the S3 server itself allows, so the Lode column
+  can be read as Lode's overhead over it;
 - query: one aggregate (counts, an average and distinct persons by district) over a Parquet
   table of ``--rows`` rows, through the sandbox, as delivery runs it — from the local folder, and
   straight from the bucket through the registered read-only filesystem; first a cold run (the
@@ -34,7 +37,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.objectstore.s3 import S3Store
+from catalog.objectstore.s3 import PART_SIZE, S3Store
 from catalog.storage import Storage
 from tests.moto_server import CREDENTIALS, REGION, MotoServer
 
@@ -77,6 +80,31 @@ def make_table(path: Path, rows: int) -> None:
             ) TO ? (FORMAT parquet)""",
             [rows, str(path)],
         )
+
+
+def raw_botocore(server: MotoServer, bucket: str, data: bytes, reps: int) -> tuple[float, float]:
+    """Upload and download MB/s of botocore alone on the same server: no Lode in between."""
+    client, ups, downs = server.client(), [], []
+    for rep in range(reps):
+        key = f"raw/{rep}"
+        started = time.perf_counter()
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        parts = []
+        for number, start in enumerate(range(0, len(data), PART_SIZE), 1):
+            sent = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data[start : start + PART_SIZE]
+            )
+            parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        ups.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        while body.read(256 * 1024):
+            pass
+        downs.append(time.perf_counter() - started)
+        client.delete_object(Bucket=bucket, Key=key)
+    mb = len(data) / MiB
+    return mb / statistics.median(ups), mb / statistics.median(downs)
 
 
 async def measure(storage: Storage, data: bytes, table: Path, reps: int) -> dict[str, float]:
@@ -124,12 +152,14 @@ async def main() -> None:
             table = root / "visits.parquet"
             make_table(table, args.rows)
             local = Storage(root / "local", memory_limit="1GB")
-            bucket = S3Store(server.bucket(), "lode", endpoint_url=server.url, region=REGION, path_style=True)
+            name = server.bucket()
+            bucket = S3Store(name, "lode", endpoint_url=server.url, region=REGION, path_style=True)
             remote = Storage(root / "s3", store=bucket, memory_limit="1GB")
             figures = {}
-            for name, storage in (("local disk", local), ("S3 (moto)", remote)):
-                figures[name] = await measure(storage, data, table, args.reps)
+            for label, storage in (("local disk", local), ("S3 (moto)", remote)):
+                figures[label] = await measure(storage, data, table, args.reps)
                 storage.close()
+            raw_up, raw_down = raw_botocore(server, name, data, args.reps)
     finally:
         server.stop()
 
@@ -138,6 +168,9 @@ async def main() -> None:
     print(f"{'':18}{'local disk':>14}{'S3 (moto)':>14}{'S3 / local':>14}")
     for figure in ("upload MB/s", "download MB/s", "query cold s", "query warm s"):
         print(f"{figure:18}{local_f[figure]:>14.2f}{s3_f[figure]:>14.2f}{s3_f[figure] / local_f[figure]:>14.2f}")
+    up, down = s3_f["upload MB/s"], s3_f["download MB/s"]
+    print(f"botocore alone on the same server: upload {raw_up:.2f} MB/s (Lode's is {up / raw_up:.2f}x that), ", end="")
+    print(f"download {raw_down:.2f} MB/s (Lode's is {down / raw_down:.2f}x that)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ With LODE_TEST_S3 set (CI sets it) each worker starts one moto S3 server on 127.
 (``tests/moto_server.py``), and the delivery and catalogue tests (tests/delivery, tests/products)
 keep their release files in a fresh bucket on it when they run on PostgreSQL — the production pair
 — while on SQLite they keep them in the local folder, so both stores run the same tests without a
-run of their own. Under ``CI=true`` a moto server that does not start fails the run.
+run of their own. Under ``CI=true`` LODE_TEST_S3 must be set, and a moto server that does not start
+fails the run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ NOISE_SECRET = "test-noise-secret-" + "n" * 40
 def pytest_configure(config: pytest.Config) -> None:
     if IN_CI and not PG_URL:
         raise pytest.UsageError("CI=true but LODE_TEST_PG_URL is not set: the PostgreSQL tests must run in CI.")
+    if IN_CI and not S3_ON:
+        raise pytest.UsageError("CI=true but LODE_TEST_S3 is not set: the object storage tests must run in CI.")
 
 
 def make_settings(tmp: Path, database_url: str, **env: str) -> Settings:
