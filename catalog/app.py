@@ -278,6 +278,7 @@ def create_worker(settings: Settings) -> tuple[Worker, Callable[[], Awaitable[No
     async def dispose() -> None:
         if services.get("stripe_simulator") is not None:
             services["stripe_simulator"].close()
+        services["storage"].close()  # its kept query databases and the store's connections
         await engine.dispose()
 
     return worker, dispose

@@ -12,7 +12,8 @@
     ├── Unprocessable                422 unprocessable      (not_circulable, ineligible, …)
     ├── TooManyRequests              429 too_many_requests  (daily_query_limit)
     ├── ClientDisconnected           499 client_disconnected (nobody reads it: for the access log)
-    └── ServiceUnavailable           503 database_busy      (payment_provider_unavailable, …)
+    └── ServiceUnavailable           503 database_busy      (database_unavailable, payment_provider_unavailable,
+                                                             storage_unavailable from objectstore.StoreUnavailable, …)
 
 Services raise these (never Litestar exceptions); each carries its status and a stable ``code``,
 which a raise site may narrow (``Conflict("…", code="invalid_transition")``). An error worth
