@@ -9,7 +9,8 @@ body and ETag, in a least-recently-used map bounded by bytes, filed under the ve
 
 **Why it is correct on every node.** The version is a counter in the database that triggers move
 in the same transaction as any change a public view shows (migration 0017: products, their sources,
-releases and files, terms, plans, organisations' names). Each request reads it first and serves the
+releases and files, terms, plans and search rows, organisations' names). Each request reads it
+first (``catalogue_version.py``: one statement on a connection of its own) and serves the
 view built at that version, or builds one. The build runs in a transaction that begins after the
 version was read, so a view is never older than the version it is filed under (at worst newer,
 and the next version replaces it). Nothing is served from memory without that read, so a product
