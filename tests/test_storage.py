@@ -342,6 +342,9 @@ class TestPublish:
         assert [row[:2] for row in first] == [(1, 70.0), (2, 88.0), (1, 71.0), (3, 54.0)]
         assert len({row[2] for row in first}) == 4
         assert read_table(storage, query, table.key) == first
+        # Stored in key order, so a page's row groups are found by their min/max (delivery/paging.py).
+        in_file = [row[0] for row in read_table(storage, f"SELECT {RECORD_KEY} FROM read_parquet(?)", table.key)]
+        assert in_file == sorted(in_file)
         assert await storage.store.keys(f"releases/{RELEASE}/tables/") == [table.key]
         assert storage.table_location(RELEASE, "visits", {"visits": {"sha256": table.sha256}}) == storage.location(
             table.key

@@ -252,7 +252,9 @@ class DeliveryService:
         if rule.anonymisation is not None:
             return await self._anonymised(gate, q, path, rule)
         if rule.query_set_control:
-            population = compiler.population_sql(q, gate.table, path)
+            # Publish counted the table's persons once; the file never changes, so bind that count.
+            persons = ((gate.release.tables or {}).get(q.table) or {}).get("persons")
+            population = compiler.population_sql(q, gate.table, path, persons_total=persons)
             matching, total = (await self._run(gate, population))[0]
             disclosure.check_query_set(int(matching or 0), int(total or 0), bool(q.where), rule)
         compiled = compiler.aggregate_sql(q, gate.table, path, rule)
