@@ -14,12 +14,13 @@ wrk threads, connections and duration, after a one-second warm-up, ``--rounds`` 
 with its floor; the median of the rounds is printed, and each case's ratio to its own floor as the
 median of the rounds' ratios (a busy machine slows a case and its floor alike within a round).
 
-Cases, all anonymous (no key), as a browsing visitor sends them:
+Cases, anonymous (no key) as a browsing visitor sends them, but the last:
 
     product       GET /v1/products/t2d-ehr-cohort (≈ 17 kB)
     listing       GET /v1/products?limit=20 (the demo's listed products with facets)
     search        GET /v1/products?q=cohort&limit=20
     product 304   the product page with If-None-Match: its ETag (to the floor's 200 and to a bare 304)
+    product, key  the product page with a consumer's API key (its check costs a read of its own)
 
 With LODE_BENCH_PG_URL naming a scratch database whose name contains "bench" (its public schema is
 dropped and migrated afresh), the same cases run again on PostgreSQL.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 LODE = [sys.executable, "-m", "catalog.cli"]
 PRODUCT = "t2d-ehr-cohort"
+CONSUMER = "fudan-sph"  # a demo consumer no plan of the product is private to: it is served the public view
 CASES = {
     "product": f"/v1/products/{PRODUCT}",
     "listing": "/v1/products?limit=20",
@@ -156,7 +159,8 @@ def run(label: str, database_url: str | None, args: argparse.Namespace) -> None:
         port, floor_port = free_port(), free_port()
         env = lode_env(data, port, database_url)
         subprocess.run([*LODE, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
-        subprocess.run([*LODE, "demo", "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
+        seeded = subprocess.run([*LODE, "demo", "--json"], env=env, check=True, capture_output=True, cwd=ROOT)
+        key = json.loads(seeded.stdout)["keys"][CONSUMER]
         base, floor = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
         serve = [*LODE, "serve", "--host", "127.0.0.1", "--port", str(port)]
         with running(serve, env, data / "serve.log", f"{base}/health"):
@@ -166,6 +170,8 @@ def run(label: str, database_url: str | None, args: argparse.Namespace) -> None:
                 assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
                 bodies[name] = answer.content
             tag = httpx.get(base + CASES["product"], timeout=30).headers["etag"]
+            keyed = {"Authorization": f"Bearer {key}"}
+            assert httpx.get(base + CASES["product"], headers=keyed, timeout=30).headers["etag"] == tag
             assert httpx.get(base + CASES["product"], headers={"If-None-Match": tag}).status_code == 304
             for name, body in bodies.items():
                 (data / f"{name}.json").write_bytes(body)
@@ -181,6 +187,14 @@ def run(label: str, database_url: str | None, args: argparse.Namespace) -> None:
                         for name, path in CASES.items()
                     ),
                     ("product 304", base + CASES["product"], inm, "floor 304", f"{floor}/not-modified", None),
+                    (
+                        "product, key",
+                        base + CASES["product"],
+                        f"Authorization: Bearer {key}",
+                        "floor (key)",
+                        f"{floor}/product",
+                        None,
+                    ),
                 ]
                 for _ in range(args.rounds):
                     for name, url, header, floor_name, floor_url, floor_header in pairs:
@@ -213,6 +227,12 @@ def report(label: str, results: dict[str, list[Figure]], bodies: dict[str, bytes
         f"{'product 304':<14}{0:>8}{not_modified.rps:>10.0f}{not_modified.mean_ms:>9.2f}{not_modified.p99_ms:>8.2f}"
         f"{full_floor.rps:>13.0f}{ratio(results, 'product 304', 'floor product'):>7.2f}×  (to the floor's 200; "
         f"to a bare 304, {bare_304.rps:.0f} req/s: {ratio(results, 'product 304', 'floor 304'):.2f}×)"
+    )
+    keyed = figures["product, key"]
+    print(
+        f"{'product, key':<14}{len(bodies['product']):>8}{keyed.rps:>10.0f}{keyed.mean_ms:>9.2f}{keyed.p99_ms:>8.2f}"
+        f"{figures['floor (key)'].rps:>13.0f}{ratio(results, 'product, key', 'floor (key)'):>7.2f}×  (a consumer's "
+        "key: the key's check, then the same public view)"
     )
     for name, figure in figures.items():
         if figure.errors:
