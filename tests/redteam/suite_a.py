@@ -59,8 +59,23 @@ def _populations(victim: Person) -> list[dict[str, Any]]:
     return out
 
 
-def _members(people: list[Person], population: dict[str, Any]) -> list[Person]:
-    def inside(p: Person) -> bool:
+class _Members:
+    """The persons of each population, each worked out once per attack: the 200 victims' populations
+    overlap (every victim shares {}, its sex, its district …), and a scan of everyone per population
+    was most of the attacker's own time."""
+
+    def __init__(self, people: list[Person]) -> None:
+        self.people = people
+        self._found: dict[tuple[tuple[str, Any], ...], list[Person]] = {}
+
+    def __call__(self, population: dict[str, Any]) -> list[Person]:
+        key = tuple(sorted(population.items()))
+        if key not in self._found:
+            self._found[key] = [p for p in self.people if self._inside(p, population)]
+        return self._found[key]
+
+    @staticmethod
+    def _inside(p: Person, population: dict[str, Any]) -> bool:
         for field, value in population.items():
             if field == "age":
                 if not value[0] <= p.age < value[1]:
@@ -68,8 +83,6 @@ def _members(people: list[Person], population: dict[str, Any]) -> list[Person]:
             elif _value(p, field) != value:
                 return False
         return True
-
-    return [p for p in people if inside(p)]
 
 
 def _conditions(population: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,13 +102,13 @@ def _exclusions(victim: Person, members: list[Person], postcode: bool) -> list[d
 
 
 async def _pairs(
-    analyst: Analyst, victim: Person, people: Population, postcode: bool
+    analyst: Analyst, victim: Person, members_of: _Members, postcode: bool
 ) -> tuple[list[tuple[Any, Any]], list[bool]]:
     """The pairs of answers, and for every population tried whether its flagged count was released."""
     pairs: list[tuple[Any, Any]] = []
     released: list[bool] = []
     for population in _populations(victim):
-        members = _members(people.persons, population)
+        members = members_of(population)
         if len(members) < 40:  # too few for ≈ 10 flagged persons: the answer would be withheld
             continue
         for exclusion in _exclusions(victim, members, postcode):
@@ -117,12 +130,12 @@ async def _pairs(
     return pairs, released
 
 
-async def _range_edges(analyst: Analyst, victim: Person, people: Population) -> list[float]:
+async def _range_edges(analyst: Analyst, victim: Person, members_of: _Members) -> list[float]:
     differences: list[float] = []
     for n in range(0, len(QI_FIELDS) + 1):
         for fields in itertools.combinations(QI_FIELDS, n):
             base = {f: _value(victim, f) for f in fields}
-            members = _members(people.persons, base)
+            members = members_of(base)
             for sub, width in NESTED:
                 low = victim.age // width * width
                 half = (low, low + sub) if victim.age >= low + sub else (low + sub, low + width)
@@ -209,18 +222,19 @@ async def attack(
     evidence: dict[str, list[bool]] = {name: [] for name in votes}  # right, where the reading had evidence
     shares: list[tuple[float, bool]] = []
     start = analyst.queries
+    members_of = _Members(people.persons)
     for victim in chosen:
         analyst.allow(BUDGET)
         truth = victim.flag == "pos"
         guess = False  # with nothing learnt, one constant guess: right for exactly half of the victims
 
-        pairs, released = await _pairs(analyst, victim, people, postcode)
+        pairs, released = await _pairs(analyst, victim, members_of, postcode)
         shares.append((sum(released) / len(released) if released else 0.0, truth))
         mean = sum(a - b for a, b in pairs) / len(pairs) if pairs else None
         cell = await analyst.count(
             [eq("flag", "pos"), eq("age", victim.age), *(eq(f, _value(victim, f)) for f in QI_FIELDS)]
         )
-        edges = await _range_edges(analyst, victim, people)
+        edges = await _range_edges(analyst, victim, members_of)
         flipped = await _threshold_flip(analyst, victim, people)
         readings = {
             "two_excluded": await _two_excluded(analyst, victim),

@@ -10,7 +10,7 @@ import pytest
 
 from tests.redteam import suite_a, suite_b, suite_c, suite_d
 
-pytestmark = pytest.mark.asyncio
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # the loop the shared target's client lives in
 
 
 def judge(configuration: str, outcome, readings=None) -> None:
