@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 import duckdb
 
 from catalog.errors import Unprocessable
-from catalog.objectstore import StoreUnavailable
+from catalog.objectstore import StoreUnavailable, store_failed
 
 if TYPE_CHECKING:
     from catalog.objectstore import ObjectStore
@@ -307,10 +307,10 @@ class Sandbox:
 
 
 def _failed_reading(exc: duckdb.Error) -> bool:
-    """Whether DuckDB failed to read a file rather than to compute: an I/O error, or (bare
-    ``duckdb.Error``) an exception the store's Python filesystem raised — an endpoint that does not
-    answer, credentials refused."""
-    return type(exc) in (duckdb.Error, duckdb.IOException, duckdb.HTTPException)
+    """Whether the store's filesystem failed DuckDB (it marks its own failures: see
+    ``objectstore.OUTAGE_MARK``) — not a file DuckDB could read but not parse, which raises the same
+    bare ``duckdb.Error`` (a Parquet footer or Thrift error) and stays the file's problem."""
+    return store_failed(exc)
 
 
 def _outage() -> StoreUnavailable:

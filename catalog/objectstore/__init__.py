@@ -23,6 +23,7 @@ published release's objects are never written again.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncGenerator, Coroutine
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -43,6 +44,19 @@ class ObjectExists(Exception):
 
 class StoreUnavailable(ServiceUnavailable):
     code = "storage_unavailable"
+
+
+# What the store's DuckDB filesystem writes into every failure of its own (the endpoint unreachable or
+# timing out, a refusal, an object missing): DuckDB hands a Python exception on as a plain
+# ``duckdb.Error`` whose text holds the exception's, exactly as it does a corrupt file's, so the text
+# is all the sandbox can tell them apart by. Random per process and never shown to a client (an
+# outage's answer is a fixed sentence), so no file's content can carry it into an error.
+OUTAGE_MARK = f"lode-store-failure-{secrets.token_hex(12)}"
+
+
+def store_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (a DuckDB error) came from the store's filesystem rather than the file or the query."""
+    return OUTAGE_MARK in str(exc)
 
 
 class Stored(NamedTuple):

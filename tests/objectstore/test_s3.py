@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from catalog import shielded
-from catalog.errors import PayloadTooLarge
+from catalog.errors import PayloadTooLarge, Unprocessable
 from catalog.objectstore import ObjectExists, StoreUnavailable
 from catalog.objectstore.s3 import PART_SIZE, S3Store
 from catalog.storage import Storage, TableSpec
@@ -252,3 +252,28 @@ def _lists(conn: duckdb.DuckDBPyConnection) -> bool:
     except duckdb.Error:
         return False
     return True
+
+
+class TestReadFailures:
+    """Whose fault a failed read is: the bucket's (503, worth retrying) or the file's (422, never)."""
+
+    @pytest.mark.parametrize("data", [b"PAR1garbagegarbagePAR1", b"PAR1" + b"\0" * 100 + b"\x08\0\0\0PAR1"])
+    async def test_a_corrupt_parquet_file_is_the_uploaders_problem(self, storage: Storage, data: bytes) -> None:
+        with pytest.raises(Unprocessable) as caught:
+            await storage.ingest(chunks_of(data), release_id="rel_01", name="t.parquet", max_bytes=10_000)
+
+        assert caught.value.status == 422 and caught.value.code == "unreadable_file"
+
+    async def test_a_published_table_missing_from_the_bucket_is_a_503(
+        self, storage: Storage, tmp_path: Path, moto: Any, bucket: str
+    ) -> None:
+        key = await publish(storage, tmp_path, "rel_01")
+        moto.client().delete_object(Bucket=bucket, Key=f"lode/{key}")
+
+        with pytest.raises(StoreUnavailable) as caught:
+            await storage.sandbox.run_limited(
+                lambda conn: conn.execute("SELECT count(*) FROM read_parquet(?)", [storage.location(key)]).fetchall(),
+                allowed_dir=storage.tables_location("rel_01"),
+            )
+
+        assert caught.value.status == 503
