@@ -9,8 +9,8 @@ a late upload can never overwrite a file a published release refers to.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -32,7 +32,7 @@ from catalog.products.models import Product, Release, ReleaseFile
 from catalog.products.reads import release_read
 from catalog.products.schemas import ReleaseCreate, ReleaseFileRead, ReleaseList, ReleaseRead
 from catalog.products.service import OPERATOR_STATUS_ROLES, OWNER_ROLES, ProductService
-from catalog.storage import Profiler, Storage, TableSpec
+from catalog.storage import Profiler, PublishedTable, Storage, TableSpec, table_key
 
 STORAGE_DELETE = "storage.delete"
 STALE_PUBLISH = timedelta(minutes=15)
@@ -225,6 +225,12 @@ async def publish(
     and must not hold the database: the release is marked ``publishing`` (uploads and a second
     publish are refused), written with no transaction open, then frozen — or put back to draft if
     writing failed. A publish that died mid-way can be run again after ``STALE_PUBLISH``.
+
+    A live publish can also outlast ``STALE_PUBLISH`` (each table may take the work timeout, then
+    the upload), so the claim's ``publishing_since`` is this publish's mark of ownership: it freezes,
+    or puts back to draft, only a release that still holds its mark. Overtaken, it leaves the later
+    publish's tables alone — two freezes would give one release two sets of record keys, so the
+    same query two noise draws — schedules its own files for deletion and answers 409.
     """
     now = utcnow()
     async with write_transaction(sessions) as session:
@@ -241,7 +247,7 @@ async def publish(
                 "The files do not match the release's dictionary.", code="dictionary_mismatch", problems=problems
             )
         release.status, release.publishing_since = "publishing", now
-        release_id = release.id
+        release_id, product_key = release.id, product.id
         thresholds = quality.thresholds_for(release.quality_thresholds)
         period, k = _period(product.temporal_coverage), policy.rule(product.grade).k
         profiler = Profiler(
@@ -252,12 +258,40 @@ async def publish(
         published, across = await storage.publish(release_id, specs, profiler)
     except BaseException:
         async with write_transaction(sessions) as session:
-            await repo.set_release_status(session, release_id, "publishing", "draft")
+            await _let_go(session, product_key, version, now, [])
         raise
+    try:
+        report = partial(_report, published, across, thresholds, period, k=k)
+        return await _freeze(sessions, caller, storage, product_id, version, now, published, report, files)
+    except BaseException:
+        async with write_transaction(sessions) as session:
+            await _let_go(session, product_key, version, now, [t.key for t in published.values()])
+        raise
+
+
+async def _freeze(
+    sessions: async_sessionmaker[AsyncSession],
+    caller: Principal | None,
+    storage: Storage,
+    product_id: str,
+    version: str,
+    claimed: datetime,
+    published: dict[str, PublishedTable],
+    report: Callable[[Any], dict[str, Any]],
+    files: list[ReleaseFile],
+) -> ReleaseRead:
+    """Freeze the release with the tables just written, if this publish (claimed at ``claimed``) still
+    owns it; ``report`` makes the quality report from the previous published release's."""
     async with write_transaction(sessions) as session:
         service = ReleaseService(session, caller, storage)
         product = await service.products.owned(product_id)
-        release = await service._release(product, version, lock=True)
+        release = await service._release(product, version, lock=True)  # a takeover waits for this lock
+        if not _owns(release, claimed):
+            raise Conflict(
+                f"Release {version} was taken over by a later publish while this one ran past the "
+                f"{STALE_PUBLISH} allowed; it is {release.status}, with that publish's tables.",
+                code="invalid_transition",
+            )
         release.tables = {
             t: {"rows": p.rows, "persons": p.persons, "bytes": p.bytes, "sha256": p.sha256, "uniqueness": p.uniqueness}
             for t, p in published.items()
@@ -265,7 +299,7 @@ async def publish(
         release.status, release.published_at, release.publishing_since = "published", utcnow(), None
         await repo.lock_product(session, product.id)  # publishes of one product take turns from here
         previous = await repo.latest_published_release(session, product.id, before=release.id)
-        release.quality = _report(published, across, thresholds, period, previous.quality if previous else None, k)
+        release.quality = report(previous.quality if previous else None)
         await session.flush()
         await refresh_measured(session, product)
         service._audit("release.published", product, release, {"version": version, "tables": release.tables})
@@ -277,6 +311,26 @@ async def publish(
         data = {"product_id": product.id, "release_id": release.id, "version": version}
         await notices.publish(session, "release.published", ("release", release.id), told, data)
         return release_read(release, files)
+
+
+def _owns(release: Release, claimed: datetime) -> bool:
+    """Whether the publish that claimed ``release`` at ``claimed`` still holds it (read under its row lock)."""
+    return release.status == "publishing" and release.publishing_since == claimed
+
+
+async def _let_go(session: AsyncSession, product_id: str, version: str, claimed: datetime, keys: list[str]) -> None:
+    """After a publish did not freeze: put the release back to draft if it still owns it (a later
+    publish that took over keeps it), and schedule the deletion of the tables it stored, once this
+    is committed — except any the release's frozen tables name."""
+    release = await repo.release_for_update(session, product_id, version)
+    if release is None:
+        return
+    if _owns(release, claimed):
+        release.status, release.publishing_since = "draft", None
+    kept = {table_key(release.id, t, v["sha256"]) for t, v in (release.tables or {}).items() if v.get("sha256")}
+    for key in keys:
+        if key not in kept:
+            outbox.emit(session, STORAGE_DELETE, {"key": key})
 
 
 async def refresh_measured(session: AsyncSession, product: Product) -> None:
