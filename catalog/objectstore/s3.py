@@ -67,7 +67,6 @@ READ_BLOCK = 8 * 2**20
 KNOWN_OBJECTS = 4096  # objects whose metadata DuckDB's filesystem keeps (a few hundred bytes each)
 _RESUMES = 2  # fresh GETs of the rest of a download after its connection dropped
 _STREAM_ERRORS = (ResponseStreamingError, ReadTimeoutError, IncompleteReadError)
-_UNAVAILABLE_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "SlowDown"}
 
 log = logging.getLogger("lode.objectstore")
 
@@ -196,14 +195,17 @@ class S3Store:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code == "PreconditionFailed" or status == 412:
                 raise ObjectExists(params.get("Key", "")) from None
-            if code in ("NoSuchKey", "NotFound") or (status == 404 and code != "NoSuchBucket"):
-                raise FileNotFoundError(params.get("Key", "")) from None
             if code == "NoSuchUpload" and operation == "abort_multipart_upload":
                 return {}
-            if status >= 500 or code in _UNAVAILABLE_CODES or status in (401, 403):
-                log.warning("object store refused %s: %s", operation, code or status)
-                raise StoreUnavailable(f"The object store refused the request ({code or status}).") from None
-            raise
+            if code in ("NoSuchKey", "NotFound") or (status == 404 and code not in ("NoSuchBucket", "NoSuchUpload")):
+                raise FileNotFoundError(params.get("Key", "")) from None
+            # Anything else — a server error, refused credentials, a wrong region (400
+            # AuthorizationHeaderMalformed; a 301 botocore could not follow), a conditional write racing
+            # another (409), a request the store timed out (400 RequestTimeout), an upload the
+            # store forgot (NoSuchUpload) — is the store's or its configuration's, never the
+            # client's: 503, and the code in the log for the operator.
+            log.warning("object store refused %s: %s (%s)", operation, code or "-", status)
+            raise StoreUnavailable(f"The object store refused the request ({code or status}).") from None
         except BotoCoreError as exc:  # no connection, a timeout, no credentials found
             log.warning("object store unreachable for %s: %s", operation, type(exc).__name__)
             raise StoreUnavailable(f"The object store cannot be reached ({type(exc).__name__}).") from None

@@ -14,6 +14,7 @@ from unittest.mock import ANY
 
 import duckdb
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from catalog import shielded
 from catalog.errors import PayloadTooLarge, Unprocessable
@@ -277,3 +278,64 @@ class TestReadFailures:
             )
 
         assert caught.value.status == 503
+
+
+class TestRefusals:
+    """Each S3 answer Lode has no specific meaning for is the store's (503), never a 500."""
+
+    @pytest.fixture(name="offline")
+    def fx_offline(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
+        """A store whose requests are answered by ``self.answer`` before they reach any network."""
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+        store = S3Store("bucket", "lode", endpoint_url=f"http://127.0.0.1:{free_port()}", region=REGION)
+        store._client.meta.events.register("before-send.s3", lambda request, **_: self.answer)
+        yield store
+        store.close()
+
+    @pytest.mark.parametrize(
+        ("status", "code"),
+        [
+            (400, "AuthorizationHeaderMalformed"),
+            (400, "RequestTimeout"),
+            (409, "ConditionalRequestConflict"),
+            (404, "NoSuchUpload"),
+        ],
+    )
+    async def test_an_unnamed_refusal_is_a_503(self, offline: S3Store, status: int, code: str) -> None:
+        self.answer = canned(status, code)
+
+        with pytest.raises(StoreUnavailable) as caught:
+            await offline.call(
+                "complete_multipart_upload",
+                Key="lode/releases/rel_01/uploads/x.bin",
+                UploadId="u1",
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"e"'}]},
+            )
+
+        assert caught.value.status == 503 and code in caught.value.detail
+
+    async def test_a_missing_object_is_still_not_found(self, offline: S3Store) -> None:
+        self.answer = canned(404, "NoSuchKey")
+
+        with pytest.raises(FileNotFoundError):
+            await offline.call("get_object", Key="lode/releases/rel_01/uploads/none.bin")
+
+    async def test_a_taken_key_is_still_object_exists(self, offline: S3Store) -> None:
+        self.answer = canned(412, "PreconditionFailed")
+
+        with pytest.raises(ObjectExists):
+            await offline.call("put_object", Key="lode/releases/rel_01/uploads/x.bin", Body=b"x", IfNoneMatch="*")
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def canned(status: int, code: str) -> AWSResponse:
+    body = f"<Error><Code>{code}</Code><Message>canned</Message></Error>".encode()
+    return AWSResponse("http://store", status, {"Content-Type": "application/xml"}, _Raw(body))
