@@ -19,6 +19,7 @@ A run whose worker died is due again when its lease lapses, not an interval late
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from catalog.db import Base, CreatedMixin, IdMixin, utcnow, write_transaction
 from catalog.ids import new_id
+
+log = logging.getLogger("lode.outbox")
 
 MAX_ATTEMPTS = 25
 LEASE = timedelta(seconds=30)  # the default of LODE_WORKER_LEASE_S
@@ -196,11 +199,16 @@ async def renew(sessions: async_sessionmaker[AsyncSession], token: str, lease: t
 
 async def mark_delivered(sessions: async_sessionmaker[AsyncSession], event: OutboxEvent) -> None:
     async with write_transaction(sessions) as session:
-        await session.execute(
+        marked = await session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id == event.id, OutboxEvent.lock_token == event.lock_token)
             .values(status="delivered", delivered_at=utcnow(), locked_until=None, lock_token=None, last_error=None)
             .execution_options(synchronize_session=False)
+        )
+    if marked.rowcount == 1:
+        # Which worker delivered which event, for tracing one across nodes (every line names its node).
+        log.debug(
+            "outbox event delivered", extra={"event_id": event.id, "event": event.name, "attempt": event.attempts}
         )
 
 

@@ -2,10 +2,19 @@
 one object store, driven through both API nodes at once.
 
 Each process is a real subprocess on a real port, as in production behind a load balancer: nothing
-is shared between them but the database and the store (a shared folder; the S3 bucket when
-``LODE_TEST_S3`` is set). Concurrent queries through both nodes on one capped licence and one ε
-budget never pass the cap or the budget, and every event the run produced reaches its webhook
-receiver exactly once, with each outbox event handled once by one of the two workers.
+is shared between them but the database and the store. With ``LODE_TEST_S3`` set the store is an
+S3 bucket and each process has its own ``LODE_DATA_DIR``, as each machine would: the secrets reach
+every node explicitly (``LODE_KEY_PEPPER``, ``LODE_NOISE_SECRET``, as production requires), and
+nothing the run needs may pass through one machine's folder (no release file lands in any, only
+DuckDB's scratch under ``objects/tmp``). Without it the store is the local folder, so the four
+processes share one ``LODE_DATA_DIR``: that folder *is* the store, and state leaking through it
+would not show — the S3 run is the one that proves the nodes share nothing else.
+
+Concurrent queries through both nodes on one capped licence and one ε budget never pass the cap or
+the budget, and every event the run produced reaches its webhook receiver exactly once. Each outbox
+event is marked delivered by exactly one worker and each webhook try made by exactly one, read
+from the workers' own log lines (at DEBUG, where ``catalog/outbox.py`` names each event it marks),
+and both workers took a share of each: the work really is split, not done by whichever won a race.
 
 PostgreSQL only (several processes on one SQLite file are ``lode serve --workers N`` on one machine,
 tested in tests/test_cli.py): skipped without ``LODE_TEST_PG_URL``, always run in CI.
@@ -25,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,6 +56,7 @@ WORKER_NODES = ("worker-a", "worker-b")
 ROWS_CAP = 100  # rows_returned of the capped licence; each query asks for 10
 EPSILON_TOTAL = 3.0  # L5's budget per consumer and product; each query spends 0.5
 CONCURRENT = 40  # queries on each licence, half through each API node
+REPORTS = 8  # usage reports, one outbox event each, one at a time
 
 pytestmark = [
     pytest.mark.postgres,
@@ -97,6 +108,7 @@ class Cluster:
     operator: Party
     logs: dict[str, Path]  # each process's stderr, by node name
     processes: dict[str, subprocess.Popen[bytes]]
+    data_dirs: dict[str, Path]  # each process's LODE_DATA_DIR: one shared folder unless S3 is the store
 
     def lines(self, node: str) -> list[dict[str, Any]]:
         """The node's JSON log lines so far (stderr is line-buffered: every line is whole)."""
@@ -144,7 +156,8 @@ def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clust
     env.update(
         {
             "LODE_ENV": "development",
-            "LODE_DATA_DIR": str(tmp_path / "shared"),  # the one store: objects/ holds the release files
+            # Without S3, the one store (objects/ holds the release files); with it, the admin's own folder.
+            "LODE_DATA_DIR": str(tmp_path / ("admin" if S3_ON else "shared")),
             "LODE_DATABASE_URL": url,
             "LODE_KEY_PEPPER": "multinode-pepper-" + "p" * 40,
             "LODE_NOISE_SECRET": "multinode-noise-" + "n" * 40,
@@ -158,17 +171,19 @@ def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clust
     boot = json.loads(_run(["admin", "bootstrap", "--org", "Lode Operator", "--email", "op@op.test", "--json"], env))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     logs: dict[str, Path] = {}
+    data_dirs = {node: tmp_path / node if S3_ON else tmp_path / "shared" for node in (*API_NODES, *WORKER_NODES)}
     urls = []
     try:
         for node in (*API_NODES, *WORKER_NODES):
             logs[node] = tmp_path / f"{node}.log"
-            own = {**env, "LODE_NODE_NAME": node}
+            own = {**env, "LODE_NODE_NAME": node, "LODE_DATA_DIR": str(data_dirs[node])}
             if node in API_NODES:
                 port = _free_port()
                 urls.append(f"http://127.0.0.1:{port}")
                 own["LODE_PUBLIC_URL"] = urls[-1]
                 args = ["serve", "--port", str(port), "--no-worker"]
             else:
+                own["LODE_LOG_LEVEL"] = "DEBUG"  # the line naming each outbox event a worker marks delivered
                 args = ["worker"]
             with logs[node].open("wb") as log:
                 processes[node] = subprocess.Popen([*LODE, *args], env=own, cwd=ROOT, stdout=log, stderr=log)
@@ -179,6 +194,7 @@ def fx_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clust
             operator=Party(boot["org_id"], boot["user_id"], boot["api_key"]),
             logs=logs,
             processes=processes,
+            data_dirs=data_dirs,
         )
     finally:
         for process in processes.values():
@@ -225,6 +241,16 @@ async def _settled(dsn: str, within: float) -> None:
         await conn.close()
 
 
+def _by_worker(cluster: Cluster, msg: str, key: str) -> dict[str, list[str]]:
+    """The ``key`` of each of the workers' lines saying ``msg``, by worker."""
+    return {node: [line[key] for line in cluster.lines(node) if line["msg"] == msg] for node in WORKER_NODES}
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file under ``folder``, as a path relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 CAPPED_PLAN = {"name": "Capped", "kind": "free", "currency": "CNY", "caps": {"rows_returned": ROWS_CAP}}
 ROWS = {"table": "visits", "select": ["age"], "limit": 10}
 DP = {"table": "visits", "group_by": ["sex"], "aggregates": [{"fn": "count"}], "epsilon": 0.5}
@@ -268,6 +294,23 @@ class TestTwoApiNodesAndTwoWorkers:
             answers = await asyncio.gather(*asks)
             budget = expect(await b.get(f"/v1/licences/{private['id']}/budget", headers=consumer["buyer"].headers), 200)
 
+            # The queries leave one outbox event per licence and hour: too few to show the workers
+            # share them. Each usage report adds one, sent once the one before is delivered, so each
+            # goes to whichever worker polls next, not all to whichever claims a batch first.
+            for i in range(REPORTS):
+                usage = {
+                    "idempotency_key": f"report-{i}",
+                    "licence_id": private["id"],
+                    "dimension": "queries",
+                    "quantity": 1,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                }
+                ingested = expect(
+                    await (a, b)[i % 2].post("/v1/usage-events", json={"events": [usage]}, headers=owner.headers), 200
+                )
+                assert ingested["inserted"] == 1
+                await _settled(cluster.dsn, within=30)
+
         on_cap, on_budget = answers[:CONCURRENT], answers[CONCURRENT:]
         assert not [r.text for r in answers if r.status_code >= 500]
         assert Counter(r.status_code for r in on_cap) == {200: ROWS_CAP // 10, 409: CONCURRENT - ROWS_CAP // 10}
@@ -289,10 +332,10 @@ class TestTwoApiNodesAndTwoWorkers:
                 " JOIN webhook_endpoints e ON e.org_id = r.org_id WHERE n.occurred_at >= e.created_at"
             )
             deliveries = await conn.fetch(
-                "SELECT d.status, (SELECT count(*) FROM webhook_attempts t WHERE t.delivery_id = d.id) AS tries"
+                "SELECT d.id, d.status, (SELECT count(*) FROM webhook_attempts t WHERE t.delivery_id = d.id) AS tries"
                 " FROM webhook_deliveries d"
             )
-            events = await conn.fetch("SELECT name, status, attempts FROM outbox_events")
+            events = await conn.fetch("SELECT id, name, status, attempts FROM outbox_events")
         finally:
             await conn.close()
         assert used == ROWS_CAP
@@ -305,6 +348,22 @@ class TestTwoApiNodesAndTwoWorkers:
         assert {(d["status"], d["tries"]) for d in deliveries} == {("delivered", 1)}
         # Each outbox event claimed once, by one worker, and handled.
         assert events and {(e["status"], e["attempts"]) for e in events} == {("delivered", 1)}, events
+        # Which worker did it, by the workers' own lines: each event marked and each webhook tried by
+        # exactly one of them, and each of them did a share.
+        marked = _by_worker(cluster, "outbox event delivered", "event_id")
+        assert Counter(i for ids in marked.values() for i in ids) == Counter(e["id"] for e in events)
+        assert all(marked.values()), {node: len(ids) for node, ids in marked.items()}
+        tried = _by_worker(cluster, "webhook try", "delivery_id")
+        assert Counter(i for ids in tried.values() for i in ids) == Counter(d["id"] for d in deliveries)
+        assert all(tried.values()), {node: len(ids) for node, ids in tried.items()}
+
+        # The release files are in the store and nowhere else: with S3, no node's own folder holds
+        # anything but DuckDB's scratch; without it, the shared folder is the store and holds them.
+        kept = {node: _files(folder) for node, folder in cluster.data_dirs.items()}
+        if S3_ON:
+            assert not [f for files in kept.values() for f in files if not f.startswith("objects/tmp/")], kept
+        else:
+            assert [f for f in kept[API_NODES[0]] if f.endswith(".parquet") and not f.startswith("objects/tmp/")]
 
         # Every line of every process names its node; the API nodes ran no worker, the workers did.
         for node in (*API_NODES, *WORKER_NODES):
