@@ -306,10 +306,32 @@ class TestIngest:
         assert await stored(storage, kept.storage_key, 4) == b"a\n1\n"
         assert await leftovers(storage) == [kept.storage_key.rsplit("/", 1)[1]]
 
+    async def test_a_commit_cancelled_while_linking_leaves_nothing(self, local: Storage) -> None:
+        key = f"{release_key(RELEASE)}/uploads/t.csv"
+        upload = local.store.create(key)
+        await upload.write(b"a\n1\n")
+        committing = asyncio.create_task(upload.commit())
+        await asyncio.sleep(0)  # the commit runs to its link, whose thread starts
+        committing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await committing
+        await asyncio.to_thread(linked, local.store.path(key))  # the thread goes on and makes the name
+
+        await upload.abort()
+
+        assert await local.store.keys("") == []
+        assert list((local.root / release_key(RELEASE) / "uploads").iterdir()) == []
+
     async def test_bad_name_writes_nothing(self, storage: Storage) -> None:
         with pytest.raises(ValidationFailed):
             await storage.ingest(chunked(b"a\n1\n"), release_id=RELEASE, name="../t.csv", max_bytes=100)
         assert await storage.store.keys("") == []
+
+
+def linked(path: Path) -> None:
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 class TestPublish:

@@ -82,7 +82,9 @@ class _LocalUpload:
         self._handle: Any = None
         self._digest = hashlib.sha256()
         self._size = 0
-        self._committed = False
+        # The link, a future of its own: cancelling the request does not stop its thread, so ``abort``
+        # waits for it and then removes the name it may have made.
+        self._linking: asyncio.Future[None] | None = None
 
     async def write(self, chunk: bytes) -> None:
         if self._handle is None:
@@ -103,18 +105,20 @@ class _LocalUpload:
         if self._handle is None:
             await asyncio.to_thread(self._open)
         self._handle.close()
-        await asyncio.to_thread(_link, self.incoming, self.target)
-        self._committed = True
+        self._linking = asyncio.ensure_future(asyncio.to_thread(_link, self.incoming, self.target))
+        await asyncio.shield(self._linking)
         self.incoming.unlink(missing_ok=True)
         return Stored(self._digest.hexdigest(), self._size)
 
     async def abort(self) -> None:
-        # Synchronous on purpose: it must run to its end even when the request was cancelled.
         if self._handle is not None:
             self._handle.close()
+        if self._linking is not None:
+            await asyncio.wait([self._linking])
+            # A link refused (ObjectExists) left the name to whoever made it.
+            if not self._linking.cancelled() and self._linking.exception() is None:
+                self.target.unlink(missing_ok=True)
         self.incoming.unlink(missing_ok=True)
-        if self._committed:
-            self.target.unlink(missing_ok=True)
 
 
 async def _chunks(handle: Any, start: int, end: int) -> AsyncGenerator[bytes, None]:

@@ -227,16 +227,24 @@ def _aiobotocore() -> aiobotocore.session.AioSession:
 
 
 class _S3Upload:
+    """One object going up. Every call that creates something in the bucket (the multipart upload,
+    the object itself) is a future of its own, shielded from the request's cancellation: its thread
+    cannot be stopped, so ``abort`` waits for it and then undoes whatever it did — a cancelled
+    request would otherwise never learn the upload id it created, or that its put succeeded."""
+
     def __init__(self, store: S3Store, name: str) -> None:
         self._store = store
         self._name = name
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
         self._size = 0
-        self._upload_id: str | None = None
+        self._creating: asyncio.Future[Any] | None = None  # the multipart upload being created
         self._parts: list[dict[str, Any]] = []
         self._sending: asyncio.Future[Any] | None = None  # the part in flight
-        self._committed = False
+        self._finishing: asyncio.Future[Any] | None = None  # the put, or the completion
+
+    def _start(self, operation: str, **params: Any) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(self._store.call(operation, Key=self._name, **params))
 
     async def write(self, chunk: bytes) -> None:
         self._buffer += chunk
@@ -245,16 +253,17 @@ class _S3Upload:
             part, self._buffer = bytes(self._buffer), bytearray()
             await self._send(part)
 
+    async def _upload_id(self) -> str:
+        if self._creating is None:
+            self._creating = self._start("create_multipart_upload")
+        return (await asyncio.shield(self._creating))["UploadId"]
+
     async def _send(self, part: bytes) -> None:
         await asyncio.to_thread(self._digest.update, part)
         await self._settle()
-        if self._upload_id is None:
-            created = await self._store.call("create_multipart_upload", Key=self._name)
-            self._upload_id = created["UploadId"]
+        upload_id = await self._upload_id()
         number = len(self._parts) + 1
-        self._sending = asyncio.ensure_future(
-            self._store.call("upload_part", Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=part)
-        )
+        self._sending = self._start("upload_part", UploadId=upload_id, PartNumber=number, Body=part)
 
     async def _settle(self) -> None:
         """Wait for the part in flight; it stays in flight (for ``abort`` to wait for) until it is done."""
@@ -265,36 +274,42 @@ class _S3Upload:
         self._parts.append({"PartNumber": len(self._parts) + 1, "ETag": sent["ETag"]})
 
     async def commit(self) -> Stored:
-        if self._upload_id is None:
+        if self._creating is None:
             part, self._buffer = bytes(self._buffer), bytearray()
             await asyncio.to_thread(self._digest.update, part)
-            await self._store.call("put_object", Key=self._name, Body=part, IfNoneMatch="*")
+            self._finishing = self._start("put_object", Body=part, IfNoneMatch="*")
         else:
             if self._buffer:
                 part, self._buffer = bytes(self._buffer), bytearray()
                 await self._send(part)
             await self._settle()
-            await self._store.call(
+            self._finishing = self._start(
                 "complete_multipart_upload",
-                Key=self._name,
-                UploadId=self._upload_id,
+                UploadId=await self._upload_id(),
                 MultipartUpload={"Parts": self._parts},
                 IfNoneMatch="*",
             )
-        self._committed = True
+        await asyncio.shield(self._finishing)
         return Stored(self._digest.hexdigest(), self._size)
 
     async def abort(self) -> None:
         self._buffer = bytearray()
-        if self._sending is not None:
-            # The part's thread cannot be stopped: wait for it, so no part lands after the abort.
-            await asyncio.wait([self._sending])
-            if not self._sending.cancelled():
-                self._sending.exception()  # its failure, if any, was reported by whoever saw it first
-        if self._committed:
+        # Their threads cannot be stopped: wait for them, so nothing lands in the bucket after the abort.
+        for call in (self._creating, self._sending, self._finishing):
+            if call is not None:
+                await asyncio.wait([call])
+                _succeeded(call)  # its error, if any, was reported by whoever saw it first
+        if _succeeded(self._finishing):
+            # The object is ours (its key is this upload's own): a put refused with ObjectExists did not succeed.
             await self._store.call("delete_object", Key=self._name)
-        elif self._upload_id is not None:
-            await self._store.call("abort_multipart_upload", Key=self._name, UploadId=self._upload_id)
+        elif _succeeded(self._creating):
+            upload_id = self._creating.result()["UploadId"]  # type: ignore[union-attr]
+            await self._store.call("abort_multipart_upload", Key=self._name, UploadId=upload_id)
+
+
+def _succeeded(call: asyncio.Future[Any] | None) -> bool:
+    """Whether ``call`` (done) finished without an error; an error was reported by whoever saw it first."""
+    return call is not None and not call.cancelled() and call.exception() is None
 
 
 def _read_only(*args: Any, **kwargs: Any) -> Any:

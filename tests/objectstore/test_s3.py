@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,33 @@ class TestUpload:
         with pytest.raises(asyncio.CancelledError):
             await task
         await shielded.drain()
+
+        assert moto.everything(bucket) == ([], [])
+
+    @pytest.mark.parametrize(
+        ("operation", "size"),
+        [("PutObject", 1000), ("CreateMultipartUpload", 2 * PART_SIZE), ("CompleteMultipartUpload", 2 * PART_SIZE)],
+    )
+    async def test_cancelled_while_the_store_creates_leaves_nothing(
+        self, storage: Storage, moto: Any, bucket: str, operation: str, size: int
+    ) -> None:
+        sending, landed = threading.Event(), threading.Event()
+
+        def slow(**_: Any) -> None:  # botocore's own hook, in the call's worker thread
+            sending.set()
+            time.sleep(0.5)
+
+        storage.store._client.meta.events.register(f"before-send.s3.{operation}", slow)
+        storage.store._client.meta.events.register(f"after-call.s3.{operation}", lambda **_: landed.set())
+        task = asyncio.create_task(
+            storage.ingest(chunks_of(pattern(size)), release_id="rel_01", name="t.csv", max_bytes=10**9)
+        )
+        await asyncio.to_thread(sending.wait)
+        task.cancel()  # the request goes away while its call is on the wire
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await shielded.drain()
+        assert await asyncio.to_thread(landed.wait, 10)  # what the call made is in the bucket by now
 
         assert moto.everything(bucket) == ([], [])
 
