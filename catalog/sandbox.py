@@ -45,6 +45,11 @@ T = TypeVar("T")
 Work = Callable[[duckdb.DuckDBPyConnection], T]  # what runs on a sandboxed connection in a worker thread
 Place = str | os.PathLike[str]  # a local directory, or a prefix in the store's bucket
 
+# How long after its interrupt a piece of work may keep its caller waiting. DuckDB stops within
+# milliseconds of ``interrupt()`` while it computes, but not while its thread is inside the store's
+# Python filesystem waiting on a bucket that does not answer (until botocore's read timeout, per
+# request): the caller gets its answer now, and the thread closes its database when it comes back.
+ABANDON_AFTER_S = 3.0
 QUERY_DATABASES_IDLE = 8  # sandboxed databases kept between queries, across allowed directories
 # Errors name the store's files as the uploader knows them: not an incoming ``.<name>.<16 hex>.part``,
 # an upload's ``<12 hex>-<name>`` or a published ``<table>-<sha256>.parquet``, and never by place.
@@ -58,6 +63,10 @@ _URL = r"(?:s3a?|https?)://"
 
 class _TimedOut(Exception):
     pass
+
+
+class _Abandoned(_TimedOut):
+    """The work's thread did not come back ABANDON_AFTER_S after its interrupt."""
 
 
 class _Watch:
@@ -77,6 +86,7 @@ class _Watch:
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
         self.fired = False
+        self.abandoned: asyncio.Future[None] = loop.create_future()  # set ABANDON_AFTER_S after the limit
 
     def attach(self, conn: duckdb.DuckDBPyConnection) -> None:
         """On the worker thread, once the work has its connection: start the clock."""
@@ -89,7 +99,15 @@ class _Watch:
 
     def _arm(self) -> None:
         if not self._done:
-            self._timer = self._loop.call_later(self._timeout_s, self.stop)
+            self._timer = self._loop.call_later(self._timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        self.stop()
+        self._timer = self._loop.call_later(ABANDON_AFTER_S, self._abandon)
+
+    def _abandon(self) -> None:
+        if not self.abandoned.done():
+            self.abandoned.set_result(None)
 
     def stop(self) -> None:
         with self._lock:
@@ -233,10 +251,16 @@ class Sandbox:
         """``fn`` on a worker thread, interrupted by the event loop at the time limit — or at once if
         the request is cancelled, since nobody is left to read the answer."""
         watch = _Watch(asyncio.get_running_loop(), timeout_s)
+        running = asyncio.ensure_future(asyncio.to_thread(self._call_limited, fn, places, watch, borrow=borrow))
         try:
-            return await asyncio.to_thread(self._call_limited, fn, places, watch, borrow=borrow)
+            await asyncio.wait([running, watch.abandoned], return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                running.add_done_callback(_seen)  # it fails when it comes back, with nobody to tell
+                raise _Abandoned
+            return running.result()
         except asyncio.CancelledError:
             watch.stop()
+            running.add_done_callback(_seen)
             raise
         finally:
             watch.disarm()
@@ -264,6 +288,12 @@ class Sandbox:
         places = [allowed_dir or self.root, *([scratch] if scratch is not None else [])]
         try:
             return await self._limited(fn, places, limit, borrow=scratch is None)
+        except _Abandoned:
+            if self.remote_root is None:
+                raise Unprocessable(
+                    f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
+                ) from None
+            raise _outage() from None  # stuck in the bucket's filesystem, not in DuckDB
         except _TimedOut:
             raise Unprocessable(
                 f"The query took longer than {limit:g} s and was stopped.", code="query_timeout"
@@ -290,6 +320,12 @@ class Sandbox:
         places = [allowed] if isinstance(allowed, str | os.PathLike) else list(allowed)
         try:
             return await self._limited(fn, places, self.work_timeout_s)
+        except _Abandoned:
+            if self.remote_root is not None:
+                raise _outage() from None
+            raise Unprocessable(
+                f"{failure}: it took longer than {self.work_timeout_s:g} s.", code="unreadable_file"
+            ) from None
         except _TimedOut:
             detail = f"{failure}: it took longer than {self.work_timeout_s:g} s."
             raise Unprocessable(detail, code="unreadable_file") from None
@@ -311,6 +347,12 @@ def _failed_reading(exc: duckdb.Error) -> bool:
     ``objectstore.OUTAGE_MARK``) — not a file DuckDB could read but not parse, which raises the same
     bare ``duckdb.Error`` (a Parquet footer or Thrift error) and stays the file's problem."""
     return store_failed(exc)
+
+
+def _seen(running: asyncio.Future[object]) -> None:
+    """Work abandoned or cancelled: its result or failure has nobody left to go to."""
+    if not running.cancelled():
+        running.exception()
 
 
 def _outage() -> StoreUnavailable:

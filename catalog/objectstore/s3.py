@@ -33,6 +33,9 @@ import asyncio
 import functools
 import hashlib
 import logging
+import secrets
+import socket
+import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -61,7 +64,24 @@ from catalog.objectstore import (
 )
 
 PART_SIZE = 8 * 2**20  # S3's smallest part is 5 MiB; 10,000 parts of 8 MiB hold an 80 GB object
-READY_TIMEOUT_S = 5.0
+# A store that accepts connections but never answers must not hold a request past its limits:
+# botocore and s3fs give up on a silent connection after READ_TIMEOUT_S and try once more, so a
+# call's thread is stuck at most ~2 × (CONNECT_TIMEOUT_S + READ_TIMEOUT_S); the event loop stops
+# waiting for a call that is not an upload's transfer after CALL_TIMEOUT_S whatever its thread does.
+# A transfer (a part, a put, a completion) has no overall limit: a slow link is not a dead store,
+# and the read timeout still ends one the store stopped answering.
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 15
+CALL_TIMEOUT_S = 20.0
+_TRANSFERS = {"upload_part", "put_object", "complete_multipart_upload"}
+READY_TIMEOUT_S = 2.0  # /ready's own budget (catalog/ops.py)
+# How long a proof that Lode's credentials may write (a PutObject and a DeleteObject of an empty
+# object under the prefix) stands. Every readiness probe lists; the write is proved once a minute
+# per process: a load balancer probes every few seconds, and a PUT per probe per node is paid
+# requests and log lines for a permission that does not change between probes, while a minute is
+# short enough that read-only credentials keep a fresh node out of rotation (its first probe writes).
+WRITE_PROOF_S = 60.0
+READY_KEYS = ".ready/"  # under the prefix: where the write proof goes (``keys`` never lists it)
 # What DuckDB reads at a time from an object (s3fs's read-ahead block); DuckDB asks for ranges.
 READ_BLOCK = 8 * 2**20
 KNOWN_OBJECTS = 4096  # objects whose metadata DuckDB's filesystem keeps (a few hundred bytes each)
@@ -83,18 +103,22 @@ class S3Store:
         region: str = "",
         path_style: bool = False,
         part_size: int = PART_SIZE,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._base = f"{self.prefix}/" if self.prefix else ""  # what every object's name starts with
         self.part_size = part_size
+        self.call_timeout_s = call_timeout_s
+        self._probe: asyncio.Task[None] | None = None  # the readiness probe in flight, shared by its callers
+        self._written_at = -WRITE_PROOF_S  # when the last write proof succeeded (monotonic)
         checksums = "when_required" if endpoint_url else "when_supported"
         options: dict[str, Any] = {
             "s3": {"addressing_style": "path" if path_style else "auto"},
-            "connect_timeout": 5,
-            "read_timeout": 60,
-            "retries": {"mode": "standard", "max_attempts": 3},
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "read_timeout": READ_TIMEOUT_S,
+            "retries": {"mode": "standard", "max_attempts": 2},
             "request_checksum_calculation": checksums,
             "response_checksum_validation": checksums,
         }
@@ -175,21 +199,46 @@ class S3Store:
             if not page.get("IsTruncated"):
                 break
             params["ContinuationToken"] = page["NextContinuationToken"]
-        return sorted(name.removeprefix(self._base) for name in found)
+        names = (name.removeprefix(self._base) for name in found)
+        return sorted(name for name in names if not name.startswith(READY_KEYS))
 
     async def ready(self) -> None:
-        # A one-key list under the prefix: it needs the endpoint, the bucket and working credentials,
-        # and only the permission a policy scoped to the prefix grants anyway.
+        """Within READY_TIMEOUT_S: a one-key list under the prefix (the endpoint, the bucket and the
+        credentials work, with only the permission a policy scoped to the prefix grants anyway), and
+        the write proof when the last one is older than WRITE_PROOF_S. Callers that come while a
+        probe is in flight wait for that one: a store that does not answer gets one stuck probe,
+        not one more thread every time the load balancer asks."""
+        loop = asyncio.get_running_loop()
+        probe = self._probe
+        if probe is None or probe.done() or probe.get_loop() is not loop:
+            probe = self._probe = loop.create_task(self._check())
+            probe.add_done_callback(_seen)
         try:
-            await asyncio.wait_for(self.call("list_objects_v2", Prefix=self._base, MaxKeys=1), READY_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(probe), READY_TIMEOUT_S)
         except TimeoutError:
             raise StoreUnavailable(f"The object store did not answer within {READY_TIMEOUT_S:g} s.") from None
+
+    async def _check(self) -> None:
+        await self.call("list_objects_v2", Prefix=self._base, MaxKeys=1)
+        if time.monotonic() - self._written_at < WRITE_PROOF_S:
+            return
+        # Read-only credentials would pass the list while every upload fails.
+        key = f"{self._base}{READY_KEYS}{socket.gethostname()}-{secrets.token_hex(6)}"
+        await self.call("put_object", Key=key, Body=b"", IfNoneMatch="*")
+        await self.call("delete_object", Key=key)
+        self._written_at = time.monotonic()
 
     async def call(self, operation: str, **params: Any) -> Any:
         """One S3 operation on the bucket, in a worker thread; an outage or a refusal of Lode's
         credentials is ``StoreUnavailable`` (503), a key that exists already ``ObjectExists``."""
+        work = asyncio.to_thread(getattr(self._client, operation), Bucket=self.bucket, **params)
         try:
-            return await asyncio.to_thread(getattr(self._client, operation), Bucket=self.bucket, **params)
+            if operation in _TRANSFERS:
+                return await work
+            return await asyncio.wait_for(work, self.call_timeout_s)
+        except TimeoutError:
+            log.warning("object store did not answer %s within %g s", operation, self.call_timeout_s)
+            raise StoreUnavailable(f"The object store did not answer within {self.call_timeout_s:g} s.") from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -212,6 +261,12 @@ class S3Store:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _seen(probe: asyncio.Task[None]) -> None:
+    """A probe's failure was answered to its callers, or nobody was left to hear it."""
+    if not probe.cancelled():
+        probe.exception()
 
 
 # One session of each per process: a session loads S3's API description (≈0.1 s) once, and finds the
@@ -353,6 +408,9 @@ class ReadOnlyS3FileSystem(s3fs.S3FileSystem):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # s3fs's own retries come on top of botocore's (``config_kwargs``): five of them would hold
+        # a query's thread five times as long on a store that does not answer.
+        self.retries = 1
         self._known: dict[str, dict[str, Any]] = {}
 
     async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:

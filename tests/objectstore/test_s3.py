@@ -5,8 +5,10 @@ release's prefix with credentials no query can see."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from catalog import shielded
 from catalog.errors import PayloadTooLarge, Unprocessable
 from catalog.objectstore import ObjectExists, StoreUnavailable
-from catalog.objectstore.s3 import PART_SIZE, S3Store
+from catalog.objectstore.s3 import PART_SIZE, READ_TIMEOUT_S, READY_TIMEOUT_S, S3Store
 from catalog.storage import Storage, TableSpec
 from tests.moto_server import CREDENTIALS, REGION, free_port
 from tests.test_storage import VISITS, VISITS_ROWS, write_csv
@@ -186,9 +188,89 @@ class TestWriteOnce:
         assert moto.everything(bucket)[1] == []
 
 
+@pytest.fixture(name="silent")
+async def fx_silent() -> AsyncIterator[str]:
+    """An endpoint that accepts connections and never answers (until the test is over: its stuck
+    threads then fail at once, and the event loop does not wait out their read timeouts to close)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=100)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+class TestSilentStore:
+    """A store that takes connections and never answers gets every caller its answer in bounded time."""
+
+    async def test_a_query_gets_its_503_soon_after_its_time_limit(
+        self, storage: Storage, tmp_path: Path, silent: str
+    ) -> None:
+        key = await publish(storage, tmp_path, "rel_01")
+        hung = Storage(
+            tmp_path / "hung",
+            store=S3Store(storage.store.bucket, "lode", endpoint_url=silent, region=REGION, path_style=True),
+            timeout_s=1.0,
+        )
+
+        with pytest.raises(StoreUnavailable):
+            async with asyncio.timeout(READ_TIMEOUT_S):  # its thread waits that long for each request
+                await hung.sandbox.run_limited(
+                    lambda conn: conn.execute("SELECT count(*) FROM read_parquet(?)", [hung.location(key)]).fetchall(),
+                    allowed_dir=hung.tables_location("rel_01"),
+                )
+
+    async def test_a_download_gets_its_503_within_the_call_limit(self, bucket: str, silent: str) -> None:
+        store = S3Store(bucket, "lode", endpoint_url=silent, region=REGION, path_style=True, call_timeout_s=1.0)
+
+        with pytest.raises(StoreUnavailable):
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await store.open("releases/rel_01/tables/t.parquet", 0, 9)
+
+    async def test_readiness_answers_in_its_budget_and_probes_once_at_a_time(self, bucket: str, silent: str) -> None:
+        store = S3Store(bucket, "lode", endpoint_url=silent, region=REGION, path_style=True)
+        lists: list[object] = []
+        store._client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: lists.append(1))
+
+        async with asyncio.timeout(READY_TIMEOUT_S + 1):
+            answers = await asyncio.gather(*(store.ready() for _ in range(5)), return_exceptions=True)
+        with pytest.raises(StoreUnavailable):
+            async with asyncio.timeout(READY_TIMEOUT_S + 1):
+                await store.ready()  # the stuck probe is still the one in flight
+
+        assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+        assert len(lists) == 1
+
+
 class TestReady:
     async def test_a_reachable_bucket_is_ready(self, storage: Storage) -> None:
         await storage.ready()
+
+    async def test_credentials_that_cannot_write_are_not_ready(self, storage: Storage) -> None:
+        # The bucket lists, but refuses every write as read-only credentials would.
+        storage.store._client.meta.events.register("before-send.s3.PutObject", lambda **_: canned(403, "AccessDenied"))
+
+        with pytest.raises(StoreUnavailable):
+            await storage.ready()
+
+    async def test_the_write_proof_is_made_once_a_minute_and_leaves_nothing(
+        self, storage: Storage, moto: Any, bucket: str
+    ) -> None:
+        puts: list[object] = []
+        storage.store._client.meta.events.register("before-call.s3.PutObject", lambda **_: puts.append(1))
+
+        await storage.ready()
+        await storage.ready()
+
+        assert len(puts) == 1
+        assert moto.everything(bucket) == ([], [])
 
     async def test_an_endpoint_that_is_down_is_not_ready(self, bucket: str, tmp_path: Path) -> None:
         down = S3Store(bucket, "lode", endpoint_url=f"http://127.0.0.1:{free_port()}", region=REGION, path_style=True)
