@@ -25,6 +25,14 @@ the prefix it may read.
 Against an endpoint other than AWS (``LODE_S3_ENDPOINT_URL``), checksums are sent only where the
 API requires them: since botocore 1.36 the default streams a trailing CRC that several
 S3-compatible stores refuse.
+
+Write-once on Alibaba OSS: OSS ignores ``If-None-Match`` and refuses to overwrite only when asked by
+its own header, ``x-oss-forbid-overwrite: true``, which is added to every ``PutObject`` and
+``CompleteMultipartUpload`` sent to an ``*.aliyuncs.com`` endpoint (and to no other: AWS and MinIO
+would sign it and store it as nothing, but it is no business of theirs). A store that honours neither
+still gets no overwrite from Lode, because no two writes share a key: an upload's key carries a
+random nonce and a published table's its own sha256 (see the package's docstring) — the conditional
+write is the second guard, not the only one.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiobotocore.session
 import botocore.session
@@ -127,6 +136,9 @@ class S3Store:
             endpoint_url=endpoint_url or None,
             config=Config(region_name=region or None, max_pool_connections=32, **options),
         )
+        if _is_oss(endpoint_url):
+            for operation in ("PutObject", "CompleteMultipartUpload"):
+                self._client.meta.events.register(f"before-sign.s3.{operation}", forbid_overwrite)
         self.filesystem = ReadOnlyS3FileSystem(
             endpoint_url=endpoint_url or None,
             client_kwargs={"region_name": region or None},
@@ -261,6 +273,16 @@ class S3Store:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _is_oss(endpoint_url: str) -> bool:
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    return host == "aliyuncs.com" or host.endswith(".aliyuncs.com")
+
+
+def forbid_overwrite(request: Any, **_: Any) -> None:
+    """botocore's ``before-sign`` hook for OSS: its own write-once condition (see the module's docstring)."""
+    request.headers["x-oss-forbid-overwrite"] = "true"
 
 
 def _seen(probe: asyncio.Task[None]) -> None:

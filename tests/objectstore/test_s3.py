@@ -450,3 +450,34 @@ class _Raw:
 def canned(status: int, code: str) -> AWSResponse:
     body = f"<Error><Code>{code}</Code><Message>canned</Message></Error>".encode()
     return AWSResponse("http://store", status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+class TestAlibabaOss:
+    """OSS ignores If-None-Match: write-once there rests on its own header, sent to OSS only."""
+
+    def sent_headers(self, endpoint_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+        store = S3Store("bucket", "lode", endpoint_url=endpoint_url, region="oss-cn-hangzhou")
+        sent: dict[str, Any] = {}
+
+        def answer(request: Any, **_: Any) -> AWSResponse:  # in place of the network
+            sent.update(request.headers.items())
+            return AWSResponse(endpoint_url, 200, {}, _Raw(b""))
+
+        store._client.meta.events.register("before-send.s3.PutObject", answer)
+        store._client.put_object(Bucket="bucket", Key="lode/x", Body=b"x", IfNoneMatch="*")
+        store.close()
+        return {name.lower(): value.decode() if isinstance(value, bytes) else value for name, value in sent.items()}
+
+    def test_a_put_to_oss_forbids_overwriting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        sent = self.sent_headers("https://oss-cn-hangzhou.aliyuncs.com", monkeypatch)
+
+        assert sent["x-oss-forbid-overwrite"] == "true"
+        assert "x-oss-forbid-overwrite" in sent["authorization"]  # signed with the rest
+
+    @pytest.mark.parametrize("endpoint_url", ["https://s3.eu-west-1.amazonaws.com", "http://127.0.0.1:9000", ""])
+    def test_other_stores_never_get_the_header(self, endpoint_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        sent = self.sent_headers(endpoint_url or "https://s3.amazonaws.com", monkeypatch)
+
+        assert "x-oss-forbid-overwrite" not in sent and sent["if-none-match"] == "*"
