@@ -194,6 +194,9 @@ class Sandbox:
             # SET after connect, in this order: the allow-list, then the switch, then the lock.
             conn.execute("SET allowed_directories = ?", [list(allowed)])
             conn.execute("SET enable_external_access = false")
+            # Work longer than 2 s would otherwise draw a progress bar on the process's stdout,
+            # which is the CLI's output (`lode demo` prints JSON there) and a server's log.
+            conn.execute("SET enable_progress_bar = false")
             conn.execute("SET lock_configuration = true")
         except BaseException:
             conn.close()

@@ -457,7 +457,8 @@ class TestSandbox:
         settings = dict(
             conn.execute(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
-                "('threads', 'enable_external_access', 'lock_configuration', 'autoload_known_extensions')"
+                "('threads', 'enable_external_access', 'lock_configuration', 'autoload_known_extensions', "
+                "'enable_progress_bar')"
             ).fetchall()
         )
         assert settings == {
@@ -465,6 +466,8 @@ class TestSandbox:
             "enable_external_access": "false",
             "lock_configuration": "true",
             "autoload_known_extensions": "false",
+            # A bar drawn on stdout after 2 s of work would corrupt `lode demo`'s JSON output.
+            "enable_progress_bar": "false",
         }
         for statement in (
             "SET enable_external_access = true",
