@@ -78,6 +78,7 @@ def write_table(
         source = f"(SELECT *, {', '.join(f'{expr} AS {name}' for name, expr in layer)} FROM {source})"
     path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout is `lode demo`'s JSON
         con.execute(
             "CREATE TABLE persons AS SELECT CAST(generate_subscripts($1::INTEGER[], 1) - 1 AS BIGINT) AS p, "
             "unnest($1::INTEGER[]) AS n",

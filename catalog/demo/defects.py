@@ -33,6 +33,7 @@ def plant(product_slug: str, paths: dict[str, Path]) -> None:
 def _plant_results(path: Path, sizes: dict[str, int]) -> None:
     staged = path.with_suffix(".defects.csv")
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout is `lode demo`'s JSON
         con.execute("SET preserve_insertion_order = true")
         con.execute(
             "CREATE TABLE t AS SELECT *, row_number() OVER () AS n FROM read_csv(?, header = true)", [str(path)]
