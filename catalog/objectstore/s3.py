@@ -12,7 +12,7 @@ an upload are in memory), with the sha256 computed on the way; a smaller object 
 failed or cancelled upload aborts its multipart upload, so it leaves nothing. Downloads are ranged
 GETs read a chunk at a time; one whose connection drops mid-way resumes with a GET of the rest.
 
-DuckDB reads the bucket through s3fs's fsspec filesystem (``filesystem``), which the sandbox
+DuckDB reads the bucket through s3fs's fsspec filesystem (``filesystem``, ``s3_reader.py``), which the sandbox
 registers on each connection it opens and then confines to the prefix the work needs
 (``allowed_directories``, ``catalog/sandbox.py``). DuckDB's httpfs extension would be the
 alternative where it can be installed (it is a download DuckDB makes at run time, which an offline
@@ -51,7 +51,6 @@ from urllib.parse import urlsplit
 
 import aiobotocore.session
 import botocore.session
-import s3fs
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -63,14 +62,13 @@ from botocore.exceptions import (
 
 from catalog.objectstore import (
     CHUNK,
-    OUTAGE_MARK,
     ObjectExists,
     Stored,
     StoreUnavailable,
     check_key,
     clean_up,
-    store_failed,
 )
+from catalog.objectstore.s3_reader import ReadOnlyS3FileSystem
 
 PART_SIZE = 8 * 2**20  # S3's smallest part is 5 MiB; 10,000 parts of 8 MiB hold an 80 GB object
 # A store that accepts connections but never answers must not hold a request past its limits:
@@ -93,7 +91,6 @@ WRITE_PROOF_S = 60.0
 READY_KEYS = ".ready/"  # under the prefix: where the write proof goes (``keys`` never lists it)
 # What DuckDB reads at a time from an object (s3fs's read-ahead block); DuckDB asks for ranges.
 READ_BLOCK = 8 * 2**20
-KNOWN_OBJECTS = 4096  # objects whose metadata DuckDB's filesystem keeps (a few hundred bytes each)
 _RESUMES = 2  # fresh GETs of the rest of a download after its connection dropped
 _STREAM_ERRORS = (ResponseStreamingError, ReadTimeoutError, IncompleteReadError)
 
@@ -387,105 +384,3 @@ class _S3Upload:
 def _succeeded(call: asyncio.Future[Any] | None) -> bool:
     """Whether ``call`` (done) finished without an error; an error was reported by whoever saw it first."""
     return call is not None and not call.cancelled() and call.exception() is None
-
-
-def _read_only(*args: Any, **kwargs: Any) -> Any:
-    raise PermissionError("DuckDB may only read the object store")
-
-
-class StoreFailed(OSError):
-    """The bucket failed DuckDB's filesystem: unreachable, too slow, refusing, or a server error."""
-
-
-class ObjectMissing(FileNotFoundError):
-    """An object DuckDB was pointed at is not in the bucket.
-
-    Every object DuckDB opens is one Lode wrote and recorded (an upload, a published table), so a
-    missing one is not the file's nor the query's fault but a server-side inconsistency (a bucket
-    emptied or restored behind Lode's back): it is logged and answered like an outage, 503
-    ``storage_unavailable``. A ``FileNotFoundError`` still, so fsspec's ``exists`` answers False.
-    """
-
-
-def _marked(exc: Exception, path: str) -> OSError:
-    """``exc`` as the filesystem raises it to DuckDB, with ``OUTAGE_MARK`` (see ``catalog/sandbox.py``)."""
-    if store_failed(exc):
-        return exc if isinstance(exc, OSError) else StoreFailed(str(exc))
-    if isinstance(exc, FileNotFoundError):
-        log.warning("an object DuckDB was to read is missing from the bucket: %s", path)
-        return ObjectMissing(f"{OUTAGE_MARK}: {path} is missing")
-    log.warning("the object store failed DuckDB reading %s: %s", path, type(exc).__name__)
-    return StoreFailed(f"{OUTAGE_MARK}: {type(exc).__name__}")
-
-
-class ReadOnlyS3FileSystem(s3fs.S3FileSystem):
-    """The bucket as DuckDB sees it: it may open objects for reading and list them, nothing else.
-
-    An object's metadata is kept once seen (objects never change: see the package's docstring), so
-    a query pays no HEAD for a file read before: DuckDB's bridge asks for it four times an open.
-
-    Every failure of the bucket itself carries ``OUTAGE_MARK``, so the sandbox answers 503 for it and
-    422 for a file DuckDB could read but not parse (both reach it as a bare ``duckdb.Error``).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # s3fs's own retries come on top of botocore's (``config_kwargs``): five of them would hold
-        # a query's thread five times as long on a store that does not answer.
-        self.retries = 1
-        self._known: dict[str, dict[str, Any]] = {}
-
-    async def _info(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        name = self._strip_protocol(path)
-        known = self._known.get(name)
-        if known is None:
-            try:
-                known = await super()._info(path, *args, **kwargs)
-            except Exception as exc:
-                raise _marked(exc, name) from exc
-            if known.get("type") != "file":
-                return known
-            if len(self._known) >= KNOWN_OBJECTS:
-                self._known.pop(next(iter(self._known)))
-            self._known[name] = known
-        return dict(known)
-
-    async def _lsdir(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super()._lsdir(path, *args, **kwargs)
-        except Exception as exc:
-            raise _marked(exc, path) from exc
-
-    async def _glob(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        found = await super()._glob(path, *args, **kwargs)
-        if not found and not any(c in path for c in "*?["):
-            # DuckDB globs a plain name first and says "no files found" if nothing matched: the
-            # object named is one Lode wrote (see ObjectMissing).
-            raise _marked(FileNotFoundError(path), path)
-        return found
-
-    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
-        if mode != "rb":
-            _read_only()
-        try:
-            handle = super()._open(path, mode, **kwargs)
-        except Exception as exc:
-            raise _marked(exc, path) from exc
-        # Reads go through the cache's fetcher (a GET, then the body): a failure of either is the bucket's.
-        handle.cache.fetcher = _marking(handle.cache.fetcher, path)
-        return handle
-
-    # Every writing method DuckDB's fsspec bridge calls (and those they rest on), refused.
-    rm = rm_file = rmdir = mv = move = copy = cp_file = mkdir = makedirs = touch = _read_only
-    put = put_file = pipe = pipe_file = _read_only
-
-
-def _marking(fetch: Any, path: str) -> Any:
-    @functools.wraps(fetch)
-    def fetch_marked(start: int, end: int) -> bytes:
-        try:
-            return fetch(start, end)
-        except Exception as exc:
-            raise _marked(exc, path) from exc
-
-    return fetch_marked
